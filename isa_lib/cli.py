@@ -1,0 +1,101 @@
+"""The ``isa-vae`` command line: list, run and build the book's chapters.
+
+    isa-vae list
+    isa-vae run 03 --scale paper -p seed 1 -p n_samples 50000
+    isa-vae book                 # build the book from the executed notebooks in book/chapters/
+    isa-vae quickstart           # run every chapter at the small scale, then build the book
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import runner
+
+
+def _params(pairs: list[list[str]] | None) -> dict:
+    return {name: runner.parse_cli_value(value) for name, value in (pairs or [])}
+
+
+def cmd_list(args) -> int:
+    root = runner.project_root()
+    for ch in runner.chapters(root):
+        done = runner.executed_scale(ch.output(root)) if ch.output(root).exists() else None
+        print(f"{ch.name}  (executed: {done or 'no'})")
+        for name, value in runner.notebook_parameters(ch.source).items():
+            print(f"    {name} = {value!r}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    chapter = runner.find_chapter(args.notebook)
+    out = runner.run_chapter(chapter, args.scale, _params(args.param), args.output, force=args.force)
+    print(f"executed {chapter.name} at scale {args.scale!r} -> {out}")
+    return 0
+
+
+def cmd_book(args) -> int:
+    index = runner.build_book(quiet=args.quiet)
+    print(f"book built: open {index}")
+    return 0
+
+
+def cmd_quickstart(args) -> int:
+    root = runner.project_root()
+    all_chapters = runner.chapters(root)
+    # Check every chapter's parameters before spending time on any of them.
+    for ch in all_chapters:
+        runner.resolve_parameters(ch, args.scale)
+    for ch in all_chapters:
+        previous = runner.executed_scale(ch.output(root)) if ch.output(root).exists() else None
+        if previous in runner.SCALES and runner.SCALES.index(previous) > runner.SCALES.index(args.scale):
+            print(f"keeping {ch.name}: already executed at the larger scale {previous!r}")
+            continue
+        print(f"running {ch.name} at scale {args.scale!r} ...", flush=True)
+        runner.run_chapter(ch, args.scale, progress=False)
+    index = runner.build_book(root, quiet=True)
+    print(f"book built: open {index}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isa-vae", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the chapters and their parameters")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="execute one chapter with papermill at a scale")
+    p.add_argument("notebook", help="path, name or unique prefix of a notebook in notebooks/")
+    p.add_argument("--scale", default="small", choices=runner.SCALES)
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="override a parameter (value parsed as YAML); repeatable")
+    p.add_argument("-o", "--output", help="executed notebook path (default book/chapters/NAME.ipynb)")
+    p.add_argument("--force", action="store_true", help="replace a result made at a larger scale")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("book", help="build the Jupyter Book from the executed notebooks")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_book)
+
+    p = sub.add_parser("quickstart", help="run every chapter at a scale (default small), then build the book")
+    p.add_argument("--scale", default="small", choices=runner.SCALES)
+    p.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (runner.ParameterError, FileNotFoundError) as err:
+        print(f"isa-vae: error: {err}", file=sys.stderr)
+        return 2
+    except runner.NotebookError as err:
+        print(f"isa-vae: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

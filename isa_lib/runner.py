@@ -1,0 +1,264 @@
+"""Run the book's chapters: Jupytext notebooks executed with papermill at a named scale.
+
+A chapter is a Jupytext percent-format file ``notebooks/NN_name.py`` with one cell tagged ``parameters``
+(plain assignments whose defaults are the ``small`` scale) and a file ``notebooks/params/NN_name.yml`` that
+maps each scale (``small``, ``medium``, ``paper``) to parameter values. Scales are parameter sets, not code
+paths. The executed notebook is written to ``book/chapters/NN_name.ipynb``, where the book picks it up.
+
+papermill injects any parameter name it is given, so a typo (``-p betta 4``) would silently run the
+defaults; :func:`resolve_parameters` rejects names the parameters cell does not define, before any kernel
+starts.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+#: Scales in increasing order of cost; every chapter defines all three.
+SCALES = ("small", "medium", "paper")
+
+
+class ParameterError(ValueError):
+    """A parameter name, value or scale that the notebook does not accept."""
+
+
+class NotebookError(RuntimeError):
+    """A notebook failed to execute; the previous executed notebook (if any) is kept."""
+
+
+def project_root() -> Path:
+    """The repository root: ``$ISA_VAE_ROOT``, else the working directory or the package's parent,
+    whichever holds ``notebooks/`` and ``_toc.yml``."""
+    candidates = [os.environ.get("ISA_VAE_ROOT"), os.getcwd(), Path(__file__).resolve().parents[1]]
+    for c in candidates:
+        if c and (Path(c) / "notebooks").is_dir() and (Path(c) / "_toc.yml").is_file():
+            return Path(c).resolve()
+    raise FileNotFoundError(
+        "cannot find the isa-vae project root (a folder with notebooks/ and _toc.yml); "
+        "run from the repository or set ISA_VAE_ROOT"
+    )
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One notebook of the book: its Jupytext source, scale file and executed output."""
+
+    source: Path
+
+    @property
+    def name(self) -> str:
+        return self.source.stem
+
+    @property
+    def params_file(self) -> Path:
+        return self.source.parent / "params" / f"{self.name}.yml"
+
+    def output(self, root: Path | None = None) -> Path:
+        root = root or self.source.parent.parent
+        return root / "book" / "chapters" / f"{self.name}.ipynb"
+
+
+def chapters(root: Path | None = None) -> list[Chapter]:
+    """All chapters, in file-name order (which is book order)."""
+    root = root or project_root()
+    return [Chapter(p) for p in sorted((root / "notebooks").glob("[0-9]*.py"))]
+
+
+def find_chapter(name: str, root: Path | None = None) -> Chapter:
+    """A chapter by path, full name (``03_lp_nested_theory``) or unique prefix (``03``)."""
+    p = Path(name)
+    if p.suffix == ".py" and p.is_file():
+        return Chapter(p.resolve())
+    known = chapters(root)
+    exact = [c for c in known if c.name == p.stem]
+    matches = exact or [c for c in known if c.name.startswith(p.stem)]
+    if len(matches) == 1:
+        return matches[0]
+    names = ", ".join(c.name for c in known) or "(none)"
+    what = "is ambiguous" if matches else "matches no notebook"
+    raise ParameterError(f"notebook {name!r} {what}; known notebooks: {names}")
+
+
+def read_notebook(path: Path):
+    """The notebook object of a Jupytext source (papermill reads only .ipynb, but accepts objects)."""
+    import jupytext
+
+    return jupytext.read(path)
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values of the cell tagged ``parameters`` (literal assignments only)."""
+    nb = read_notebook(path)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ParameterError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    params: dict[str, Any] = {}
+    for node in ast.parse(cells[0].source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise ParameterError(
+                f"{path}: the parameters cell may hold only 'name = literal' lines, found {ast.unparse(node)!r}"
+            )
+        try:
+            params[node.targets[0].id] = ast.literal_eval(node.value)
+        except ValueError:
+            raise ParameterError(
+                f"{path}: parameter {node.targets[0].id!r} must have a literal default, "
+                f"not {ast.unparse(node.value)!r}"
+            ) from None
+    return params
+
+
+def scale_parameters(chapter: Chapter, scale: str) -> dict[str, Any]:
+    """The values a scale sets, from ``notebooks/params/<name>.yml``."""
+    if scale not in SCALES:
+        raise ParameterError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    if not chapter.params_file.is_file():
+        raise ParameterError(f"{chapter.name}: scale file {chapter.params_file} is missing")
+    table = yaml.safe_load(chapter.params_file.read_text()) or {}
+    if not isinstance(table, dict) or scale not in table:
+        raise ParameterError(f"{chapter.params_file}: no entry for scale {scale!r}")
+    return dict(table[scale] or {})
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if value is None:
+        return "none"
+    return type(value).__name__
+
+
+def resolve_parameters(
+    chapter: Chapter, scale: str = "small", overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Defaults, then the scale's values, then the user's overrides; unknown names are an error.
+
+    Only the values that differ from the notebook's defaults need injecting, but the whole set is
+    returned so that the executed notebook records exactly what it ran with.
+    """
+    defaults = notebook_parameters(chapter.source)
+    resolved = dict(defaults)
+    for origin, values in ((f"scale file {chapter.params_file.name} [{scale}]", scale_parameters(chapter, scale)),
+                           ("the command line", dict(overrides or {}))):
+        unknown = sorted(set(values) - set(defaults))
+        if unknown:
+            raise ParameterError(
+                f"{chapter.name}: unknown parameter(s) {', '.join(map(repr, unknown))} from {origin}; "
+                f"the notebook's parameters are: {', '.join(defaults)}"
+            )
+        for name, value in values.items():
+            want, got = _kind(defaults[name]), _kind(value)
+            if want not in ("none", got) and got != "none":
+                raise ParameterError(
+                    f"{chapter.name}: parameter {name!r} from {origin} should be a {want} "
+                    f"(default {defaults[name]!r}), got {value!r}"
+                )
+            resolved[name] = value
+    if "scale" in defaults:
+        resolved["scale"] = scale
+    return resolved
+
+
+def parse_cli_value(text: str) -> Any:
+    """A ``-p name value`` value as YAML (``4`` -> int, ``[1, 2]`` -> list, ``cpu`` -> str)."""
+    return yaml.safe_load(text)
+
+
+def executed_scale(path: Path) -> str | None:
+    """The scale an executed notebook was run at (from papermill's metadata), or None."""
+    try:
+        meta = json.loads(Path(path).read_text())["metadata"]
+        return meta.get("papermill", {}).get("parameters", {}).get("scale")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def run_chapter(
+    chapter: Chapter,
+    scale: str = "small",
+    overrides: Mapping[str, Any] | None = None,
+    output: Path | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Execute a chapter with papermill and write the executed ``.ipynb`` (book/chapters/ by default).
+
+    The notebook runs in its own folder (as under nbval). It is executed into a temporary file that
+    replaces the output only on success, so a failure never destroys an earlier result; the failed
+    notebook is kept beside it as ``<name>.failed.ipynb`` for inspection. Unless ``force``, a result
+    made at a larger scale is not overwritten by a smaller one.
+    """
+    import papermill
+
+    params = resolve_parameters(chapter, scale, overrides)
+    output = Path(output) if output else chapter.output()
+    previous = executed_scale(output) if output.exists() else None
+    if (not force and previous in SCALES and scale in SCALES
+            and SCALES.index(previous) > SCALES.index(scale)):
+        raise ParameterError(
+            f"{output} holds a run at scale {previous!r}; refusing to replace it with scale {scale!r} "
+            "(use --force to replace it)"
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{chapter.name}.", suffix=".ipynb", dir=output.parent)
+    os.close(fd)
+    # A non-interactive MPLBACKEND (e.g. Agg) inherited by the kernel would stop figures reaching the
+    # notebook; the kernel's inline backend is wanted here.
+    saved_backend = os.environ.pop("MPLBACKEND", None)
+    try:
+        papermill.execute_notebook(
+            read_notebook(chapter.source),
+            tmp,
+            parameters=params,
+            kernel_name="python3",
+            cwd=str(chapter.source.parent),
+            progress_bar=progress,
+        )
+    except Exception as err:
+        failed = output.with_suffix(".failed.ipynb")
+        os.replace(tmp, failed)
+        raise NotebookError(
+            f"{chapter.name} failed at scale {scale!r}: {err}\n(executed notebook kept in {failed})"
+        ) from err
+    finally:
+        if saved_backend is not None:
+            os.environ["MPLBACKEND"] = saved_backend
+    os.replace(tmp, output)
+    output.with_suffix(".failed.ipynb").unlink(missing_ok=True)
+    return output
+
+
+def jupyter_book_command() -> list[str]:
+    """The ``jupyter-book`` of this Python environment (next to the interpreter), else from PATH."""
+    local = Path(sys.executable).parent / "jupyter-book"
+    exe = str(local) if local.exists() else shutil.which("jupyter-book")
+    if exe is None:
+        raise FileNotFoundError("jupyter-book is not installed; pip install -e '.[book]'")
+    return [exe]
+
+
+def build_book(root: Path | None = None, output_dir: Path | None = None, quiet: bool = False) -> Path:
+    """``jupyter-book build book/`` (stored outputs only; ``execute_notebooks: off``). Returns index.html.
+
+    Jupyter Book 1.x writes next to the ``_config.yml`` it found, i.e. ``<root>/_build/html``.
+    """
+    root = root or project_root()
+    cmd = jupyter_book_command() + ["build", str(root / "book")]
+    if output_dir is not None:
+        cmd += ["--path-output", str(output_dir)]
+    if quiet:
+        cmd += ["--quiet"]
+    subprocess.run(cmd, check=True, cwd=root)
+    return Path(output_dir or root) / "_build" / "html" / "index.html"

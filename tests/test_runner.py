@@ -1,0 +1,124 @@
+"""The papermill runner, the scale files and the command line (isa_lib.runner, isa_lib.cli)."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from isa_lib import cli, runner
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = Path(__file__).parent / "data" / "tiny_chapter.py"
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A copy of the tiny chapter in a project-like layout, so outputs land in tmp_path."""
+    (tmp_path / "notebooks" / "params").mkdir(parents=True)
+    src = tmp_path / "notebooks" / TINY.name
+    shutil.copy(TINY, src)
+    shutil.copy(TINY.parent / "params" / "tiny_chapter.yml", tmp_path / "notebooks" / "params")
+    return runner.Chapter(src)
+
+
+def test_parameters_cell_is_read_with_its_defaults(tiny):
+    assert runner.notebook_parameters(tiny.source) == {"scale": "small", "seed": 0, "n": 3, "fail": False}
+
+
+def test_scale_then_overrides_are_applied_in_order(tiny):
+    assert runner.resolve_parameters(tiny, "medium") == {"scale": "medium", "seed": 0, "n": 30, "fail": False}
+    got = runner.resolve_parameters(tiny, "paper", {"n": 7, "seed": 2})
+    assert got == {"scale": "paper", "seed": 2, "n": 7, "fail": False}
+
+
+def test_unknown_parameter_is_rejected_by_name(tiny):
+    with pytest.raises(runner.ParameterError, match=r"'betta'.*parameters are: scale, seed, n, fail"):
+        runner.resolve_parameters(tiny, "small", {"betta": 4})
+
+
+def test_unknown_parameter_in_a_scale_file_is_rejected(tiny):
+    tiny.params_file.write_text("small: {}\nmedium: {n_steps: 5}\npaper: {}\n")
+    with pytest.raises(runner.ParameterError, match=r"'n_steps'.*tiny_chapter.yml \[medium\]"):
+        runner.resolve_parameters(tiny, "medium")
+
+
+def test_wrong_type_and_unknown_scale_are_rejected(tiny):
+    with pytest.raises(runner.ParameterError, match=r"'n'.*should be a number"):
+        runner.resolve_parameters(tiny, "small", {"n": "many"})
+    with pytest.raises(runner.ParameterError, match="unknown scale 'huge'"):
+        runner.resolve_parameters(tiny, "huge")
+
+
+def test_cli_values_are_parsed_as_yaml():
+    assert runner.parse_cli_value("4") == 4
+    assert runner.parse_cli_value("2.5") == 2.5
+    assert runner.parse_cli_value("[1, 2]") == [1, 2]
+    assert runner.parse_cli_value("cpu") == "cpu"
+
+
+def test_run_writes_executed_notebook_with_injected_parameters(tiny):
+    out = runner.run_chapter(tiny, "medium", {"seed": 5}, progress=False)
+    assert out == tiny.output() and out.exists()
+    nb = json.loads(out.read_text())
+    assert nb["metadata"]["papermill"]["parameters"]["n"] == 30
+    assert runner.executed_scale(out) == "medium"
+    text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"])
+    assert "scale=medium n=30" in text
+
+
+def test_failed_run_keeps_the_previous_result(tiny):
+    out = runner.run_chapter(tiny, "small", progress=False)
+    before = out.read_text()
+    with pytest.raises(runner.NotebookError, match="asked to fail"):
+        runner.run_chapter(tiny, "small", {"fail": True}, progress=False)
+    assert out.read_text() == before
+    assert out.with_suffix(".failed.ipynb").exists()
+
+
+def test_a_larger_scale_result_is_not_replaced_without_force(tiny):
+    runner.run_chapter(tiny, "medium", progress=False)
+    with pytest.raises(runner.ParameterError, match="scale 'medium'"):
+        runner.run_chapter(tiny, "small", progress=False)
+    runner.run_chapter(tiny, "small", force=True, progress=False)
+    assert runner.executed_scale(tiny.output()) == "small"
+
+
+def test_cli_rejects_unknown_parameter_before_running(tiny, capsys):
+    code = cli.main(["run", str(tiny.source), "-p", "betta", "4"])
+    assert code == 2
+    assert "unknown parameter(s) 'betta'" in capsys.readouterr().err
+    assert not tiny.output().exists()
+
+
+def test_cli_rejects_unknown_notebook(capsys):
+    assert cli.main(["run", "99_no_such_chapter"]) == 2
+    assert "matches no notebook" in capsys.readouterr().err
+
+
+# The project's own chapters -------------------------------------------------------------------------
+
+CHAPTERS = runner.chapters(ROOT)
+
+
+def test_there_are_chapters():
+    assert len(CHAPTERS) >= 1
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
+def test_chapter_scales_are_consistent(chapter):
+    defaults = runner.notebook_parameters(chapter.source)
+    assert "scale" in defaults and "seed" in defaults, "every chapter takes `scale` and an explicit `seed`"
+    table = yaml.safe_load(chapter.params_file.read_text())
+    assert set(table) == set(runner.SCALES)
+    # The small scale is what CI and nbval run: it must be exactly the notebook's defaults.
+    assert {**defaults, **table["small"]} == defaults
+    for scale in runner.SCALES:
+        assert runner.resolve_parameters(chapter, scale)["scale"] == scale
+
+
+def test_table_of_contents_lists_every_chapter_and_nothing_else():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert sorted(files) == sorted(f"chapters/{c.name}" for c in CHAPTERS)
+    assert (ROOT / "book" / "_toc.yml").resolve() == (ROOT / "_toc.yml").resolve()
