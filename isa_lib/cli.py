@@ -29,6 +29,10 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     chapter = runner.find_chapter(args.notebook)
+    if args.dry_run:
+        for name, value in runner.resolve_parameters(chapter, args.scale, _params(args.param)).items():
+            print(f"{name} = {value!r}")
+        return 0
     out = runner.run_chapter(chapter, args.scale, _params(args.param), args.output, force=args.force)
     print(f"executed {chapter.name} at scale {args.scale!r} -> {out}")
     return 0
@@ -73,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a parameter (value parsed as YAML); repeatable")
     p.add_argument("-o", "--output", help="executed notebook path (default book/chapters/NAME.ipynb)")
     p.add_argument("--force", action="store_true", help="replace a result made at a larger scale")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved parameters and stop")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("book", help="build the Jupyter Book from the executed notebooks")

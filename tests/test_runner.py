@@ -91,6 +91,13 @@ def test_cli_rejects_unknown_parameter_before_running(tiny, capsys):
     assert not tiny.output().exists()
 
 
+def test_cli_dry_run_prints_resolved_parameters(tiny, capsys):
+    assert cli.main(["run", str(tiny.source), "--scale", "paper", "-p", "seed", "3", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "n = 300" in out and "seed = 3" in out and "scale = 'paper'" in out
+    assert not tiny.output().exists()
+
+
 def test_cli_rejects_unknown_notebook(capsys):
     assert cli.main(["run", "99_no_such_chapter"]) == 2
     assert "matches no notebook" in capsys.readouterr().err
