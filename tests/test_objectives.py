@@ -1,0 +1,167 @@
+"""Objectives (isa_lib.objectives): ELBO/beta-VAE (Eq. 1, 2, 12), beta-TCVAE estimators (Eq. 3), FactorVAE."""
+import itertools
+import math
+
+import pytest
+import torch
+from torch import distributions as D
+
+from isa_lib import objectives as O
+
+
+def normal_prior(d, dtype=torch.float64):
+    return D.Independent(D.Normal(torch.zeros(d, dtype=dtype), torch.ones(d, dtype=dtype)), 1)
+
+
+def make_outputs(b=6, d=3, pixels=5, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(b, d, generator=g, dtype=dtype)
+    logvar = 0.3 * torch.randn(b, d, generator=g, dtype=dtype) - 1.0
+    z = O.reparameterize(mu, logvar, g)
+    x = (torch.rand(b, 1, pixels, pixels, generator=g, dtype=dtype) > 0.5).to(dtype)
+    logits = torch.randn(b, 1, pixels, pixels, generator=g, dtype=dtype)
+    return O.Outputs(x, mu, logvar, z, logits)
+
+
+def test_bernoulli_log_likelihood_by_hand():
+    x = torch.tensor([[1.0, 0.0, 1.0]])
+    logits = torch.tensor([[0.3, -1.2, 2.0]])
+    p = torch.sigmoid(logits)
+    by_hand = (x * p.log() + (1 - x) * (1 - p).log()).sum()
+    assert torch.allclose(O.bernoulli_log_likelihood(x, logits), by_hand.reshape(1), atol=1e-6)
+
+
+def test_closed_form_kl_matches_monte_carlo():
+    g = torch.Generator().manual_seed(1)
+    mu = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
+    logvar = torch.tensor([[-0.5, 0.3, -2.0]], dtype=torch.float64)
+    z = O.reparameterize(mu.expand(200_000, 3), logvar.expand(200_000, 3), g)
+    mc = (O.gaussian_log_density(z, mu, logvar).sum(-1) - normal_prior(3).log_prob(z)).mean()
+    assert abs(mc - O.kl_normal_closed_form(mu, logvar)[0]) < 0.02
+
+
+def test_elbo_monte_carlo_and_closed_form_agree_in_expectation_and_beta_scales_kl():
+    out = make_outputs()
+    prior = normal_prior(3)
+    loss_cf, t_cf = O.elbo(out, prior, closed_form=True)
+    _, t_b = O.elbo(out, prior, beta=4.0, closed_form=True)
+    assert torch.isclose(t_cf["kl"], t_b["kl"])
+    loss_b, _ = O.elbo(out, prior, beta=4.0, closed_form=True)
+    assert torch.isclose(loss_b - loss_cf, 3.0 * t_cf["kl"])
+    # Monte Carlo KL over many codes of the same posteriors converges to the closed form.
+    big = O.Outputs(out.x.repeat(20000, 1, 1, 1), out.mu.repeat(20000, 1), out.logvar.repeat(20000, 1),
+                    O.reparameterize(out.mu.repeat(20000, 1), out.logvar.repeat(20000, 1),
+                                     torch.Generator().manual_seed(3)), out.logits.repeat(20000, 1, 1, 1))
+    _, t_mc = O.elbo(big, prior)
+    assert abs(t_mc["kl"] - t_cf["kl"]) < 0.03
+
+
+def test_closed_form_refuses_other_priors():
+    out = make_outputs()
+    laplace = D.Independent(D.Laplace(torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)), 1)
+    with pytest.raises(ValueError, match="N\\(0, I\\)"):
+        O.elbo(out, laplace, closed_form=True)
+
+
+def exact_log_qz(z, mu, logvar):
+    """log q(z_i) = log (1/N) sum_n q(z_i | x_n), by brute force over the whole data set."""
+    lq = O.log_q_batch(z, mu, logvar)
+    return torch.logsumexp(lq.sum(-1), 1) - math.log(len(mu)), (torch.logsumexp(lq, 1) - math.log(len(mu))).sum(-1)
+
+
+def test_mss_is_exact_when_the_batch_is_the_data_set_and_mws_is_offset_by_log_n():
+    out = make_outputs(b=7)
+    joint, marg = exact_log_qz(out.z, out.mu, out.logvar)
+    prior = normal_prior(3)
+    t = O.decomposed_kl(out, prior, dataset_size=7, estimator="mss")
+    log_qzx = O.gaussian_log_density(out.z, out.mu, out.logvar).sum(-1)
+    assert torch.allclose(log_qzx - t["mi"], joint, atol=1e-10)
+    assert torch.allclose(t["dwkl"] + prior.log_prob(out.z), marg, atol=1e-10)
+    t = O.decomposed_kl(out, prior, dataset_size=7, estimator="mws")
+    assert torch.allclose(log_qzx - t["mi"], joint - math.log(7), atol=1e-10)
+
+
+def test_mss_weights_give_an_unbiased_estimate_of_q_z_over_all_minibatches():
+    # Data set of N = 6 posteriors; a minibatch holds z_i's own data point and M - 1 = 2 others drawn
+    # without replacement. Averaged over every such minibatch the estimate of q(z_i) must be exact.
+    # (A weight matrix with 1/N in column 0 instead of the diagonal fails this.)
+    n, m = 6, 3
+    out = make_outputs(b=n, d=2, seed=5)
+    exact = torch.exp(exact_log_qz(out.z, out.mu, out.logvar)[0])
+    logw = O.aggregate_log_weights(m, n, "mss", dtype=torch.float64)
+    estimates = {i: [] for i in range(n)}
+    for batch in itertools.combinations(range(n), m):  # z_i may sit in any row of the batch
+        idx = torch.tensor(batch)
+        lq = O.log_q_batch(out.z[idx], out.mu[idx], out.logvar[idx]).sum(-1)
+        for row, i in enumerate(batch):
+            estimates[i].append(torch.exp(torch.logsumexp(lq[row] + logw[row], 0)))
+    for i in range(n):
+        assert torch.isclose(torch.stack(estimates[i]).mean(), exact[i], rtol=1e-10)
+
+
+def test_total_correlation_is_zero_for_a_factorised_aggregate_posterior():
+    # Posterior means on a full 2-D product grid with equal variances: q(z) = q(z_1) q(z_2) exactly.
+    grid = torch.tensor([-2.0, 0.0, 1.5], dtype=torch.float64)
+    mu = torch.cartesian_prod(grid, grid)
+    logvar = torch.full_like(mu, -1.0)
+    z = O.reparameterize(mu, logvar, torch.Generator().manual_seed(0))
+    out = O.Outputs(torch.zeros(9, 1), mu, logvar, z, torch.zeros(9, 1))
+    t = O.decomposed_kl(out, normal_prior(2), dataset_size=9, estimator="mss")
+    assert torch.allclose(t["tc"], torch.zeros(9, dtype=torch.float64), atol=1e-10)
+    # A correlated aggregate (means on the diagonal) has a clearly positive total correlation.
+    mu_c = torch.stack([grid.repeat(3), grid.repeat(3)], 1)
+    out_c = O.Outputs(torch.zeros(9, 1), mu_c, logvar, O.reparameterize(mu_c, logvar, torch.Generator().manual_seed(0)),
+                      torch.zeros(9, 1))
+    assert O.decomposed_kl(out_c, normal_prior(2), dataset_size=9)["tc"].mean() > 0.5
+
+
+@pytest.mark.parametrize("estimator", ["mss", "mws"])
+def test_tcvae_terms_sum_to_the_kl_estimate_and_beta_one_equals_the_elbo(estimator):
+    out = make_outputs(b=8)
+    prior = normal_prior(3)
+    loss_tc, terms = O.beta_tcvae(out, prior, dataset_size=100, beta=1.0, estimator=estimator)
+    loss_elbo, t_elbo = O.elbo(out, prior)
+    assert torch.isclose(terms["mi"] + terms["tc"] + terms["dwkl"], t_elbo["kl"])
+    assert torch.isclose(loss_tc, loss_elbo)
+    loss_b, _ = O.beta_tcvae(out, prior, dataset_size=100, beta=5.0, estimator=estimator)
+    assert torch.isclose(loss_b - loss_tc, 4.0 * terms["tc"])
+
+
+def test_permute_dims_keeps_every_marginal_and_breaks_the_joint():
+    z = torch.arange(40.0).reshape(20, 2)  # perfectly correlated columns
+    p = O.permute_dims(z, torch.Generator().manual_seed(0))
+    assert torch.equal(p.sort(0).values, z.sort(0).values)
+    assert not torch.equal(p[:, 1] - p[:, 0], z[:, 1] - z[:, 0])
+
+
+def test_factor_vae_adds_gamma_times_the_discriminator_tc_and_the_discriminator_learns():
+    from isa_lib.nets import Discriminator
+
+    torch.manual_seed(0)
+    disc = Discriminator(2, hidden=32, layers=2).double()
+    out = make_outputs(b=8, d=2)
+    loss, terms = O.factor_vae(out, normal_prior(2), 100, gamma=6.0, discriminator=disc)
+    base, _ = O.elbo(out, normal_prior(2), 100)
+    assert torch.isclose(loss, base + 6.0 * terms["tc"])
+    # Correlated codes against their permutations: the discriminator's loss falls well below log 2.
+    g = torch.Generator().manual_seed(1)
+    opt = torch.optim.Adam(disc.parameters(), lr=1e-2)
+    for _ in range(200):
+        s = torch.randn(256, 1, generator=g, dtype=torch.float64)
+        z = torch.cat([s, s + 0.1 * torch.randn(256, 1, generator=g, dtype=torch.float64)], 1)
+        l = O.discriminator_loss(disc, z, z, g)
+        opt.zero_grad(); l.backward(); opt.step()
+    assert l.item() < 0.4 < math.log(2)
+
+
+def test_bad_inputs_are_named():
+    out = make_outputs()
+    with pytest.raises(ValueError, match="estimator"):
+        O.decomposed_kl(out, normal_prior(3), 100, estimator="exact")
+    with pytest.raises(ValueError, match="dataset_size"):
+        O.decomposed_kl(out, normal_prior(3), 2)
+    with pytest.raises(ValueError, match="beta"):
+        O.elbo(out, normal_prior(3), beta=-1)
+    bad = O.Outputs(out.x, out.mu, out.logvar[:, :2], out.z, out.logits)
+    with pytest.raises(ValueError, match="shape"):
+        O.elbo(bad, normal_prior(3))
