@@ -1,0 +1,273 @@
+"""Tests of isa_lib.lpnested: Eq. 5-11 and Alg. 1 of the paper, checked numerically, not trusted."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from isa_lib.lpnested import (
+    ISA,
+    LpNested,
+    LpTree,
+    PGeneralizedNormal,
+    dsprites_positions,
+    eq6_tree,
+    expected_log_density_vs_angle,
+    log_lp_nested_norm,
+    log_surface_area,
+    marginal_cdf_1d,
+    parse_tree,
+    total_mass,
+)
+
+
+# ------------------------------------------------------------------ normalisation (Eq. 7, 8, 11)
+@pytest.mark.parametrize("tree", [
+    (0.7, [2]),
+    (3.5, [2]),
+    (0.7, [1, (3.5, [1])]),
+    (9.0, [(1.0, [2])]),          # root with a single inner child
+    (1.0, [1, 1]),
+])
+def test_normalisation_2d(tree):
+    assert total_mass(LpNested(tree), n_points=250) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("tree", [
+    eq6_tree(0.7, 3.5),
+    eq6_tree(9.0, 2.0),
+    eq6_tree(1.0, 9.0),
+    eq6_tree(2.0, 0.7),
+    (1.5, [3]),                   # three children under one node: the p^(l-1) factor of Eq. 8
+    (2.0, [1, (0.7, [1, (3.0, [1])])]),
+])
+def test_normalisation_3d(tree):
+    assert total_mass(LpNested(tree), n_points=100) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_normalisation_with_scale():
+    assert total_mass(LpNested(eq6_tree(1.3, 2.5), scale=0.3), n_points=100) == pytest.approx(1.0, abs=1e-3)
+
+
+# ------------------------------------------------------------------ special cases
+def test_all_twos_is_standard_normal():
+    torch.manual_seed(0)
+    z = torch.randn(50, 5, dtype=torch.float64) * 3
+    ref = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    for dist in [LpNested((2.0, [1, (2.0, [2]), (2.0, [1, 1])])), ISA(2.0, [2, 3], [2.0, 2.0]),
+                 PGeneralizedNormal(2.0, 5)]:
+        assert torch.allclose(dist.log_prob(z), ref, atol=1e-10, rtol=0)
+    z32 = z.float()
+    assert torch.allclose(ISA(2.0, [2, 3], [2.0, 2.0]).log_prob(z32), ref.float(), atol=1e-5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0, 1.7, 4.0])
+@pytest.mark.parametrize("s", [None, 0.5])
+def test_single_node_is_product_of_generalised_normals(p, s):
+    sv = 2.0 if s is None else s
+    z = torch.linspace(-4, 4, 21, dtype=torch.float64).reshape(7, 3)
+    one_d = math.log(p / (2 * sv ** (1 / p) * math.gamma(1 / p))) - z.abs() ** p / sv
+    assert torch.allclose(PGeneralizedNormal(p, 3, scale=s).log_prob(z), one_d.sum(-1), atol=1e-10)
+    # the same density as an ISA whose subspace exponents equal p0
+    assert torch.allclose(ISA(p, [1, 2], [p, p], scale=s).log_prob(z), one_d.sum(-1), atol=1e-10)
+
+
+def test_norm_matches_direct_formula():
+    z = torch.tensor([[0.3, -1.2, 2.0], [1e-3, 5.0, -0.1]], dtype=torch.float64)
+    p0, p1 = 1.3, 4.0
+    direct = (z[:, 0].abs() ** p0 + (z[:, 1].abs() ** p1 + z[:, 2].abs() ** p1) ** (p0 / p1)) ** (1 / p0)
+    assert torch.allclose(log_lp_nested_norm(z, eq6_tree(p0, p1)).exp(), direct, rtol=1e-12)
+
+
+def test_surface_area_matches_beta_form_and_known_spheres():
+    # unit L2 sphere in R^3 has area 4 pi; for L1 in R^2, S_f(1) = n * volume of the unit ball (the
+    # measure of Eq. 7, not the Euclidean perimeter 4 sqrt(2)) = 2 * 2 = 4.
+    assert float(log_surface_area((2.0, [3]))) == pytest.approx(math.log(4 * math.pi), rel=1e-12)
+    assert float(log_surface_area((1.0, [2]))) == pytest.approx(math.log(4.0), rel=1e-12)
+    # telescoping Beta form of ERRATA.md for a node with children of sizes 1, 2, 3 and exponent p
+    p, sizes = 1.7, [1, 2, 3]
+    tree = (p, [1, (2.0, [2]), (2.0, [3])])
+    lb = lambda a, b: math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    root = lb(1 / p, 2 / p) + lb(3 / p, 3 / p) - 2 * math.log(p)
+    inner = math.log(4 * math.pi) - 3 * math.log(2) + (math.log(2 * math.pi) - 2 * math.log(2))
+    assert float(log_surface_area(tree)) == pytest.approx(6 * math.log(2) + root + inner, rel=1e-12)
+
+
+# ------------------------------------------------------------------ sampler (Alg. 1)
+@pytest.mark.parametrize("tree", [eq6_tree(0.7, 3.5), eq6_tree(3.0, 1.0),
+                                  (1.5, [(2.5, [2]), (0.8, [1, (4.0, [2])])])])
+def test_radial_law_ks(tree):
+    torch.manual_seed(1)
+    d = LpNested(tree)
+    x = d.sample((4000,))
+    e = d.radial_energy(x).double().numpy()
+    p0 = float(d.exponents[0])
+    assert stats.kstest(e, stats.gamma(d.n / p0).cdf).pvalue > 1e-3
+
+
+def test_marginals_ks_nested_tree():
+    torch.manual_seed(2)
+    d = LpNested(eq6_tree(1.5, 0.8), scale=1.0)
+    x = d.sample((3000,)).double().numpy()
+    for dim in (0, 1, 2):
+        grid, _, cdf = marginal_cdf_1d(d, dim, half_width=40.0, n_grid=801, n_points=60)
+        res = stats.kstest(x[:, dim], lambda v: np.interp(v, grid, cdf))
+        assert res.pvalue > 1e-3, (dim, res)
+    # power check: the same test rejects samples of the tree with the exponents swapped
+    torch.manual_seed(3)
+    wrong = LpNested(eq6_tree(0.8, 1.5), scale=1.0).sample((3000,)).double().numpy()
+    grid, _, cdf = marginal_cdf_1d(d, 0, half_width=40.0, n_grid=801, n_points=60)
+    assert stats.kstest(wrong[:, 0], lambda v: np.interp(v, grid, cdf)).pvalue < 1e-3
+
+
+def test_sample_reproducible_and_shapes():
+    d = ISA(2.1, [4, 3, 3], [2.2, 1.5, 3.0])
+    torch.manual_seed(7)
+    a = d.sample((5, 2))
+    torch.manual_seed(7)
+    b = d.sample((5, 2))
+    assert a.shape == (5, 2, 10) and torch.equal(a, b)
+    assert d.sample().shape == (10,)
+    assert d.log_prob(a).shape == (5, 2)
+
+
+def test_sample_signs_symmetric_and_normal_moments():
+    torch.manual_seed(4)
+    x = ISA(2.0, [2, 2], [2.0, 2.0]).sample((20000,)).double()
+    assert x.mean(0).abs().max() < 0.05
+    assert (x.var(0) - 1).abs().max() < 0.05
+    assert abs(stats.kurtosis(x[:, 0].numpy())) < 0.15
+
+
+# ------------------------------------------------------------------ ISA independence structure
+def test_isa_subspaces_independent_within_dependent():
+    torch.manual_seed(5)
+    d = ISA(1.0, [2, 2, 3], [2.0, 2.0, 3.0])
+    x = d.sample((20000,))
+    r = d.subspace_log_norms(x).exp().double().numpy()
+    c = np.corrcoef(r.T)
+    assert np.abs(c[np.triu_indices(3, 1)]).max() < 0.05
+    a = x.abs().double().numpy()
+    # coordinates of one subspace share its radius: |z1|, |z2| clearly correlated when p_i != p0
+    assert np.corrcoef(a[:, 0], a[:, 1])[0, 1] > 0.1
+    assert np.corrcoef(a[:, 4], a[:, 5])[0, 1] > 0.1
+    # control: with p_i == p0 the prior is factorial (Eq. 5) and the same statistic vanishes
+    torch.manual_seed(6)
+    y = ISA(1.0, [2, 2, 3], [1.0, 1.0, 1.0]).sample((20000,)).abs().double().numpy()
+    assert abs(np.corrcoef(y[:, 0], y[:, 1])[0, 1]) < 0.05
+
+
+# ------------------------------------------------------------------ gradients w.r.t. exponents
+def test_gradcheck_isa_exponents():
+    torch.manual_seed(0)
+    z = torch.randn(6, 5, dtype=torch.float64) * 1.5
+    p0 = torch.tensor(2.1, dtype=torch.float64, requires_grad=True)
+    ps = torch.tensor([2.2, 1.3], dtype=torch.float64, requires_grad=True)
+    s = torch.tensor(1.7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b, c: ISA(a, [2, 3], b, scale=c).log_prob(z), (p0, ps, s))
+    z4 = z[:, :4]
+    assert torch.autograd.gradcheck(lambda a, b: ISA(a, [2, 2], b).log_prob(z4), (p0, ps))
+    # exponents as a list of 0-d tensors and a general tree
+    q0 = torch.tensor(0.9, dtype=torch.float64, requires_grad=True)
+    q1 = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    z3 = z[:, :3]
+    assert torch.autograd.gradcheck(lambda a, b: LpNested(eq6_tree(a, b)).log_prob(z3), (q0, q1))
+    assert torch.autograd.gradcheck(lambda a, b: ISA(a, [1, 2], [b, b]).log_prob(z3), (q0, q1))
+
+
+def test_parameter_updated_in_place_is_used():
+    ps = torch.nn.Parameter(torch.tensor([2.0, 2.0], dtype=torch.float64))
+    d = ISA(2.1, [2, 2], ps)
+    z = torch.ones(1, 4, dtype=torch.float64)
+    before = d.log_prob(z).item()
+    with torch.no_grad():
+        ps.add_(0.5)
+    assert d.log_prob(z).item() != before
+    d.log_prob(z).sum().backward()
+    assert ps.grad is not None and torch.isfinite(ps.grad).all()
+
+
+# ------------------------------------------------------------------ numerical stability
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("p0,p", [(0.2, 0.2), (20.0, 20.0), (0.2, 20.0), (20.0, 0.2)])
+def test_extreme_exponents_and_values_finite(dtype, p0, p):
+    z = torch.tensor([[0.0] * 4, [1e4] * 4, [-1e4, 0.0, 1e-30, 1e4], [1e-3, 2.0, -3.0, 1e4]], dtype=dtype)
+    for d in [ISA(p0, [2, 2], [p, p]), ISA(p0, [1, 3], [p, p]), LpNested((p0, [1, (p, [1, (p0, [2])])]))]:
+        lp = d.log_prob(z)
+        assert lp.dtype == dtype and torch.isfinite(lp).all(), (d, lp)
+        x = d.sample((200,))
+        assert torch.isfinite(x).all() and torch.isfinite(d.log_prob(x.to(dtype))).all()
+    pt = torch.tensor([p0, p], dtype=torch.float64, requires_grad=True)
+    ISA(pt[0], [2, 2], [pt[1], pt[1]]).log_prob(z.double()).sum().backward()
+    assert torch.isfinite(pt.grad).all()
+
+
+def test_dtype_follows_input_and_parameters():
+    d = ISA(2.1, [2, 2], [2.2, 2.2])
+    assert d.log_prob(torch.zeros(3, 4)).dtype == torch.float32
+    assert d.log_prob(torch.zeros(3, 4, dtype=torch.float64)).dtype == torch.float64
+    d64 = ISA(torch.tensor(2.1, dtype=torch.float64), [2, 2], torch.tensor([2.2, 2.2], dtype=torch.float64))
+    assert d64.sample((2,)).dtype == torch.float64
+
+
+# ------------------------------------------------------------------ Fig. 3 helper
+def test_fig3_orientation_preference():
+    pts = dsprites_positions(32)
+    th = torch.tensor([0.0, math.pi / 4])
+    lap = expected_log_density_vs_angle(PGeneralizedNormal(1.0, 2), pts, th)
+    plat = expected_log_density_vs_angle(PGeneralizedNormal(4.0, 2), pts, th)
+    gauss = expected_log_density_vs_angle(PGeneralizedNormal(2.0, 2), pts, th)
+    assert lap[1] > lap[0] + 0.03          # Laplace prefers the diagonal code
+    assert plat[0] > plat[1] + 0.05        # platykurtic prefers the axis-aligned code
+    assert abs(float(gauss[1] - gauss[0])) < 1e-9
+
+
+# ------------------------------------------------------------------ bad inputs
+@pytest.mark.parametrize("bad,word", [(-1.0, "> 0"), (0.0, "> 0"), (float("nan"), "finite"),
+                                      (float("inf"), "finite")])
+def test_bad_exponents(bad, word):
+    with pytest.raises(ValueError, match="root\\[1\\]") as e:
+        LpNested((2.0, [1, (bad, [2])]))
+    assert word in str(e.value)
+    with pytest.raises(ValueError, match="exponents\\[1\\]"):
+        ISA(2.0, [2, 2], [2.0, bad])
+    with pytest.raises(ValueError, match="p0"):
+        ISA(bad, [2, 2], [2.0, 2.0])
+    with pytest.raises(ValueError, match="exponents\\[0\\]"):
+        ISA(2.0, [2, 2], torch.tensor([bad, 2.0]))
+
+
+def test_bad_structure_and_sizes():
+    with pytest.raises(ValueError, match="empty"):
+        LpNested((2.0, [1, (2.0, [])]))
+    with pytest.raises(ValueError, match="leaf count"):
+        parse_tree((2.0, [0]))
+    with pytest.raises(ValueError, match="subspaces"):
+        ISA(2.0, [2, 2, 2], [2.0, 2.0])
+    with pytest.raises(ValueError, match="sizes\\[1\\]"):
+        ISA(2.0, [2, 0], [2.0, 2.0])
+    with pytest.raises(ValueError, match="latent size"):
+        ISA(2.0, [2, 2], [2.0, 2.0]).log_prob(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="latent size"):
+        LpNested(eq6_tree()).log_prob(torch.zeros(2))
+    with pytest.raises(ValueError, match="latent size"):
+        log_lp_nested_norm(torch.zeros(4, 2), eq6_tree())
+    with pytest.raises(ValueError, match="scale"):
+        LpNested(eq6_tree(), scale=-1.0)
+
+
+def test_validate_args_catches_exponent_pushed_negative():
+    ps = torch.nn.Parameter(torch.tensor([2.0, 2.0]))
+    d = ISA(2.1, [2, 2], ps, validate_args=True)
+    with torch.no_grad():
+        ps[1] = -0.5
+    with pytest.raises(ValueError, match="exponents\\[1\\]"):
+        d.log_prob(torch.zeros(4))
+
+
+def test_tree_layout_and_spec_roundtrip():
+    t = LpTree(eq6_tree(1.0, 9.0))
+    assert t.n == 3 and t.n_nodes == 2 and t.spec() == (1.0, [1, (9.0, [2])])
+    nodes, edges = t.layout()
+    assert sum(n["kind"] == "leaf" for n in nodes) == 3 and len(edges) == len(nodes) - 1
