@@ -10,18 +10,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .objectives import Outputs, reparameterize
+
 
 class MLPEncoder(nn.Module):
-    """4096 -> 1200 -> 1200 -> 2 * latent_dim, ReLU (App. A.4, dSprites)."""
+    """4096 -> 1200 -> 1200 -> 2 * latent_dim, ReLU (App. A.4, dSprites). ``hidden`` and ``image_size``
+    shrink it for tests and small-scale runs."""
 
-    def __init__(self, latent_dim: int, channels: int = 1, image_size: int = 64):
+    def __init__(self, latent_dim: int, channels: int = 1, image_size: int = 64, hidden: int = 1200):
         super().__init__()
         self.latent_dim = latent_dim
         self.net = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(channels * image_size * image_size, 1200), nn.ReLU(),
-            nn.Linear(1200, 1200), nn.ReLU(),
-            nn.Linear(1200, 2 * latent_dim),
+            nn.Linear(channels * image_size * image_size, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, 2 * latent_dim),
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,14 +35,14 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """latent_dim -> 1200 -> 1200 -> 1200 -> 4096, tanh; returns Bernoulli logits (App. A.4)."""
 
-    def __init__(self, latent_dim: int, channels: int = 1, image_size: int = 64):
+    def __init__(self, latent_dim: int, channels: int = 1, image_size: int = 64, hidden: int = 1200):
         super().__init__()
         self.shape = (channels, image_size, image_size)
         self.net = nn.Sequential(
-            nn.Linear(latent_dim, 1200), nn.Tanh(),
-            nn.Linear(1200, 1200), nn.Tanh(),
-            nn.Linear(1200, 1200), nn.Tanh(),
-            nn.Linear(1200, channels * image_size * image_size),
+            nn.Linear(latent_dim, hidden), nn.Tanh(),
+            nn.Linear(hidden, hidden), nn.Tanh(),
+            nn.Linear(hidden, hidden), nn.Tanh(),
+            nn.Linear(hidden, channels * image_size * image_size),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -118,11 +121,28 @@ class Discriminator(nn.Module):
 ARCHITECTURES = {"mlp": (MLPEncoder, MLPDecoder), "conv": (ConvEncoder, ConvDecoder)}
 
 
-def make_networks(architecture: str, latent_dim: int, channels: int = 1) -> tuple[nn.Module, nn.Module]:
-    """Encoder and decoder by name: ``"mlp"`` (dSprites) or ``"conv"`` (3-D faces, cars3d)."""
+def make_networks(architecture: str, latent_dim: int, channels: int = 1, **size) -> tuple[nn.Module, nn.Module]:
+    """Encoder and decoder by name: ``"mlp"`` (dSprites) or ``"conv"`` (3-D faces, cars3d). ``size``
+    (``hidden``, ``image_size``) applies to the MLP only: the convolutional pair is fixed at 64 x 64."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}")
     if latent_dim < 1:
         raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+    if size and architecture != "mlp":
+        raise ValueError(f"{sorted(size)} apply to the 'mlp' architecture only")
     enc, dec = ARCHITECTURES[architecture]
-    return enc(latent_dim, channels=channels), dec(latent_dim, channels=channels)
+    return enc(latent_dim, channels=channels, **size), dec(latent_dim, channels=channels, **size)
+
+
+class VAE(nn.Module):
+    """Encoder + decoder + prior module (``prior()`` returns a ``torch.distributions.Distribution``)."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module):
+        super().__init__()
+        self.encoder, self.decoder, self.prior = encoder, decoder, prior
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None):
+        """One pass: posterior parameters, a reparameterised code and the decoder's logits."""
+        mu, logvar = self.encoder(x)
+        z = reparameterize(mu, logvar, generator)
+        return Outputs(x, mu, logvar, z, self.decoder(z))

@@ -1,0 +1,338 @@
+"""Training a VAE with any prior and objective (Sec. 4, App. A.3-A.4: Adam, lr 1e-3, batch 2048).
+
+The trainer knows nothing of the prior or the objective: the model's prior module hands out a distribution
+and the objective turns one minibatch into a loss and named terms. The whole data set stays on the
+training device; one ``torch.Generator`` seeded from ``seed`` drives the data order and the
+reparameterisation noise, so a seed gives the same numbers on a CPU, and a checkpoint (model, optimiser,
+generator state, step) resumes exactly where the run stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import objectives as O
+from .nets import VAE, Discriminator, make_networks
+from .priors import make_prior
+
+
+class TrainingError(RuntimeError):
+    """Training produced a non-finite loss, term or gradient; names the step and the term."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one run (defaults: Table 1 of the paper, except the number of epochs)."""
+
+    objective: str = "beta_vae"  # vae, beta_vae, beta_tcvae, factor_vae
+    beta: float = 1.0
+    gamma: float = 10.0  # FactorVAE's TC weight
+    estimator: str = "mss"  # beta-TCVAE: "mss" or "mws"
+    epochs: float = 20.0
+    batch_size: int = 2048
+    lr: float = 1e-3
+    disc_lr: float = 1e-4  # FactorVAE's discriminator (Kim & Mnih 2018)
+    disc_hidden: int = 1000
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False  # bfloat16 autocast, CUDA only
+    checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
+    log_every: int = 50
+
+    def __post_init__(self):
+        if self.objective not in O.OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose one of {sorted(O.OBJECTIVES)}")
+        if self.objective == "vae" and self.beta != 1.0:
+            raise ValueError("objective 'vae' means beta = 1; use 'beta_vae' for other values")
+        for name in ("beta", "gamma", "epochs", "lr"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+
+
+def build_vae(architecture: str, latent_dim: int, prior: str = "normal", seed: int = 0, channels: int = 1,
+              net_size: dict | None = None, **prior_kw) -> VAE:
+    """A VAE whose weights depend only on ``seed``: App. A.4 networks (``net_size``, e.g.
+    ``{"hidden": 64, "image_size": 16}``, shrinks the MLP) and a prior from :func:`isa_lib.priors.make_prior`
+    (e.g. ``prior="isa", sizes=[4] * 5, p0=2.1, exponents=2.2``)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        enc, dec = make_networks(architecture, latent_dim, channels, **(net_size or {}))
+        return VAE(enc, dec, make_prior(prior, latent_dim, **prior_kw))
+
+
+def image_max_value(images: torch.Tensor, max_value: float | None = None) -> float:
+    """The value that maps to 1: given (e.g. a dataset's ``max_value``), else 255 for uint8 images with any
+    value above 1 (grey levels) and 1 otherwise (binary, or floats already in [0, 1]). Decided once for the
+    whole set, never per batch (a dark batch of grey images would look binary)."""
+    if max_value is not None:
+        return float(max_value)
+    return 255.0 if images.dtype == torch.uint8 and int(images.max()) > 1 else 1.0
+
+
+def as_float_images(batch: torch.Tensor, max_value: float = 1.0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Images (N, [C,] H, W) as floats in [0, 1] with a channel axis."""
+    if batch.dim() == 3:
+        batch = batch[:, None]
+    return batch.to(dtype) / max_value
+
+
+def objective_on(out: O.Outputs, prior, cfg: TrainConfig, dataset_size: int,
+                 discriminator: Discriminator | None = None, step: int = 0, who: str = ""):
+    """The configured objective on one batch's outputs: (loss, terms). Non-finite network outputs are
+    reported by name before they can poison the objective."""
+    for name in ("mu", "logvar", "logits"):
+        if not torch.isfinite(getattr(out, name)).all():
+            raise TrainingError(f"{who}non-finite {name} from the {'decoder' if name == 'logits' else 'encoder'} "
+                                f"at step {step}")
+    if cfg.objective in ("vae", "beta_vae"):
+        return O.elbo(out, prior, dataset_size, beta=cfg.beta)
+    if cfg.objective == "beta_tcvae":
+        return O.beta_tcvae(out, prior, dataset_size, beta=cfg.beta, estimator=cfg.estimator)
+    return O.factor_vae(out, prior, dataset_size, gamma=cfg.gamma, discriminator=discriminator)
+
+
+def _batch(images: torch.Tensor, order: torch.Tensor | None, step: int, cfg: TrainConfig,
+           generator: torch.Generator, max_value: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's minibatch (a fresh permutation at each epoch start) and the permutation in use."""
+    n = len(images)
+    pos = step % (n // cfg.batch_size)
+    if pos == 0 or order is None:
+        order = torch.randperm(n, generator=generator, device=images.device)
+    return as_float_images(images[order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]], max_value, dtype), order
+
+
+def _check_finite(step: int, loss: torch.Tensor, terms: dict, model: torch.nn.Module):
+    for name, value in [("loss", loss), *terms.items()]:
+        if not torch.isfinite(value).all():
+            raise TrainingError(f"non-finite {name} ({float(value)}) at step {step}")
+    for name, p in model.named_parameters():
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            raise TrainingError(f"non-finite gradient of {name} at step {step}")
+
+
+def total_steps(n: int, cfg: TrainConfig) -> int:
+    """Number of optimiser steps of a run: epochs times the whole batches in one pass over n images."""
+    if n < cfg.batch_size:
+        raise ValueError(f"the data set ({n} images) is smaller than one batch ({cfg.batch_size})")
+    return max(1, int(round(cfg.epochs * (n // cfg.batch_size))))
+
+
+def save_checkpoint(path: Path, state: dict):
+    """Atomic write: a crash mid-write leaves the previous checkpoint intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | Path | None = None,
+          progress: bool = True, max_steps: int | None = None, max_value: float | None = None) -> list[dict]:
+    """Train ``model`` on ``images`` (N, [C,] H, W) and return the logged history (one dict per log step).
+
+    With ``checkpoint``, an existing file is resumed (model, optimisers, generator, step, history) and
+    the file is rewritten every ``cfg.checkpoint_every`` steps and at the end. ``max_steps`` stops early
+    (e.g. to test resumption); the schedule itself is fixed by ``cfg.epochs``. ``max_value`` maps pixel
+    values to [0, 1] (see :func:`image_max_value`).
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(cfg.device)
+    model.to(device)
+    images = images.to(device)
+    n = len(images)
+    total = total_steps(n, cfg)
+    dtype = next(model.parameters()).dtype
+    max_value = image_max_value(images, max_value)
+
+    generator = torch.Generator(device).manual_seed(cfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    disc, disc_opt = None, None
+    if cfg.objective == "factor_vae":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            disc = Discriminator(model.prior().event_shape[0], hidden=cfg.disc_hidden).to(device)
+        disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
+
+    step, history, order = 0, [], None
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"checkpoint {checkpoint} was written with another configuration: {state['config']}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"].to("cpu") if device.type == "cpu" else state["generator"])
+        step, history, order = state["step"], state["history"], state["order"]
+        if disc is not None:
+            disc.load_state_dict(state["discriminator"])
+            disc_opt.load_state_dict(state["disc_optimizer"])
+
+    def snapshot():
+        s = {"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
+             "generator": generator.get_state(), "step": step, "history": history, "order": order}
+        if disc is not None:
+            s.update(discriminator=disc.state_dict(), disc_optimizer=disc_opt.state_dict())
+        return s
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda" else None
+    stop = total if max_steps is None else min(total, max_steps)
+    bar = tqdm(total=total, initial=step, disable=not progress, desc=f"{cfg.objective} beta={cfg.beta}")
+    model.train()
+    while step < stop:
+        x, order = _batch(images, order, step, cfg, generator, max_value, dtype)
+        with autocast or contextlib.nullcontext():
+            out = model(x, generator)
+            loss, terms = objective_on(out, model.prior(), cfg, n, disc, step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        _check_finite(step, loss, terms, model)
+        opt.step()
+        if disc is not None:
+            half = len(out.z) // 2
+            d_loss = O.discriminator_loss(disc, out.z[:half], out.z[half:], generator)
+            disc_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            disc_opt.step()
+            terms["disc_loss"] = d_loss.detach()
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == total:
+            history.append({"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}})
+        if checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            save_checkpoint(checkpoint, snapshot())
+    bar.close()
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, snapshot())
+    return history
+
+
+#: Fields that may differ between the fused runs of :func:`train_many`; everything else must agree.
+PER_RUN_FIELDS = {"seed", "beta"}
+
+
+def _check_fusable(models: list[VAE], cfgs: list[TrainConfig]):
+    if len(models) != len(cfgs) or not models:
+        raise ValueError(f"need one configuration per model, got {len(models)} models and {len(cfgs)} configs")
+    shared = [{k: v for k, v in asdict(c).items() if k not in PER_RUN_FIELDS} for c in cfgs]
+    for i, s in enumerate(shared[1:], 1):
+        diff = sorted(k for k in s if s[k] != shared[0][k])
+        if diff:
+            raise ValueError(f"fused runs may differ only in {sorted(PER_RUN_FIELDS)}; run {i} differs in {diff}")
+    if cfgs[0].objective == "factor_vae":
+        raise ValueError("factor_vae needs a discriminator per run and is not fused; train each seed with train()")
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in models[0].modules()):
+        raise ValueError("models with batch norm (the 'conv' architecture) are not fused; use train() per seed")
+    names = [sorted(m.state_dict()) for m in models]
+    shapes = [[tuple(t.shape) for t in m.state_dict().values()] for m in models]
+    if any(n != names[0] for n in names) or any(s != shapes[0] for s in shapes):
+        raise ValueError("fused models must have identical architectures and priors")
+
+
+def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
+               checkpoint: str | Path | None = None, progress: bool = True,
+               max_steps: int | None = None, max_value: float | None = None) -> list[list[dict]]:
+    """Train K independent models (seeds and betas may differ) as one batched computation.
+
+    The encoder and decoder run once for all K models (``torch.func.vmap`` over their stacked
+    weights), so small MLPs keep a GPU busy; each model keeps its own generator, data order and noise,
+    and Adam is element-wise, so the result equals K calls of :func:`train` up to floating-point
+    reduction order. The trained weights are written back into ``models``; returns one history per model.
+    """
+    from torch.func import functional_call, stack_module_state, vmap
+    from tqdm.auto import tqdm
+
+    _check_fusable(models, cfgs)
+    cfg0 = cfgs[0]
+    device = torch.device(cfg0.device)
+    k_runs = len(models)
+    for m in models:
+        m.to(device)
+    images = images.to(device)
+    n = len(images)
+    total = total_steps(n, cfg0)
+    max_value = image_max_value(images, max_value)
+
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    sub = {part: {name[len(part) + 1:]: t for name, t in {**params, **buffers}.items() if name.startswith(part + ".")}
+           for part in ("encoder", "decoder", "prior")}
+    encode = vmap(lambda p, x: functional_call(base.encoder, p, (x,)))
+    decode = vmap(lambda p, z: functional_call(base.decoder, p, (z,)))
+    opt = torch.optim.Adam(list(params.values()), lr=cfg0.lr)
+    gens = [torch.Generator(device).manual_seed(c.seed) for c in cfgs]
+    latent_dim = models[0].prior().event_shape[0]
+    dtype = next(iter(params.values())).dtype
+
+    step, histories, orders = 0, [[] for _ in cfgs], [None] * k_runs
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["configs"] != [asdict(c) for c in cfgs]:
+            raise ValueError(f"checkpoint {checkpoint} was written with other configurations")
+        with torch.no_grad():
+            for name, t in params.items():
+                t.copy_(state["params"][name])
+        opt.load_state_dict(state["optimizer"])
+        for g, s in zip(gens, state["generators"]):
+            g.set_state(s.to("cpu") if device.type == "cpu" else s)
+        step, histories, orders = state["step"], state["histories"], state["orders"]
+
+    def snapshot():
+        return {"configs": [asdict(c) for c in cfgs], "params": {k: v.detach() for k, v in params.items()},
+                "optimizer": opt.state_dict(), "generators": [g.get_state() for g in gens], "step": step,
+                "histories": histories, "orders": orders}
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg0.amp and device.type == "cuda" else None
+    stop = total if max_steps is None else min(total, max_steps)
+    bar = tqdm(total=total, initial=step, disable=not progress, desc=f"{k_runs} x {cfg0.objective}")
+    while step < stop:
+        xs, eps = [], []
+        for k in range(k_runs):
+            x, orders[k] = _batch(images, orders[k], step, cfg0, gens[k], max_value, dtype)
+            xs.append(x)
+            # Same draw, in the same order, as the reparameterisation inside VAE.forward in train().
+            eps.append(torch.randn((len(x), latent_dim), generator=gens[k], device=device, dtype=dtype))
+        x = torch.stack(xs)
+        with autocast or contextlib.nullcontext():
+            mu, logvar = encode(sub["encoder"], x)
+            z = mu + torch.exp(0.5 * logvar) * torch.stack(eps)
+            logits = decode(sub["decoder"], z)
+            losses, all_terms = [], []
+            for k, cfg in enumerate(cfgs):
+                prior = functional_call(base.prior, {name: t[k] for name, t in sub["prior"].items()}, ())
+                out = O.Outputs(x[k], mu[k], logvar[k], z[k], logits[k])
+                loss_k, terms_k = objective_on(out, prior, cfg, n, step=step, who=f"run {k} (seed {cfg.seed}): ")
+                losses.append(loss_k)
+                all_terms.append(terms_k)
+        opt.zero_grad(set_to_none=True)
+        torch.stack(losses).sum().backward()
+        for k, cfg in enumerate(cfgs):
+            for name, value in [("loss", losses[k]), *all_terms[k].items()]:
+                if not torch.isfinite(value):
+                    raise TrainingError(f"run {k} (seed {cfg.seed}): non-finite {name} at step {step}")
+            for name, t in params.items():
+                if t.grad is not None and not torch.isfinite(t.grad[k]).all():
+                    raise TrainingError(f"run {k} (seed {cfg.seed}): non-finite gradient of {name} at step {step}")
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % cfg0.log_every == 0 or step == total:
+            for k in range(k_runs):
+                histories[k].append({"step": step, "loss": losses[k].item(),
+                                     **{name: v.item() for name, v in all_terms[k].items()}})
+        if checkpoint is not None and cfg0.checkpoint_every and step % cfg0.checkpoint_every == 0:
+            save_checkpoint(checkpoint, snapshot())
+    bar.close()
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, snapshot())
+    with torch.no_grad():
+        for k, m in enumerate(models):
+            m.load_state_dict({name: t[k] for name, t in {**params, **buffers}.items()})
+    return histories

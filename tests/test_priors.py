@@ -1,0 +1,52 @@
+"""Prior modules (isa_lib.priors): the ISA prior at all exponents 2 is N(0, I), learned exponents stay valid."""
+import pytest
+import torch
+
+from isa_lib import objectives as O
+from isa_lib.priors import ISAPrior, NormalPrior, make_prior
+
+
+def test_isa_with_all_exponents_two_gives_the_normal_loss():
+    torch.manual_seed(0)
+    z = torch.randn(64, 20, dtype=torch.float64) * 1.5
+    isa = make_prior("isa", 20, p0=2.0, sizes=[4] * 5, exponents=2.0).double()
+    normal = NormalPrior(20).double()
+    assert torch.allclose(isa().log_prob(z), normal().log_prob(z), atol=1e-10)
+    out = O.Outputs(torch.rand(64, 1, 4, 4, dtype=torch.float64), z + 0.1, torch.zeros_like(z) - 1.0, z,
+                    torch.randn(64, 1, 4, 4, dtype=torch.float64))
+    assert torch.isclose(O.elbo(out, isa(), 1000)[0], O.elbo(out, normal(), 1000)[0], atol=1e-10)
+    assert torch.isclose(O.beta_tcvae(out, isa(), 1000, beta=3.0)[0], O.beta_tcvae(out, normal(), 1000, beta=3.0)[0],
+                         atol=1e-10)
+
+
+def test_learned_exponents_get_gradients_and_stay_in_bounds():
+    prior = make_prior("isa", 6, p0=2.1, sizes=[2, 2, 2], exponents=2.0, learn=True, bounds=(1.0, 3.0))
+    assert torch.allclose(prior.exponents, torch.full((3,), 2.0), atol=1e-6)
+    z = torch.randn(256, 6) * torch.tensor([0.2, 0.2, 1, 1, 3, 3])
+    opt = torch.optim.SGD(prior.parameters(), lr=50.0)  # a huge step must not leave the bounds
+    for _ in range(20):
+        loss = -prior().log_prob(z).mean()
+        opt.zero_grad()
+        loss.backward()
+        assert prior.raw_exponents.grad is not None and torch.isfinite(prior.raw_exponents.grad).all()
+        opt.step()
+        assert ((prior.exponents >= 1.0) & (prior.exponents <= 3.0)).all()
+    assert not torch.allclose(prior.exponents, torch.full((3,), 2.0), atol=1e-3)
+
+
+def test_fixed_exponents_are_buffers_not_parameters():
+    prior = make_prior("isa", 20, sizes=[4] * 5)
+    assert list(prior.parameters()) == []
+    assert torch.allclose(prior.exponents, torch.full((5,), 2.2))
+    assert prior().event_shape == (20,)
+
+
+def test_bad_layouts_and_exponents_are_named():
+    with pytest.raises(ValueError, match=r"layout \[4, 4\] has 8 dimensions but the latent size is 10"):
+        make_prior("isa", 10, sizes=[4, 4])
+    with pytest.raises(ValueError, match="exponents"):
+        ISAPrior(2.1, [2, 2], [2.0, -1.0])
+    with pytest.raises(ValueError, match="inside bounds"):
+        ISAPrior(2.1, [2, 2], [2.0, 6.0], learn=True)
+    with pytest.raises(ValueError, match="unknown prior 'laplace'"):
+        make_prior("laplace", 4)

@@ -1,0 +1,146 @@
+"""The trainer (isa_lib.train): determinism, resumption, NaN detection, learning on a tiny data set."""
+import pytest
+import torch
+
+from isa_lib.train import TrainConfig, TrainingError, build_vae, train, train_many
+
+
+SMALL = {"hidden": 64, "image_size": 16}
+
+
+def tiny_images(n=256, seed=0):
+    """Squares at random positions in 16 x 16 binary images: something a VAE learns in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+    img = torch.zeros(n, 16, 16, dtype=torch.uint8)
+    pos = torch.randint(0, 12, (n, 2), generator=g)
+    for i, (r, c) in enumerate(pos.tolist()):
+        img[i, r:r + 4, c:c + 4] = 1
+    return img
+
+
+def vae(prior="normal", seed=0, **kw):
+    return build_vae("mlp", 4, prior, seed=seed, net_size=SMALL, **kw)
+
+
+def cfg(**kw):
+    base = dict(objective="beta_vae", epochs=6, batch_size=64, lr=1e-3, seed=3, log_every=4)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("objective,prior", [("beta_vae", "normal"), ("beta_tcvae", "isa"), ("factor_vae", "normal")])
+def test_a_few_steps_lower_the_loss(objective, prior):
+    kw = dict(sizes=[2, 2], exponents=2.0, learn=True) if prior == "isa" else {}
+    model = vae(prior, 0, **kw)
+    hist = train(model, tiny_images(), cfg(objective=objective, beta=2.0, epochs=10, disc_hidden=64), progress=False)
+    assert hist[-1]["recon"] > hist[0]["recon"] + 20  # nats per image
+    assert all(k in hist[-1] for k in ("recon", "kl"))
+
+
+def test_same_seed_same_numbers_and_other_seed_differs():
+    a = train(vae(seed=1), tiny_images(), cfg(epochs=2), progress=False)
+    b = train(vae(seed=1), tiny_images(), cfg(epochs=2), progress=False)
+    c = train(vae(seed=1), tiny_images(), cfg(epochs=2, seed=4), progress=False)
+    assert a == b
+    assert a != c
+
+
+def test_resume_from_checkpoint_continues_identically(tmp_path):
+    images = tiny_images()
+    full_model = vae("isa", 2, sizes=[2, 2], exponents=2.0, learn=True)
+    full = train(full_model, images, cfg(objective="beta_tcvae", epochs=3), progress=False)
+    ck = tmp_path / "run.pt"
+    part_model = vae("isa", 2, sizes=[2, 2], exponents=2.0, learn=True)
+    train(part_model, images, cfg(objective="beta_tcvae", epochs=3, checkpoint_every=5), ck, progress=False,
+          max_steps=7)  # stops mid-epoch (4 steps per epoch)
+    resumed_model = vae("isa", 99, sizes=[2, 2], exponents=2.0, learn=True)
+    resumed = train(resumed_model, images, cfg(objective="beta_tcvae", epochs=3, checkpoint_every=5), ck,
+                    progress=False)
+    assert resumed == full
+    for p, q in zip(full_model.parameters(), resumed_model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
+    ck = tmp_path / "run.pt"
+    train(vae(), tiny_images(), cfg(epochs=1), ck, progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        train(vae(), tiny_images(), cfg(epochs=1, beta=4.0), ck, progress=False)
+
+
+def test_nan_is_caught_with_the_step_and_the_term_and_the_last_checkpoint_survives(tmp_path):
+    model = vae()
+    ck = tmp_path / "run.pt"
+    train(model, tiny_images(), cfg(epochs=1), ck, progress=False)
+    good = ck.read_bytes()
+    with torch.no_grad():
+        model.encoder.net[-1].bias.fill_(float("nan"))
+    with pytest.raises(TrainingError, match=r"non-finite mu from the encoder at step 0"):
+        train(model, tiny_images(), cfg(epochs=1), tmp_path / "other.pt", progress=False)
+    assert ck.read_bytes() == good
+
+
+def test_bad_configuration_is_named():
+    with pytest.raises(ValueError, match="unknown objective 'elbo2'"):
+        TrainConfig(objective="elbo2")
+    with pytest.raises(ValueError, match="beta"):
+        TrainConfig(beta=float("nan"))
+    with pytest.raises(ValueError, match="smaller than one batch"):
+        train(vae(), tiny_images(16), cfg(batch_size=64), progress=False)
+
+
+def fused_setup(prior="isa", seeds=(0, 1, 2), betas=(1.0, 2.0, 4.0), **cfg_kw):
+    kw = dict(sizes=[2, 2], exponents=2.0, learn=True) if prior == "isa" else {}
+    models = [vae(prior, s, **kw).double() for s in seeds]
+    cfgs = [cfg(objective="beta_tcvae", seed=s, beta=b, epochs=2, **cfg_kw) for s, b in zip(seeds, betas)]
+    return models, cfgs
+
+
+def test_fused_training_equals_separate_training():
+    images = tiny_images()
+    models, cfgs = fused_setup()
+    fused = train_many(models, images, cfgs, progress=False)
+    for k, c in enumerate(cfgs):
+        alone = vae("isa", c.seed, sizes=[2, 2], exponents=2.0, learn=True).double()
+        hist = train(alone, images, c, progress=False)
+        assert [h["step"] for h in hist] == [h["step"] for h in fused[k]]
+        for a, b in zip(hist, fused[k]):
+            for key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-7, abs=1e-7), (k, key)
+        for (name, p), q in zip(alone.named_parameters(), models[k].parameters()):
+            assert torch.allclose(p, q, rtol=1e-6, atol=1e-8), name
+    # Different seeds and betas really gave different models.
+    assert not torch.allclose(models[0].prior.exponents, models[2].prior.exponents)
+
+
+def test_fused_resume_continues_identically(tmp_path):
+    images = tiny_images()
+    models, cfgs = fused_setup(checkpoint_every=3)
+    full = train_many(models, images, cfgs, progress=False)
+    part_models, cfgs2 = fused_setup(checkpoint_every=3)
+    train_many(part_models, images, cfgs2, tmp_path / "k.pt", progress=False, max_steps=5)
+    again, cfgs3 = fused_setup(seeds=(0, 1, 2), checkpoint_every=3)
+    resumed = train_many(again, images, cfgs3, tmp_path / "k.pt", progress=False)
+    assert resumed == full
+    for m, r in zip(models, again):
+        for p, q in zip(m.parameters(), r.parameters()):
+            assert torch.equal(p, q)
+
+
+def test_fusing_rejects_mismatched_runs():
+    models, cfgs = fused_setup()
+    cfgs[1] = cfg(objective="beta_tcvae", seed=1, lr=1e-2, epochs=2)
+    with pytest.raises(ValueError, match=r"run 1 differs in \['lr'\]"):
+        train_many(models, tiny_images(), cfgs, progress=False)
+    with pytest.raises(ValueError, match="batch norm"):
+        train_many([build_vae("conv", 4)], tiny_images(), [cfg(objective="beta_tcvae")], progress=False)
+
+
+def test_pixel_scale_is_decided_once_for_the_whole_set():
+    from isa_lib.train import as_float_images, image_max_value
+
+    grey = torch.tensor([[[0, 1], [1, 0]], [[0, 200], [255, 3]]], dtype=torch.uint8)
+    assert image_max_value(grey) == 255.0
+    assert image_max_value(grey[:1]) == 1.0  # a dark batch alone would look binary: hence once per set
+    assert image_max_value(grey[:1], max_value=255) == 255.0
+    assert torch.allclose(as_float_images(grey, 255.0)[1, 0], torch.tensor([[0, 200 / 255], [1.0, 3 / 255]]))
