@@ -1,0 +1,56 @@
+"""Looking inside a trained code (App. A.5): active latents, latents against the true factors, traversals.
+
+These are the computations behind the paper's latent plots (Chen et al.'s technique: the mean code as a
+function of each ground-truth factor) and latent traversals (decode while one latent moves along its axis).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+
+def active_dims(mu: torch.Tensor | np.ndarray, threshold: float = 0.01) -> np.ndarray:
+    """Latents ordered by the variance of their posterior mean over the data, largest first, keeping
+    those above ``threshold`` (the activity statistic of Burda et al. 2016: a pruned latent's mean does
+    not move with x)."""
+    var = np.asarray(torch.as_tensor(mu).double().var(0))
+    order = np.argsort(-var, kind="stable")
+    return order[var[order] > threshold]
+
+
+def factor_means(mu: torch.Tensor | np.ndarray, factor_sizes: Sequence[int], keep: Sequence[int]) -> np.ndarray:
+    """Mean code as a function of the factors in ``keep``, averaged over all other factors.
+
+    ``mu`` holds one row per image of a full factor grid in C order (``prod(factor_sizes)`` rows). Returns
+    an array of shape ``[factor_sizes[k] for k in keep] + [latent_dim]``.
+    """
+    mu = np.asarray(torch.as_tensor(mu).double())
+    sizes = tuple(int(s) for s in factor_sizes)
+    if mu.shape[0] != int(np.prod(sizes)):
+        raise ValueError(f"mu has {mu.shape[0]} rows but the factor grid {sizes} has {int(np.prod(sizes))}")
+    keep = [int(k) for k in keep]
+    if any(not 0 <= k < len(sizes) for k in keep) or len(set(keep)) != len(keep):
+        raise ValueError(f"keep must be distinct factor indices below {len(sizes)}, got {keep}")
+    grid = mu.reshape(*sizes, mu.shape[1])
+    drop = tuple(k for k in range(len(sizes)) if k not in keep)
+    means = grid.mean(axis=drop)
+    # mean() keeps the remaining axes in their original order; put them in the order asked for
+    remaining = [k for k in range(len(sizes)) if k in keep]
+    return np.moveaxis(means, [remaining.index(k) for k in keep], list(range(len(keep))))
+
+
+@torch.no_grad()
+def traversal(decode: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, dims: Sequence[int],
+              values: Sequence[float]) -> np.ndarray:
+    """Decoded images (as Bernoulli means) while latent ``d`` takes each of ``values`` and the others stay
+    at ``z0``: shape (len(dims), len(values), C, H, W)."""
+    z0 = torch.as_tensor(z0).reshape(-1)
+    values_t = torch.as_tensor(list(values), dtype=z0.dtype, device=z0.device)
+    rows = []
+    for d in dims:
+        z = z0.repeat(len(values_t), 1)
+        z[:, d] = values_t
+        rows.append(torch.sigmoid(decode(z)).float().cpu().numpy())
+    return np.stack(rows)

@@ -1,0 +1,56 @@
+"""Latent inspection (isa_lib.latents) and the App. A.5 figures (isa_lib.plots.experiment)."""
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import pytest
+import torch
+
+from isa_lib import latents
+from isa_lib.metrics import grid_classes
+from isa_lib.plots.experiment import dsprites_latent_plot, traversal_plot
+
+SIZES = (1, 3, 2, 4, 5, 5)  # dSprites factor order on a small grid
+
+
+def code_from_factors():
+    """z0 = posX, z1 = scale + shape, z2 = constant noise-free 0, z3 = orientation."""
+    c = grid_classes(SIZES).astype(float)
+    return np.stack([c[:, 4], c[:, 2] + 10 * c[:, 1], np.zeros(len(c)), c[:, 3]], 1)
+
+
+def test_factor_means_recover_the_coded_factors():
+    mu = code_from_factors()
+    pos = latents.factor_means(mu, SIZES, [4, 5])
+    assert pos.shape == (5, 5, 4)
+    assert np.allclose(pos[:, :, 0], np.arange(5)[:, None])  # varies with x, not with y
+    by_scale = latents.factor_means(mu, SIZES, [1, 2])
+    assert np.allclose(by_scale[:, :, 1], np.arange(2)[None, :] + 10 * np.arange(3)[:, None])
+    # the order of `keep` sets the order of the axes
+    assert np.allclose(latents.factor_means(mu, SIZES, [2, 1])[..., 1], by_scale[..., 1].T)
+
+
+def test_active_dims_orders_by_variance_and_drops_constant_latents():
+    mu = code_from_factors()
+    assert list(latents.active_dims(mu)) == [1, 0, 3]
+
+
+def test_traversal_changes_only_the_moved_latent():
+    decode = lambda z: z[:, :1, None, None].expand(-1, 1, 2, 2) * 0 + z.sum(1)[:, None, None, None]
+    imgs = latents.traversal(decode, torch.zeros(3), dims=[0, 2], values=[-1.0, 0.0, 1.0])
+    assert imgs.shape == (2, 3, 1, 2, 2)
+    assert np.allclose(imgs[0, :, 0, 0, 0], 1 / (1 + np.exp(-np.array([-1.0, 0.0, 1.0]))))
+
+
+def test_figures_are_made_and_bad_inputs_named():
+    mu = code_from_factors()
+    values = [np.array([1.0]), np.arange(3), np.linspace(0.5, 1, 2), np.linspace(0, 2 * np.pi, 4),
+              np.linspace(0, 1, 5), np.linspace(0, 1, 5)]
+    fig = dsprites_latent_plot(mu, SIZES, values, dims=[0, 1, 3], title="test")
+    assert len(fig.axes) == 9
+    fig = traversal_plot(np.zeros((2, 3, 1, 4, 4)), [0, 2], [-1, 0, 1])
+    assert len(fig.axes) == 6
+    with pytest.raises(ValueError, match="rows"):
+        latents.factor_means(mu[:-1], SIZES, [4])
+    with pytest.raises(ValueError, match="inactive"):
+        dsprites_latent_plot(mu, SIZES, values, dims=[])
