@@ -249,10 +249,12 @@ def jupyter_book_command() -> list[str]:
     return [exe]
 
 
-def build_book(root: Path | None = None, output_dir: Path | None = None, quiet: bool = False) -> Path:
+def build_book(root: Path | None = None, output_dir: Path | None = None, quiet: bool = False,
+               strict: bool = False) -> Path:
     """``jupyter-book build book/`` (stored outputs only; ``execute_notebooks: off``). Returns index.html.
 
-    Jupyter Book 1.x writes next to the ``_config.yml`` it found, i.e. ``<root>/_build/html``.
+    Jupyter Book 1.x writes next to the ``_config.yml`` it found, i.e. ``<root>/_build/html``. ``strict``
+    turns every Sphinx warning (a broken reference, bad math, a missing page) into an error.
     """
     root = root or project_root()
     cmd = jupyter_book_command() + ["build", str(root / "book")]
@@ -260,5 +262,7 @@ def build_book(root: Path | None = None, output_dir: Path | None = None, quiet: 
         cmd += ["--path-output", str(output_dir)]
     if quiet:
         cmd += ["--quiet"]
+    if strict:
+        cmd += ["--all", "-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True, cwd=root)
     return Path(output_dir or root) / "_build" / "html" / "index.html"

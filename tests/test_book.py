@@ -43,7 +43,7 @@ def test_the_project_book_builds_from_the_committed_executed_chapters(tmp_path):
     chapters = runner.chapters(ROOT)
     missing = [c.name for c in chapters if not c.output(ROOT).exists()]
     assert not missing, f"chapters never executed (run `isa-vae run NAME`): {missing}"
-    index = runner.build_book(ROOT, output_dir=tmp_path, quiet=True)
+    index = runner.build_book(ROOT, output_dir=tmp_path, quiet=True, strict=True)
     assert index.exists()
     for c in chapters:
         page = tmp_path / "_build" / "html" / "chapters" / f"{c.name}.html"
