@@ -109,13 +109,17 @@ def _batch(images: torch.Tensor, order: torch.Tensor | None, step: int, cfg: Tra
     return as_float_images(images[order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]], max_value, dtype), order
 
 
-def _check_finite(step: int, loss: torch.Tensor, terms: dict, model: torch.nn.Module):
+def _check_finite(step: int, loss: torch.Tensor, terms: dict, named_grads: list, who: str = ""):
+    """Raise a named :class:`TrainingError` for a non-finite loss, term or gradient. The gradients are
+    checked through one total norm (one device sync per step); only then is the culprit looked for (a
+    norm can also overflow on huge but finite gradients, which is not an error)."""
     for name, value in [("loss", loss), *terms.items()]:
         if not torch.isfinite(value).all():
-            raise TrainingError(f"non-finite {name} ({float(value)}) at step {step}")
-    for name, p in model.named_parameters():
-        if p.grad is not None and not torch.isfinite(p.grad).all():
-            raise TrainingError(f"non-finite gradient of {name} at step {step}")
+            raise TrainingError(f"{who}non-finite {name} ({float(value)}) at step {step}")
+    if named_grads and not torch.isfinite(torch.nn.utils.get_total_norm([g for _, g in named_grads])):
+        bad = next((name for name, g in named_grads if not torch.isfinite(g).all()), None)
+        if bad is not None:
+            raise TrainingError(f"{who}non-finite gradient of {bad} at step {step}")
 
 
 def total_steps(n: int, cfg: TrainConfig) -> int:
@@ -193,7 +197,7 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
             loss, terms = objective_on(out, model.prior(), cfg, n, disc, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        _check_finite(step, loss, terms, model)
+        _check_finite(step, loss, terms, [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None])
         opt.step()
         if disc is not None:
             half = len(out.z) // 2
@@ -314,12 +318,9 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
         opt.zero_grad(set_to_none=True)
         torch.stack(losses).sum().backward()
         for k, cfg in enumerate(cfgs):
-            for name, value in [("loss", losses[k]), *all_terms[k].items()]:
-                if not torch.isfinite(value):
-                    raise TrainingError(f"run {k} (seed {cfg.seed}): non-finite {name} at step {step}")
-            for name, t in params.items():
-                if t.grad is not None and not torch.isfinite(t.grad[k]).all():
-                    raise TrainingError(f"run {k} (seed {cfg.seed}): non-finite gradient of {name} at step {step}")
+            _check_finite(step, losses[k], all_terms[k],
+                          [(name, t.grad[k]) for name, t in params.items() if t.grad is not None],
+                          who=f"run {k} (seed {cfg.seed}): ")
         opt.step()
         step += 1
         bar.update(1)

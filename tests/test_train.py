@@ -144,3 +144,14 @@ def test_pixel_scale_is_decided_once_for_the_whole_set():
     assert image_max_value(grey[:1]) == 1.0  # a dark batch alone would look binary: hence once per set
     assert image_max_value(grey[:1], max_value=255) == 255.0
     assert torch.allclose(as_float_images(grey, 255.0)[1, 0], torch.tensor([[0, 200 / 255], [1.0, 3 / 255]]))
+
+
+def test_a_non_finite_gradient_is_named_and_a_huge_finite_one_is_not_an_error():
+    from isa_lib.train import _check_finite
+
+    one = torch.tensor(1.0)
+    _check_finite(3, one, {"kl": one}, [("w", torch.full((4,), 1e30))])  # the norm overflows: not an error
+    with pytest.raises(TrainingError, match="non-finite gradient of b at step 3"):
+        _check_finite(3, one, {}, [("w", torch.ones(2)), ("b", torch.tensor([0.0, float("inf")]))])
+    with pytest.raises(TrainingError, match="run 1: non-finite kl"):
+        _check_finite(0, one, {"kl": torch.tensor(float("nan"))}, [], who="run 1: ")
