@@ -3,7 +3,8 @@
     isa-vae list
     isa-vae run 03 --scale paper -p seed 1 -p n_samples 50000
     isa-vae book                 # build the book from the executed notebooks in book/chapters/
-    isa-vae quickstart           # run every chapter at the small scale, then build the book
+    isa-vae quickstart           # run the main experiment at the small scale, then build the book
+    isa-vae sweep --grid experiments/grids/dsprites_small.yml --ledger runs/small.db [--backend ray]
 """
 from __future__ import annotations
 
@@ -84,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_book)
 
+    # Listed for the help text only: main() hands `sweep` and its options to experiments.sweep_main.
+    sub.add_parser("sweep", help="run a grid of experiments into a SQLite ledger, locally or on Ray "
+                                 "(isa-vae sweep --help for its options)", add_help=False)
+
     p = sub.add_parser("quickstart", help="run every chapter at a scale (default small), then build the book")
     p.add_argument("--scale", default="small", choices=runner.SCALES)
     p.set_defaults(func=cmd_quickstart)
@@ -91,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["sweep"]:
+        from . import experiments
+
+        return experiments.sweep_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,101 @@
+"""As much of the paper's dSprites sweep (Table 1, experiments/grids/dsprites_paper.yml) as fits in a budget.
+
+Seeds (and betas) of one model are fused into one train_many call per task; tasks are taken breadth-first
+(seed 0 of every model and beta before seed 1, models interleaved), so a partial sweep covers every setting.
+Every finished run goes to the ledger at once; rerunning continues where the last call stopped. A task is
+started only if the slowest task so far would still end inside the budget.
+
+    python benchmarks/gpu_sweep.py --budget-s 540 --ledger runs/paper.db --fuse 10      # one GPU
+    python benchmarks/gpu_sweep.py --cpu-smoke --ledger /tmp/smoke.db                    # tiny, on the CPU
+"""
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from isa_lib.experiments import Ledger, load_grid, plan_groups, sweep  # noqa: E402
+
+# --cpu-smoke: the paper grid's structure (models, breadth-first order, fusing) on a tiny sub-grid.
+SMOKE = dict(epochs=2.0, batch_size=32, latent_dim=4, layout=(2, 2), hidden=32, image_size=16, mig_samples=64,
+             subgrid=(("orientation", (0, 10)), ("posX", (0, 10, 20, 31)), ("posY", (0, 10, 20, 31)),
+                      ("scale", (0, 5)), ("shape", (0, 1))))
+
+
+def interleave(groups):
+    """Round-robin over the models, each model's tasks in their (seed-major) order."""
+    by_model = {}
+    for g in groups:
+        by_model.setdefault(g[0].model, []).append(g)
+    queues = list(by_model.values())
+    out = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grid", default=str(ROOT / "experiments" / "grids" / "dsprites_paper.yml"))
+    ap.add_argument("--ledger", default=str(ROOT / "runs" / "dsprites_paper.db"))
+    ap.add_argument("--budget-s", type=float, default=540.0)
+    ap.add_argument("--fuse", type=int, default=10, help="runs per fused task")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (changes the run hashes)")
+    ap.add_argument("--cpu-smoke", action="store_true", help="tiny version on the CPU, 3 seeds")
+    ap.add_argument("--export", default=None, metavar="CSV")
+    args = ap.parse_args(argv)
+
+    t0 = time.perf_counter()
+    configs = load_grid(args.grid)
+    if args.cpu_smoke:
+        configs = [dataclasses.replace(c, **SMOKE, device="cpu") for c in configs if c.seed < 3]
+        args.fuse = min(args.fuse, 4)
+    else:
+        import torch
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            sys.exit("no CUDA device: use --cpu-smoke for a CPU run")
+        configs = [dataclasses.replace(c, device=args.device, amp=args.amp) for c in configs]
+    configs.sort(key=lambda c: (c.seed, c.beta))          # breadth-first: all settings of seed 0 first
+    ledger = Ledger(args.ledger)
+    ledger.requeue_running()                              # runs of a killed call start again
+    ledger.add(configs)
+    status = ledger.statuses()
+    todo = [c for c in configs if status.get(c.config_hash()) not in ("done", "failed")]
+    tasks = interleave(plan_groups(todo, args.fuse))
+    print(f"{len(configs)} runs in the grid, {len(configs) - len(todo)} recorded, {len(todo)} to run "
+          f"in {len(tasks)} tasks of <= {args.fuse}; budget {args.budget_s:.0f} s", flush=True)
+
+    slowest, ran, n_tasks = 0.0, 0, 0
+    for group in tasks:
+        left = args.budget_s - (time.perf_counter() - t0)
+        # The first task also pays for building the data set cache (once per machine) and warm-up.
+        if slowest and left < slowest * 1.1:
+            print(f"stopping: {left:.0f} s left, the slowest task took {slowest:.0f} s", flush=True)
+            break
+        t = time.perf_counter()
+        s = sweep(group, args.ledger, fuse=args.fuse, progress=False)
+        dt = time.perf_counter() - t
+        slowest = max(slowest, dt)
+        ran += s["ran"]
+        n_tasks += 1
+        print(f"[{time.perf_counter() - t0:6.0f} s] {len(group)} x {group[0].model} "
+              f"(seeds {sorted({c.seed for c in group})}, betas {sorted({c.beta for c in group})}): "
+              f"{s['done']} done, {s['failed']} failed in {dt:.1f} s", flush=True)
+    counts = ledger.counts()
+    summary = {"ran": ran, "tasks": n_tasks, "elapsed_s": round(time.perf_counter() - t0, 1), "ledger": counts,
+               "grid_total": len(configs)}
+    print(json.dumps(summary), flush=True)
+    if args.export:
+        print(f"exported {ledger.export_csv(args.export)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

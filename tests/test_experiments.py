@@ -1,0 +1,287 @@
+"""The experiment runner (isa_lib.experiments): config hashing and validation, grids, the SQLite ledger,
+local and Ray sweeps, resumption after SIGKILL, failure recording and export."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from isa_lib import experiments as E
+from isa_lib.experiments import GridError, Ledger, RunConfig, expand_grid, sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny dSprites sub-grid (2 x 2 x 2 x 4 x 4 = 128 images, every scored factor varying), a 32-unit MLP
+# on 16 x 16 images and a MIG on 64 samples: a run takes a fraction of a second.
+TINY_SUBGRID = {"shape": [0, 1], "scale": [0, 5], "orientation": [0, 10], "posX": [0, 10, 20, 31],
+                "posY": [0, 10, 20, 31]}
+TINY = dict(dataset="dsprites", epochs=2.0, batch_size=32, lr=1e-3, latent_dim=4, layout=(2, 2), p0=2.1, p=2.2,
+            hidden=32, image_size=16, subgrid=TINY_SUBGRID, mig_samples=64)
+
+
+def tiny(**kw) -> RunConfig:
+    return RunConfig(**{**TINY, **kw})
+
+
+def tiny_grid(**kw) -> dict:
+    return {"scale": "small", "models": ["beta_vae", "isa_vae"], "betas": [1.0, 2.0], "seeds": 2,
+            **{k: v for k, v in TINY.items()}, **kw}
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("ISA_VAE_CACHE", str(d))
+    return d
+
+
+# ------------------------------------------------------------------------------------------ configs
+def test_hash_is_stable_and_distinct():
+    a = tiny(model="isa_vae", beta=2.0, seed=1)
+    b = tiny(model="isa_vae", beta=2, seed=1, layout=[2, 2],
+             subgrid=dict(reversed(list(TINY_SUBGRID.items()))))   # other spellings, same run
+    assert a == b and hash(a) == hash(b) and a.config_hash() == b.config_hash()
+    assert len(a.config_hash()) == 64
+    # A fixed value: the canonical JSON must not drift silently (a change would orphan every ledger row;
+    # bump HASH_VERSION when the meaning of a field changes on purpose).
+    assert RunConfig(model="isa_vae", beta=2.0, seed=3).config_hash() == \
+        "4a1e1d6ee16db3afba5a20c602c9915992c10683aaf2be394e4577d11a34e64f"
+    assert RunConfig().config_hash() == RunConfig(**E.scale_defaults("paper")).config_hash()
+    others = [dataclasses.replace(a, seed=2), dataclasses.replace(a, beta=2.5), dataclasses.replace(a, model="isa_tcvae"),
+              dataclasses.replace(a, p=2.0), dataclasses.replace(a, hidden=64), dataclasses.replace(a, device="cuda")]
+    hashes = {c.config_hash() for c in [a] + others}
+    assert len(hashes) == len(others) + 1
+    # Settings a model does not use do not split its runs.
+    assert tiny(model="beta_vae", p=1.5).config_hash() == tiny(model="beta_vae", p=2.2).config_hash()
+    # Same hash in a fresh interpreter (no dependence on Python's hash seed or dict order).
+    code = ("from isa_lib.experiments import RunConfig; import json,sys; "
+            "print(RunConfig(**json.loads(sys.argv[1])).config_hash())")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(a.to_dict())], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONHASHSEED": "123"})
+    assert out.stdout.strip() == a.config_hash()
+    assert RunConfig.from_dict(a.to_dict()) == a
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(model="isa_vea"), "unknown model 'isa_vea'"),
+    (dict(dataset="mnist"), "unknown dataset 'mnist'"),
+    (dict(model="isa_vae", layout=(2, 3)), "sums to 5, not latent_dim 4"),
+    (dict(model="isa_vae", layout=None), "needs an ISA layout"),
+    (dict(beta=0.0), "beta must be a finite number > 0"),
+    (dict(beta=-1.0, model="factor_vae"), "gamma"),
+    (dict(beta=float("nan")), "beta must be"),
+    (dict(lr=0.0), "lr must be"),
+    (dict(seed=-1), "seed must be an integer"),
+    (dict(architecture="resnet"), "unknown architecture"),
+    (dict(image_size=24), "image_size must divide 64"),
+    (dict(subgrid={"colour": [0]}), "unknown factor 'colour'"),
+    (dict(subgrid={**TINY_SUBGRID, "posX": [0, 99]}), "must lie in 0..31"),
+    (dict(subgrid={**TINY_SUBGRID, "scale": [3]}), "single class of the scored factor(s) ['scale']"),
+    (dict(batch_size=4096), "exceeds the 128 images"),
+    (dict(model="isa_vae_learned", p_init=9.0), "p_init must lie inside"),
+    (dict(model="beta_tcvae", estimator="xyz"), "estimator"),
+])
+def test_validation_names_the_problem(kw, message):
+    with pytest.raises(ValueError) as err:
+        tiny(**kw)
+    assert message in str(err.value)
+
+
+def test_scales_are_valid_configs():
+    for scale in E.SCALES:
+        for model in E.MODELS:
+            RunConfig(**{**E.scale_defaults(scale), "model": model, "beta": 2.0})
+    paper = RunConfig(**E.scale_defaults("paper"), model="isa_vae")
+    assert (paper.epochs, paper.batch_size, paper.lr, paper.hidden, paper.latent_dim) == (20, 2048, 1e-3, 1200, 20)
+    assert paper.layout == (4,) * 5 and paper.p0 == 2.1 and paper.p == 2.2 and paper.n_images == 737280
+    small, medium = (RunConfig(**E.scale_defaults(s)) for s in ("small", "medium"))
+    assert 1000 <= small.n_images <= 5000 and 20000 <= medium.n_images <= 50000
+    with pytest.raises(ValueError, match="unknown scale"):
+        E.scale_defaults("huge")
+
+
+# ------------------------------------------------------------------------------------------ grids
+def test_grid_expansion_and_rejections(tmp_path):
+    configs = expand_grid(tiny_grid())
+    assert len(configs) == 8 and len({c.config_hash() for c in configs}) == 8
+    assert {(c.model, c.beta, c.seed) for c in configs} == {(m, b, s) for m in ("beta_vae", "isa_vae")
+                                                            for b in (1.0, 2.0) for s in (0, 1)}
+    fv = expand_grid(tiny_grid(models=["factor_vae", "beta_vae"], gammas=[5, 10], seeds=[3]))
+    assert sorted((c.model, c.beta) for c in fv) == [("beta_vae", 1.0), ("beta_vae", 2.0),
+                                                     ("factor_vae", 5.0), ("factor_vae", 10.0)]
+    for bad, message in [(tiny_grid(betaz=[1]), "unknown grid key(s) ['betaz']"),
+                         (tiny_grid(models=["beta_vae", "isa_vea"]), "unknown model(s) ['isa_vea']"),
+                         (tiny_grid(betas=[1, -2]), "beta must be"),
+                         (tiny_grid(scale="huge"), "unknown scale"),
+                         (tiny_grid(seed=3), "unknown grid key(s) ['seed']")]:
+        with pytest.raises(GridError) as err:
+            expand_grid(bad)
+        assert message in str(err.value)
+    # The CLI refuses a bad grid before any run starts: no ledger is created.
+    grid = tmp_path / "bad.yml"
+    grid.write_text("scale: small\nmodels: [beta_vae, isa_vea]\nbetas: [1]\nseeds: 1\n")
+    assert E.sweep_main(["--grid", str(grid), "--ledger", str(tmp_path / "l.db"), "--quiet"]) == 2
+    assert not (tmp_path / "l.db").exists()
+
+
+def test_shipped_grids_expand():
+    sizes = {}
+    for name in ("dsprites_small", "dsprites_medium", "dsprites_paper"):
+        sizes[name] = len(E.load_grid(ROOT / "experiments" / "grids" / f"{name}.yml"))
+    assert sizes["dsprites_small"] <= 16
+    paper = E.load_grid(ROOT / "experiments" / "grids" / "dsprites_paper.yml")
+    assert {c.seed for c in paper} == set(range(50)) and {c.model for c in paper} >= {"beta_vae", "isa_tcvae"}
+
+
+def test_plan_groups_fuses_seeds_and_betas():
+    configs = expand_grid(tiny_grid(models=["beta_vae", "factor_vae"], seeds=3))
+    groups = E.plan_groups(configs, fuse=4)
+    assert sum(len(g) for g in groups) == len(configs)
+    assert [len(g) for g in groups if g[0].model == "beta_vae"] == [4, 2]
+    assert all(len(g) == 1 for g in groups if g[0].model == "factor_vae")
+
+
+# ------------------------------------------------------------------------------------------ sweeps
+def check_done(ledger: Ledger, configs, fields=("mig", "reconstruction")):
+    rows = {r["config_hash"]: r for r in ledger.rows()}
+    assert set(rows) == {c.config_hash() for c in configs}
+    for r in rows.values():
+        assert r["status"] == "done", r["error"]
+        assert all(isinstance(r["metrics"][f], float) for f in fields)
+        assert set(r["metrics"]["mig_per_factor"]) == {"scale", "orientation", "posX", "posY"}
+        assert r["finished"] >= r["started"] and r["duration"] > 0 and r["attempts"] == 1
+        assert r["versions"]["torch"] and r["worker"]
+    return rows
+
+
+def test_local_sweep_records_every_run_and_skips_done(tmp_path):
+    configs = expand_grid(tiny_grid())
+    path = tmp_path / "ledger.db"
+    s = sweep(configs, path, fuse=4, progress=False)
+    assert (s["done"], s["failed"], s["ran"], s["tasks"]) == (8, 0, 8, 2)
+    rows = check_done(Ledger(path), configs)
+    isa = [r for r in rows.values() if r["model"] == "isa_vae"]
+    assert all(len(r["metrics"]["exponents_sorted"]) == 2 for r in isa)
+    assert all(r["metrics"]["timings"]["fused"] == 4 for r in rows.values())
+    again = sweep(configs, path, fuse=4, progress=False)
+    assert again["ran"] == 0 and again["done"] == 8
+    assert {h: r["finished"] for h, r in rows.items()} == {r["config_hash"]: r["finished"] for r in Ledger(path).rows()}
+
+
+def test_ray_sweep(tmp_path):
+    ray = pytest.importorskip("ray")
+    configs = expand_grid(tiny_grid())
+    path = tmp_path / "ledger.db"
+    t = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    startup = time.perf_counter() - t
+    try:
+        s = sweep(configs, path, backend="ray", fuse=2, progress=False)
+    finally:
+        ray.shutdown()
+    print(f"ray start-up {startup:.1f} s, sweep {s['elapsed_s']:.1f} s")
+    assert (s["done"], s["failed"], s["tasks"]) == (8, 0, 4)
+    rows = check_done(Ledger(path), configs)
+    # Written by the Ray workers themselves (other processes), not by the driver.
+    assert all(not r["worker"].startswith("driver") and not r["worker"].endswith(f":{os.getpid()}")
+               for r in rows.values())
+
+
+def test_sigkill_mid_sweep_then_resume(tmp_path, cache):
+    grid = tiny_grid(models=["beta_vae"], betas=[1.0, 2.0, 3.0], seeds=4, epochs=40.0)  # 12 runs, ~0.5 s each
+    import yaml
+    grid_file = tmp_path / "grid.yml"
+    grid_file.write_text(yaml.safe_dump(grid))
+    configs = expand_grid(grid)
+    path = tmp_path / "ledger.db"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from isa_lib.experiments import sweep_main; "
+                             "sys.exit(sweep_main(sys.argv[1:]))", "--grid", str(grid_file), "--ledger", str(path),
+                             "--fuse", "1", "--quiet"], env={**os.environ, "ISA_VAE_CACHE": str(cache)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    done_before = {}
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if path.exists():
+                try:
+                    done_before = {r["config_hash"]: r["finished"] for r in Ledger(path).rows("done")}
+                except Exception:  # the file may be mid-creation
+                    done_before = {}
+                if len(done_before) >= 2:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the sweep ended before it could be killed: {proc.stderr.read()[-2000:]}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    ledger = Ledger(path)
+    counts = ledger.counts()
+    assert 2 <= counts.get("done", 0) < len(configs), counts
+    s = sweep(configs, path, fuse=1, progress=False)
+    assert s["done"] == len(configs) and s["ran"] == len(configs) - counts["done"]
+    rows = {r["config_hash"]: r for r in ledger.rows()}
+    assert len(rows) == len(configs) and all(r["status"] == "done" for r in rows.values())
+    # Runs finished before the kill were neither repeated nor rewritten.
+    for h, finished in done_before.items():
+        assert rows[h]["finished"] == finished and rows[h]["attempts"] == 1
+    # The run the kill interrupted was started twice; every other run once.
+    assert sum(r["attempts"] for r in rows.values()) <= len(configs) + counts.get("running", 0)
+
+
+def test_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    good = expand_grid(tiny_grid(models=["beta_vae"], betas=[1.0], seeds=2))
+    # An absurd learning rate blows the weights up at the first Adam step: non-finite values inside training.
+    bad = tiny(model="beta_vae", lr=1e12, seed=0)
+    # beta = 1e300 overflows the float32 loss: fails inside a group it is fused with (same but for beta).
+    fused_bad = dataclasses.replace(good[0], beta=1e300, seed=5)
+    path = tmp_path / "ledger.db"
+    s = sweep(good + [bad], path, fuse=4, progress=False)
+    assert (s["done"], s["failed"]) == (2, 1)
+    row = {r["config_hash"]: r for r in Ledger(path).rows()}[bad.config_hash()]
+    assert row["status"] == "failed" and row["metrics"] is None
+    assert "TrainingError" in row["error"] and "non-finite" in row["error"] and "Traceback" in row["error"]
+    # A failing member of a fused group costs only itself: the group is rerun one by one.
+    outcomes = E.run_group([good[0], fused_bad])
+    assert [o["status"] for o in outcomes] == ["done", "failed"]
+    assert "non-finite" in outcomes[1]["error"] and outcomes[0]["metrics"]["timings"]["fused"] == 1
+    # Failed runs are skipped on resume unless asked to retry them.
+    assert sweep(good + [bad], path, progress=False)["ran"] == 0
+    assert sweep(good + [bad], path, progress=False, retry_failed=True)["ran"] == 1
+
+
+def test_export_dataframe_and_csv(tmp_path):
+    pd = pytest.importorskip("pandas")
+    configs = expand_grid(tiny_grid(models=["isa_vae_learned", "beta_tcvae"], betas=[2.0], seeds=2))
+    path = tmp_path / "ledger.db"
+    sweep(configs, path, progress=False)
+    ledger = Ledger(path)
+    df = ledger.to_dataframe()
+    assert len(df) == len(configs) and df["config_hash"].is_unique
+    for col in ("model", "beta", "seed", "latent_dim", "epochs", "status", "mig", "reconstruction",
+                "mig_per_factor.posX", "final.loss", "timings.train_s", "versions.torch", "duration"):
+        assert col in df.columns, col
+    learned = df[df.model == "isa_vae_learned"]
+    assert all(len(json.loads(v)) == 2 for v in learned["exponents_sorted"])
+    assert "history" not in df.columns
+    csv = ledger.export_csv(tmp_path / "out" / "runs.csv")
+    back = pd.read_csv(csv)
+    assert len(back) == len(configs) and list(back.columns) == list(df.columns)
+    assert back["mig"].tolist() == pytest.approx(df["mig"].tolist())
+
+
+def test_run_one_returns_model_and_data():
+    metrics, model, data = E.run_one(tiny(model="isa_vae_learned", beta=1.0), return_model=True)
+    assert len(data) == 128 and data.images.shape[-1] == 16 and data.max_value == 16.0
+    assert metrics["exponents_sorted"] == sorted(metrics["exponents"])
+    assert metrics["exponents"] != [2.0, 2.0]   # learned: they moved from their start
+    json.dumps(metrics)   # plain JSON
+    assert model.prior.learn
