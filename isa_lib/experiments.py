@@ -825,8 +825,8 @@ def _flatten(d: Mapping, prefix: str = "") -> dict:
 
 # ---------------------------------------------------------------------------------------------- sweeps
 def plan_groups(configs: Sequence[RunConfig], fuse: int = 4) -> list[list[RunConfig]]:
-    """Fused tasks: runs equal but for seed/beta, in chunks of at most ``fuse`` (1 for unfusable runs).
-    The order of first appearance is kept, so a grid ordered by seed fills seeds evenly."""
+    """Fused tasks: runs equal but for seed/beta, in chunks of at most ``fuse`` (1 for unfusable runs),
+    ordered by their first run's place in ``configs``, so a grid ordered by seed fills seeds evenly."""
     if fuse < 1:
         raise ValueError(f"fuse must be >= 1, got {fuse}")
     buckets: "OrderedDict[RunConfig, list[RunConfig]]" = OrderedDict()
@@ -836,7 +836,9 @@ def plan_groups(configs: Sequence[RunConfig], fuse: int = 4) -> list[list[RunCon
     for key, members in buckets.items():
         k = fuse if key.fusable else 1
         groups += [members[i:i + k] for i in range(0, len(members), k)]
-    return groups
+    # Tasks run in the order of their first member, so a seed-first grid stays seed-first.
+    position = {id(c): i for i, c in enumerate(configs)}
+    return sorted(groups, key=lambda g: position[id(g[0])])
 
 
 def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, retry_failed: bool = True,

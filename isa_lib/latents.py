@@ -54,3 +54,15 @@ def traversal(decode: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, 
         z[:, d] = values_t
         rows.append(torch.sigmoid(decode(z)).float().cpu().numpy())
     return np.stack(rows)
+
+
+def dsprites_start_index(factor_classes, factor_sizes: Sequence[int]) -> int:
+    """The image traversals start from in App. A.5: a heart (the last shape class) at the largest scale,
+    the first orientation and the position nearest the centre of the grid (dSprites factor order)."""
+    c = np.asarray(factor_classes)
+    sizes = [int(s) for s in factor_sizes]
+    rows = np.flatnonzero((c[:, 1] == sizes[1] - 1) & (c[:, 2] == sizes[2] - 1) & (c[:, 3] == 0))
+    if rows.size == 0:
+        raise ValueError("no heart at the largest scale and first orientation in this grid")
+    dist = np.abs(c[rows, 4] - (sizes[4] - 1) / 2) + np.abs(c[rows, 5] - (sizes[5] - 1) / 2)
+    return int(rows[np.argmin(dist)])

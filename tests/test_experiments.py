@@ -146,6 +146,17 @@ def test_plan_groups_fuses_seeds_and_betas():
     assert all(len(g) == 1 for g in groups if g[0].model == "factor_vae")
 
 
+def test_grids_are_seed_first_and_tasks_keep_that_order():
+    # A sweep stopped part-way must have covered every model and beta for its seeds.
+    configs = expand_grid(tiny_grid(models=["beta_vae", "isa_vae"], seeds=3))
+    assert [c.seed for c in configs] == [0] * 4 + [1] * 4 + [2] * 4
+    for fuse in (1, 2):
+        firsts = [(g[0].seed, g[0].model) for g in E.plan_groups(configs, fuse=fuse)]
+        assert [c.seed for c in (g[0] for g in E.plan_groups(configs, fuse=fuse))] == sorted(s for s, _ in firsts)
+    assert [(c.seed, c.model) for c in (g[0] for g in E.plan_groups(configs, fuse=1))][:4] == [
+        (0, "beta_vae"), (0, "beta_vae"), (0, "isa_vae"), (0, "isa_vae")]
+
+
 # ------------------------------------------------------------------------------------------ sweeps
 def check_done(ledger: Ledger, configs, fields=("mig", "reconstruction")):
     rows = {r["config_hash"]: r for r in ledger.rows()}

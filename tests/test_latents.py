@@ -54,3 +54,9 @@ def test_figures_are_made_and_bad_inputs_named():
         latents.factor_means(mu[:-1], SIZES, [4])
     with pytest.raises(ValueError, match="inactive"):
         dsprites_latent_plot(mu, SIZES, values, dims=[])
+
+
+def test_start_index_is_a_large_centred_heart():
+    c = grid_classes(SIZES)
+    i = latents.dsprites_start_index(c, SIZES)
+    assert list(c[i]) == [0, 2, 1, 0, 2, 2]

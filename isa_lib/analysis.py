@@ -1,0 +1,112 @@
+"""Summaries of a sweep's result table (Sec. 4, Figs. 5-7, App. A.2 and A.5).
+
+Every function takes the table of :meth:`isa_lib.experiments.Ledger.to_dataframe` (or its CSV export):
+one row per run with at least ``model``, ``beta``, ``seed``, ``status``, ``mig`` and ``reconstruction``
+(E_q[log p(x|z)] in nats per image), and ``exponents`` (JSON text) for learned-exponent models.
+"""
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+#: The paper's names for the models of the comparison (Sec. 4).
+MODEL_LABELS = {"beta_vae": "beta-VAE", "beta_tcvae": "beta-TCVAE", "isa_vae": "ISA-VAE",
+                "isa_tcvae": "ISA-beta-TCVAE", "isa_vae_learned": "ISA-VAE (learned p)", "factor_vae": "FactorVAE"}
+
+
+def load_results(path_or_frame) -> pd.DataFrame:
+    """The finished runs of a result table (a CSV path or a DataFrame); failed and pending runs are dropped."""
+    df = path_or_frame if isinstance(path_or_frame, pd.DataFrame) else pd.read_csv(path_or_frame)
+    missing = sorted({"model", "beta", "seed", "mig", "reconstruction"} - set(df.columns))
+    if missing:
+        raise ValueError(f"result table lacks column(s) {missing}")
+    if "status" in df.columns:
+        df = df[df["status"] == "done"]
+    return df.reset_index(drop=True)
+
+
+def summarise(df: pd.DataFrame, by: Sequence[str] = ("model", "beta"),
+              metrics: Sequence[str] = ("mig", "reconstruction")) -> pd.DataFrame:
+    """Mean, standard error (sd / sqrt(n)), median, quartiles and maximum of each metric per group
+    (the error bars of Figs. 5b-c and 6 are standard errors)."""
+    rows = []
+    for key, g in df.groupby(list(by), sort=True):
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        row["n"] = len(g)
+        for m in metrics:
+            v = g[m].to_numpy(dtype=float)
+            row[f"{m}_mean"] = v.mean()
+            row[f"{m}_sem"] = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
+            row[f"{m}_median"] = np.median(v)
+            row[f"{m}_q25"], row[f"{m}_q75"] = np.quantile(v, [0.25, 0.75])
+            row[f"{m}_max"] = v.max()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def representative_runs(df: pd.DataFrame, by: Sequence[str] = ("model", "beta")) -> pd.DataFrame:
+    """One representative run per group, as in App. A.5: among the runs in the upper 50 % of MIG, the run
+    closest in Mahalanobis distance (means and variances of MIG and reconstruction over those runs, taken
+    as independent) to their mean. MIG is bimodal (a run disentangles or it does not), so the upper half
+    describes what a model reaches when it works."""
+    picks = []
+    for _, g in df.groupby(list(by), sort=True):
+        top = g[g["mig"] >= g["mig"].median()]
+        x = top[["mig", "reconstruction"]].to_numpy(dtype=float)
+        var = x.var(0, ddof=1) if len(x) > 1 else np.ones(2)
+        var = np.where(var > 0, var, 1.0)
+        d2 = (((x - x.mean(0)) ** 2) / var).sum(1)
+        picks.append(top.iloc[int(np.argmin(d2))])
+    return pd.DataFrame(picks).reset_index(drop=True)
+
+
+def learned_exponents(df: pd.DataFrame, model: str = "isa_vae_learned") -> np.ndarray:
+    """The learned subspace exponents of every run of ``model``, each run's sorted p_1 <= p_2 <= ... (Fig. 7,
+    App. A.2): shape (runs, subspaces)."""
+    rows = df[df["model"] == model]
+    if rows.empty:
+        return np.zeros((0, 0))
+    col = "exponents_sorted" if "exponents_sorted" in rows.columns else "exponents"
+    values = [json.loads(v) if isinstance(v, str) else list(v) for v in rows[col]]
+    return np.sort(np.asarray(values, dtype=float), axis=1)
+
+
+def describe_study(df: pd.DataFrame) -> str:
+    """One line saying what a result table holds, for figure captions: models, betas, seeds, data, budget."""
+    parts = [f"{df['model'].nunique()} models", f"beta in {sorted(df['beta'].unique().tolist())}",
+             f"{df.groupby(['model', 'beta']).size().min()}-{df.groupby(['model', 'beta']).size().max()} seeds per setting"]
+    for col, fmt in (("image_size", "{}px"), ("epochs", "{} epochs"), ("hidden", "MLP {}"), ("n_images", "{} images")):
+        if col in df.columns and df[col].nunique() == 1:
+            parts.append(fmt.format(df[col].iloc[0]))
+    return ", ".join(parts)
+
+
+_INT_FIELDS = {"seed", "latent_dim", "hidden", "image_size", "batch_size", "mig_samples", "disc_hidden"}
+
+
+def run_config(row: pd.Series):
+    """The :class:`isa_lib.experiments.RunConfig` of a result-table row (JSON text and CSV's NaN/float
+    types undone), checked against the row's ``config_hash``, so a run can be repeated exactly."""
+    from .experiments import RunConfig
+
+    fields = {}
+    for name in RunConfig.__dataclass_fields__:
+        if name not in row.index:
+            continue
+        v = row[name]
+        if isinstance(v, str) and v[:1] in "[{":
+            v = json.loads(v)
+        elif v is None or (isinstance(v, float) and np.isnan(v)):
+            v = None
+        elif isinstance(v, (float, np.floating)) and name in _INT_FIELDS:
+            v = int(v)
+        elif isinstance(v, np.generic):
+            v = v.item()
+        fields[name] = tuple(v) if name == "layout" and v is not None else v
+    config = RunConfig.from_dict(fields)
+    if "config_hash" in row.index and config.config_hash() != row["config_hash"]:
+        raise ValueError(f"row {row['config_hash'][:12]} does not rebuild its configuration exactly")
+    return config

@@ -1,0 +1,71 @@
+"""Figures of a sweep (Figs. 5-7): they take result tables from :mod:`isa_lib.analysis`, nothing else."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ..analysis import MODEL_LABELS, summarise
+
+COLOURS = {"beta_vae": "tab:blue", "beta_tcvae": "tab:orange", "isa_vae": "tab:green", "isa_tcvae": "tab:red",
+           "isa_vae_learned": "tab:purple", "factor_vae": "tab:brown"}
+
+
+def mig_distribution(df: pd.DataFrame, beta: float, models: Sequence[str], title: str = ""):
+    """Fig. 5a: the distribution of MIG over seeds at one beta, one box (quartiles, median) per model, the
+    mean as a diamond and every run as a dot."""
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(models), 3.4))
+    data = [df[(df["model"] == m) & np.isclose(df["beta"], beta)]["mig"].to_numpy(float) for m in models]
+    if any(len(d) == 0 for d in data):
+        empty = [m for m, d in zip(models, data) if len(d) == 0]
+        raise ValueError(f"no finished run at beta={beta} for {empty}")
+    ax.boxplot(data, widths=0.5, showfliers=False)
+    rng = np.random.default_rng(0)  # jitter only, for legibility
+    for i, (m, d) in enumerate(zip(models, data), 1):
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=14, color=COLOURS.get(m), alpha=0.7, zorder=3)
+        ax.scatter([i], [d.mean()], marker="D", color="k", s=28, zorder=4)
+    ax.set_xticks(range(1, len(models) + 1), [MODEL_LABELS.get(m, m) for m in models])
+    ax.set_ylabel("MIG")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff(df: pd.DataFrame, models: Sequence[str], title: str = ""):
+    """Figs. 5b-c and 6: mean MIG against mean reconstruction E_q[log p(x|z)] per beta, with standard-error
+    bars in both directions; one line per model through its betas (labelled), better is up and right."""
+    s = summarise(df)
+    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    for m in models:
+        g = s[s["model"] == m].sort_values("beta")
+        if g.empty:
+            continue
+        ax.errorbar(g["reconstruction_mean"], g["mig_mean"], xerr=g["reconstruction_sem"], yerr=g["mig_sem"],
+                    marker="o", ms=4, capsize=2, color=COLOURS.get(m), label=MODEL_LABELS.get(m, m))
+        for _, r in g.iterrows():
+            ax.annotate(f"{r['beta']:g}", (r["reconstruction_mean"], r["mig_mean"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points", color=COLOURS.get(m))
+    ax.set_xlabel("reconstruction E_q[log p(x|z)] (nats per image)")
+    ax.set_ylabel("MIG")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def exponent_histograms(exponents: np.ndarray, title: str = "", bins: int = 20):
+    """Fig. 7: histograms of the learned subspace exponents, each run sorted p_1 <= p_2 <= ..., one panel per
+    rank; the dashed line marks 2 (the Gaussian)."""
+    if exponents.size == 0:
+        raise ValueError("no learned exponents to plot")
+    k = exponents.shape[1]
+    fig, axes = plt.subplots(1, k, figsize=(2.4 * k, 2.4), sharey=True, squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        ax.hist(exponents[:, i], bins=bins, color="tab:purple", alpha=0.8)
+        ax.axvline(2.0, ls="--", color="k", lw=0.8)
+        ax.set_xlabel(f"p{i + 1}")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

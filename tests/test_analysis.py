@@ -1,0 +1,86 @@
+"""Sweep summaries (isa_lib.analysis) and their figures (isa_lib.plots.sweeps), on tables with known answers."""
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import pandas as pd
+import pytest
+
+from isa_lib import analysis
+from isa_lib.plots import sweeps
+
+
+def table():
+    rows = []
+    for model, base in (("beta_vae", 0.1), ("isa_vae", 0.3)):
+        for beta in (1.0, 2.0):
+            for seed in range(4):
+                rows.append(dict(model=model, beta=beta, seed=seed, status="done",
+                                 mig=base + 0.1 * beta + 0.01 * seed, reconstruction=-20 - 5 * beta - seed,
+                                 exponents=json.dumps([2.2, 1.9, 2.0]) if model == "isa_vae" else None))
+    rows.append(dict(model="isa_vae", beta=1.0, seed=9, status="failed", mig=np.nan, reconstruction=np.nan))
+    return pd.DataFrame(rows)
+
+
+def test_load_results_keeps_finished_runs_and_names_missing_columns():
+    df = analysis.load_results(table())
+    assert len(df) == 16 and (df["status"] == "done").all()
+    with pytest.raises(ValueError, match=r"\['mig'\]"):
+        analysis.load_results(table().drop(columns="mig"))
+
+
+def test_summary_means_and_standard_errors():
+    s = analysis.summarise(analysis.load_results(table()))
+    r = s[(s["model"] == "isa_vae") & (s["beta"] == 2.0)].iloc[0]
+    seeds = np.arange(4)
+    assert r["n"] == 4
+    assert r["mig_mean"] == pytest.approx(0.5 + 0.015)
+    assert r["mig_sem"] == pytest.approx(0.01 * seeds.std(ddof=1) / 2)
+    assert r["reconstruction_median"] == pytest.approx(-31.5)
+
+
+def test_representative_run_is_the_centre_of_the_upper_half():
+    df = pd.DataFrame(dict(model="m", beta=1.0, seed=range(6), mig=[0.0, 0.01, 0.02, 0.5, 0.6, 0.7],
+                           reconstruction=[-10, -10, -10, -30, -20, -10]))
+    rep = analysis.representative_runs(df)
+    assert rep["seed"].tolist() == [4]  # upper half: seeds 3-5; seed 4 sits at their mean
+
+
+def test_learned_exponents_are_sorted_per_run():
+    df = pd.DataFrame(dict(model="isa_vae_learned", exponents=[json.dumps([2.2, 1.9, 2.0]), json.dumps([1.8, 2.5, 2.1])]))
+    assert np.allclose(analysis.learned_exponents(df), [[1.9, 2.0, 2.2], [1.8, 2.1, 2.5]])
+    assert analysis.learned_exponents(df, model="other").size == 0
+
+
+def test_figures_draw_from_tables_and_refuse_missing_settings():
+    df = analysis.load_results(table())
+    fig = sweeps.mig_distribution(df, 1.0, ["beta_vae", "isa_vae"])
+    assert len(fig.axes[0].collections) == 4  # dots and means for two models
+    fig = sweeps.tradeoff(df, ["beta_vae", "isa_vae"])
+    assert len(fig.axes[0].get_legend().get_texts()) == 2
+    fig = sweeps.exponent_histograms(np.array([[1.9, 2.0, 2.2], [1.8, 2.1, 2.5]]))
+    assert len(fig.axes) == 3
+    with pytest.raises(ValueError, match="beta=3.0"):
+        sweeps.mig_distribution(df, 3.0, ["beta_vae"])
+    assert "2 models" in analysis.describe_study(df)
+
+
+def test_a_result_row_rebuilds_its_exact_configuration(tmp_path):
+    from isa_lib import experiments
+
+    cfg = experiments.RunConfig(**{**experiments.scale_defaults("small"), "model": "isa_tcvae", "beta": 2.0, "seed": 3})
+    other = experiments.RunConfig(**{**experiments.scale_defaults("small"), "model": "beta_vae"})
+    rows = []
+    for c in (cfg, other):  # mixed models give NaN (CSV floats) in the ISA columns of the beta-VAE row
+        d = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in c.to_dict().items()}
+        rows.append({**d, "config_hash": c.config_hash()})
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    back = pd.read_csv(tmp_path / "t.csv")
+    assert analysis.run_config(back.iloc[0]) == cfg
+    assert analysis.run_config(back.iloc[1]) == other
+    bad = back.iloc[0].copy()
+    bad["seed"] = 4
+    with pytest.raises(ValueError, match="does not rebuild"):
+        analysis.run_config(bad)
