@@ -9,27 +9,14 @@ long one; --skip-float64 drops it).
     python benchmarks/gpu_metrics.py --cpu-small     # reduced size on the CPU (runs anywhere)
 """
 import argparse
-import math
 import time
 
 import torch
 
+from bench_metrics import DSPRITES, synthetic_posteriors  # same synthetic codes as the CPU benchmark
 from isa_lib import metrics as M
 
-DSPRITES = (1, 3, 6, 40, 32, 32)
 SMALL = (1, 3, 6, 10, 8, 8)
-
-
-def synthetic_posteriors(sizes, d=10, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    cl = torch.as_tensor(M.grid_classes(sizes), dtype=torch.float32)
-    n = cl.shape[0]
-    mu = torch.randn(n, d, generator=g) * 0.8
-    for j, k in enumerate((2, 3, 4, 5)):
-        mu[:, j] = (cl[:, k] / max(sizes[k] - 1, 1) - 0.5) * 4 + 0.1 * torch.randn(n, generator=g)
-    logvar = torch.full((n, d), math.log(0.1 ** 2))
-    logvar[:, 4:] = 0.0
-    return mu, logvar
 
 
 def sync(device):

@@ -424,11 +424,15 @@ class LpNested(Distribution):
                              f"shape {tuple(value.shape)} (last axis must be {self.tree.n})")
         return value
 
+    def _log_f(self, logabs: torch.Tensor, exps: torch.Tensor) -> torch.Tensor:
+        """log f(z) from log|z| and the exponent vector; subclasses with a faster layout override this."""
+        return _log_f_node(self.tree.root, logabs, exps)
+
     def log_norm(self, value) -> torch.Tensor:
         """log f(z) (Eq. 6 / 9)."""
         value = self._check_value(value)
         dtype = _work_dtype(value, self._params())
-        return _log_f_node(self.tree.root, _log_abs(value.to(dtype)), self._exponents(dtype))
+        return self._log_f(_log_abs(value.to(dtype)), self._exponents(dtype))
 
     def radial_energy(self, value) -> torch.Tensor:
         """f(z)^p0 / s, which is Gamma(n/p0, 1)-distributed under this prior (Eq. 11)."""
@@ -467,8 +471,7 @@ class LpNested(Distribution):
         dtype = _work_dtype(value, self._params())
         exps = self._exponents(dtype)
         s = _as_tensor(self._scale, dtype)
-        log_f = _log_f_node(self.tree.root, _log_abs(value.to(dtype)), exps)
-        log_energy = exps[0] * log_f - torch.log(s)
+        log_energy = exps[0] * self._log_f(_log_abs(value.to(dtype)), exps) - torch.log(s)
         # f^p0/s can exceed the dtype's range (e.g. |z|=1e4, p0=20 in float32); saturating it keeps
         # log_prob finite (a huge negative number) instead of -inf.
         log_energy = log_energy.clamp(max=math.log(torch.finfo(dtype).max) - 4.0)
@@ -572,29 +575,14 @@ class ISA(LpNested):
         """Per-subspace exponents p_i (not including p0)."""
         return self._sub_vector(self._dtype)
 
-    def log_norm(self, value) -> torch.Tensor:
+    def _log_f(self, logabs: torch.Tensor, exps: torch.Tensor) -> torch.Tensor:
         if not self._equal:
-            return super().log_norm(value)
-        value = self._check_value(value)
-        dtype = _work_dtype(value, self._params())
-        exps = self._exponents(dtype)
+            return super()._log_f(logabs, exps)
+        # equal subspace sizes: one batched logsumexp over all subspaces instead of a loop
         p0, p = exps[0], exps[1:]
-        la = _log_abs(value.to(dtype)).unflatten(-1, (len(self.sizes), self.sizes[0]))
+        la = logabs.unflatten(-1, (len(self.sizes), self.sizes[0]))
         log_v = torch.logsumexp(p.unsqueeze(-1) * la, dim=-1) / p
         return torch.logsumexp(p0 * log_v, dim=-1) / p0
-
-    def log_prob(self, value) -> torch.Tensor:
-        if not self._equal:
-            return super().log_prob(value)
-        value = self._check_value(value)
-        if self._validate_args:
-            self._check_exponents()
-        dtype = _work_dtype(value, self._params())
-        exps = self._exponents(dtype)
-        s = _as_tensor(self._scale, dtype)
-        log_energy = exps[0] * self.log_norm(value) - torch.log(s)
-        log_energy = log_energy.clamp(max=math.log(torch.finfo(dtype).max) - 4.0)
-        return self.log_normaliser(dtype) - torch.exp(log_energy)
 
     def _log_surface_area(self, exps: torch.Tensor) -> torch.Tensor:
         # Eq. 8 for the depth-two ISA tree, vectorised over subspaces
