@@ -78,7 +78,8 @@ hist = result["history"]
 print(f"MIG = {result['mig']:.3f}   E_q[log p(x|z)] = {result['reconstruction']:.1f} nats per image")
 print("MIG per factor:", {k: round(v, 3) for k, v in result["mig_per_factor"].items()})
 if "exponents" in result:
-    print("learned subspace exponents:", np.round(result["exponents"], 3))
+    kind = "learned" if experiments.MODELS[config.model].learn else "fixed"
+    print(f"subspace exponents ({kind}):", np.round(result["exponents"], 3))
 
 fig, ax = plt.subplots(1, 2, figsize=(9, 3))
 steps = [h["step"] for h in hist]
