@@ -131,7 +131,7 @@ def test_grid_expansion_and_rejections(tmp_path):
 
 def test_shipped_grids_expand():
     sizes = {}
-    for name in ("dsprites_small", "dsprites_medium", "dsprites_paper"):
+    for name in ("dsprites_small", "dsprites_medium", "dsprites_medium_learned", "dsprites_paper"):
         sizes[name] = len(E.load_grid(ROOT / "experiments" / "grids" / f"{name}.yml"))
     assert sizes["dsprites_small"] <= 16
     paper = E.load_grid(ROOT / "experiments" / "grids" / "dsprites_paper.yml")
