@@ -74,13 +74,19 @@ def learned_exponents(df: pd.DataFrame, model: str = "isa_vae_learned") -> np.nd
     return np.sort(np.asarray(values, dtype=float), axis=1)
 
 
+def _seed_range(df: pd.DataFrame) -> str:
+    n = df.groupby(["model", "beta"]).size()
+    return f"{n.min()} seeds per setting" if n.min() == n.max() else f"{n.min()}-{n.max()} seeds per setting"
+
+
 def describe_study(df: pd.DataFrame) -> str:
     """One line saying what a result table holds, for figure captions: models, betas, seeds, data, budget."""
     parts = [f"{df['model'].nunique()} models", f"beta in {sorted(df['beta'].unique().tolist())}",
-             f"{df.groupby(['model', 'beta']).size().min()}-{df.groupby(['model', 'beta']).size().max()} seeds per setting"]
+             _seed_range(df)]
     for col, fmt in (("image_size", "{}px"), ("epochs", "{} epochs"), ("hidden", "MLP {}"), ("n_images", "{} images")):
         if col in df.columns and df[col].nunique() == 1:
-            parts.append(fmt.format(df[col].iloc[0]))
+            v = df[col].iloc[0]
+            parts.append(fmt.format(int(v) if float(v).is_integer() else v))
     return ", ".join(parts)
 
 
@@ -110,3 +116,19 @@ def run_config(row: pd.Series):
     if "config_hash" in row.index and config.config_hash() != row["config_hash"]:
         raise ValueError(f"row {row['config_hash'][:12]} does not rebuild its configuration exactly")
     return config
+
+
+def compare(df: pd.DataFrame, model: str, baseline: str, metric: str = "mig") -> pd.DataFrame:
+    """Per beta: the difference of the mean ``metric`` of ``model`` and ``baseline``, its standard error
+    (independent seeds: sqrt(sem_a^2 + sem_b^2)) and z = difference / standard error. The paper's claims
+    (Sec. 4.1-4.2) are of this form; |z| > 2 is a difference that seed noise rarely produces."""
+    s = summarise(df, metrics=(metric,))
+    a = s[s["model"] == model].set_index("beta")
+    b = s[s["model"] == baseline].set_index("beta")
+    betas = sorted(set(a.index) & set(b.index))
+    if not betas:
+        raise ValueError(f"no beta has finished runs of both {model!r} and {baseline!r}")
+    diff = a.loc[betas, f"{metric}_mean"] - b.loc[betas, f"{metric}_mean"]
+    se = np.sqrt(a.loc[betas, f"{metric}_sem"] ** 2 + b.loc[betas, f"{metric}_sem"] ** 2)
+    return pd.DataFrame({"beta": betas, "n_model": a.loc[betas, "n"].to_numpy(), "n_baseline": b.loc[betas, "n"].to_numpy(),
+                         "difference": diff.to_numpy(), "se": se.to_numpy(), "z": (diff / se).to_numpy()})

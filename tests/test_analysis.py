@@ -84,3 +84,15 @@ def test_a_result_row_rebuilds_its_exact_configuration(tmp_path):
     bad["seed"] = 4
     with pytest.raises(ValueError, match="does not rebuild"):
         analysis.run_config(bad)
+
+
+def test_compare_gives_differences_with_standard_errors():
+    df = analysis.load_results(table())
+    c = analysis.compare(df, "isa_vae", "beta_vae")
+    assert c["beta"].tolist() == [1.0, 2.0]
+    assert np.allclose(c["difference"], 0.2)
+    sem = 0.01 * np.arange(4).std(ddof=1) / 2
+    assert np.allclose(c["se"], np.sqrt(2) * sem)
+    assert np.allclose(c["z"], 0.2 / (np.sqrt(2) * sem))
+    with pytest.raises(ValueError, match="no beta"):
+        analysis.compare(df, "isa_vae", "factor_vae")
