@@ -115,7 +115,7 @@ def _check_finite(step: int, loss: torch.Tensor, terms: dict, named_grads: list,
     norm can also overflow on huge but finite gradients, which is not an error)."""
     for name, value in [("loss", loss), *terms.items()]:
         if not torch.isfinite(value).all():
-            raise TrainingError(f"{who}non-finite {name} ({float(value)}) at step {step}")
+            raise TrainingError(f"{who}non-finite {name} ({float(value.detach())}) at step {step}")
     if named_grads and not torch.isfinite(torch.nn.utils.get_total_norm([g for _, g in named_grads])):
         bad = next((name for name, g in named_grads if not torch.isfinite(g).all()), None)
         if bad is not None:
