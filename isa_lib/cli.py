@@ -23,7 +23,7 @@ def _params(pairs: list[list[str]] | None) -> dict:
 def cmd_list(args) -> int:
     root = runner.project_root()
     for ch in runner.chapters(root):
-        done = runner.executed_scale(ch.output(root)) if ch.output(root).exists() else None
+        done = runner.executed_scale(ch.output(root))
         print(f"{ch.name}  (executed: {done or 'no'})")
         for name, value in runner.notebook_parameters(ch.source).items():
             print(f"    {name} = {value!r}")

@@ -177,7 +177,7 @@ def parse_cli_value(text: str) -> Any:
 
 
 def executed_scale(path: Path) -> str | None:
-    """The scale an executed notebook was run at (from papermill's metadata), or None."""
+    """The scale an executed notebook was run at (from papermill's metadata); None if it is missing."""
     try:
         meta = json.loads(Path(path).read_text())["metadata"]
         return meta.get("papermill", {}).get("parameters", {}).get("scale")
@@ -204,7 +204,7 @@ def run_chapter(
 
     params = resolve_parameters(chapter, scale, overrides)
     output = Path(output) if output else chapter.output()
-    previous = executed_scale(output) if output.exists() else None
+    previous = executed_scale(output)
     if (not force and previous in SCALES and scale in SCALES
             and SCALES.index(previous) > SCALES.index(scale)):
         raise ParameterError(

@@ -1,11 +1,9 @@
 """The book pipeline end to end: chapters executed by papermill, rendered by Jupyter Book 1.x."""
-import base64
 import json
 import re
 import shutil
 from pathlib import Path
 
-import pytest
 
 from isa_lib import cli, runner
 

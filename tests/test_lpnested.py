@@ -86,7 +86,7 @@ def test_surface_area_matches_beta_form_and_known_spheres():
     assert float(log_surface_area((2.0, [3]))) == pytest.approx(math.log(4 * math.pi), rel=1e-12)
     assert float(log_surface_area((1.0, [2]))) == pytest.approx(math.log(4.0), rel=1e-12)
     # telescoping Beta form of ERRATA.md for a node with children of sizes 1, 2, 3 and exponent p
-    p, sizes = 1.7, [1, 2, 3]
+    p = 1.7  # children of sizes 1, 2, 3
     tree = (p, [1, (2.0, [2]), (2.0, [3])])
     lb = lambda a, b: math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
     root = lb(1 / p, 2 / p) + lb(3 / p, 3 / p) - 2 * math.log(p)
