@@ -118,23 +118,25 @@ class LpTree:
     that require grad stay in the graph.
     """
 
-    def __init__(self, spec):
+    def __init__(self, spec, validate: bool = True):
         if isinstance(spec, LpTree):
             self.root, self.exponents, self.nodes, self.n = spec.root, list(spec.exponents), spec.nodes, spec.n
             return
+        self._validate = validate
         self.exponents: list = []
         self.nodes: list[Node] = []
         self._next_leaf = 0
         self.root = self._parse(spec, "root")
         self.n = self._next_leaf
-        del self._next_leaf
+        del self._next_leaf, self._validate
 
     def _parse(self, spec, path: str) -> Node:
         if not (isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[1], (tuple, list))):
             raise ValueError(
                 f"node {path} must be a (p, [children]) pair, got {spec!r}")
         p, children = spec
-        _exponent_value(p, f"exponent of node {path}")
+        if self._validate:
+            _exponent_value(p, f"exponent of node {path}")
         if len(children) == 0:
             raise ValueError(f"node {path} is empty: it needs at least one child")
         node = Node(index=len(self.exponents), path=path, start=self._next_leaf)
@@ -364,6 +366,11 @@ class LpNested(Distribution):
     ``tree`` is a ``(p, [children])`` spec or :class:`LpTree`; exponents may be floats or tensors (tensors
     that require grad get gradients through :meth:`log_prob`).  ``scale=None`` means s = 2, which makes
     the all-2 tree exactly N(0, I).  Sampling is exact (Alg. 1) and uses torch's global RNG.
+
+    Every exponent is checked (finite, > 0) unless ``validate_args=False``: checking a tensor's value costs a
+    host-device synchronisation, so a caller that guarantees valid exponents (e.g.
+    :class:`isa_lib.priors.ISAPrior`, which builds one distribution per training step) turns it off, as
+    with any ``torch.distributions`` class. The tree's structure is always checked.
     """
 
     arg_constraints = {"exponents": constraints.positive, "scale": constraints.positive}
@@ -371,10 +378,12 @@ class LpNested(Distribution):
     has_rsample = False
 
     def __init__(self, tree, scale=None, validate_args=None):
-        self.tree = tree if isinstance(tree, LpTree) else LpTree(tree)
-        self.tree.validate()
+        check = validate_args is not False
+        self.tree = tree if isinstance(tree, LpTree) else LpTree(tree, validate=check)
         self._scale = DEFAULT_SCALE if scale is None else scale
-        _exponent_value(self._scale, "scale")
+        if check:
+            self.tree.validate()
+            _exponent_value(self._scale, "scale")
         super().__init__(batch_shape=torch.Size(), event_shape=torch.Size([self.tree.n]),
                          validate_args=validate_args)
 
@@ -540,8 +549,10 @@ class ISA(LpNested):
         self.sizes = list(sizes)
         self._p0 = p0
         self._sub_exps = exponents
-        self._check_isa()
-        tree = LpTree(isa_tree(p0, sizes, [exponents[i] for i in range(len(sizes))]))
+        if validate_args is not False:
+            self._check_isa()
+        tree = LpTree(isa_tree(p0, sizes, [exponents[i] for i in range(len(sizes))]),
+                      validate=validate_args is not False)
         # equal subspace sizes allow one batched logsumexp instead of a loop over subspaces
         self._equal = len(set(self.sizes)) == 1
         super().__init__(tree, scale=scale, validate_args=validate_args)

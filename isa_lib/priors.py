@@ -3,6 +3,11 @@
 A prior module owns whatever is learned (the ISA exponents, Sec. 4 "Learning the Exponents") so that it
 is saved, moved between devices and optimised with the rest of the model; ``prior()`` returns the
 distribution for the current parameter values, which the objectives use through ``log_prob``.
+
+``prior()`` is called once per training step, so it does no argument validation (``validate_args=False``):
+on a GPU every check of a tensor's value is a host-device synchronisation. The modules guarantee valid
+parameters instead: fixed exponents are checked once, when the module is built, and learned ones are kept
+inside their bounds by construction.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ class NormalPrior(nn.Module):
 
     def forward(self) -> D.Distribution:
         zeros = self._zero.expand(self.latent_dim)
-        return D.Independent(D.Normal(zeros, torch.ones_like(zeros)), 1)
+        return D.Independent(D.Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
 
 
 class ISAPrior(nn.Module):
@@ -52,6 +57,8 @@ class ISAPrior(nn.Module):
         if learn and not bool(((exps > lo) & (exps < hi)).all()):
             raise ValueError(f"initial exponents {exps.tolist()} must lie strictly inside bounds {bounds}")
         self.p0, self.sizes, self.bounds, self.scale, self.learn = float(p0), sizes, (lo, hi), scale, learn
+        # p0 as a buffer: a tensor made from a float at every step would be a host-to-device copy on a GPU
+        self.register_buffer("outer_exponent", torch.tensor(float(p0), dtype=exps.dtype))
         if learn:
             u = (exps - lo) / (hi - lo)
             self.raw_exponents = nn.Parameter(torch.log(u) - torch.log1p(-u))
@@ -72,7 +79,7 @@ class ISAPrior(nn.Module):
 
     def forward(self) -> ISA:
         exps = self.exponents
-        return ISA(torch.as_tensor(self.p0, dtype=exps.dtype, device=exps.device), self.sizes, exps, scale=self.scale)
+        return ISA(self.outer_exponent.to(exps.dtype), self.sizes, exps, scale=self.scale, validate_args=False)
 
 
 def make_prior(name: str, latent_dim: int, p0: float = 2.1, sizes: Sequence[int] | None = None,

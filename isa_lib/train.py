@@ -41,7 +41,7 @@ class TrainConfig:
     disc_hidden: int = 1000
     seed: int = 0
     device: str = "cpu"
-    amp: bool = False  # bfloat16 autocast, CUDA only
+    amp: bool = False  # bfloat16 autocast of the forward pass and objective (CUDA; also works on a CPU)
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
     log_every: int = 50
 
@@ -85,13 +85,8 @@ def as_float_images(batch: torch.Tensor, max_value: float = 1.0, dtype: torch.dt
 
 
 def objective_on(out: O.Outputs, prior, cfg: TrainConfig, dataset_size: int,
-                 discriminator: Discriminator | None = None, step: int = 0, who: str = ""):
-    """The configured objective on one batch's outputs: (loss, terms). Non-finite network outputs are
-    reported by name before they can poison the objective."""
-    for name in ("mu", "logvar", "logits"):
-        if not torch.isfinite(getattr(out, name)).all():
-            raise TrainingError(f"{who}non-finite {name} from the {'decoder' if name == 'logits' else 'encoder'} "
-                                f"at step {step}")
+                 discriminator: Discriminator | None = None):
+    """The configured objective on one batch's outputs: (loss, terms)."""
     if cfg.objective in ("vae", "beta_vae"):
         return O.elbo(out, prior, dataset_size, beta=cfg.beta)
     if cfg.objective == "beta_tcvae":
@@ -109,17 +104,94 @@ def _batch(images: torch.Tensor, order: torch.Tensor | None, step: int, cfg: Tra
     return as_float_images(images[order[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]], max_value, dtype), order
 
 
-def _check_finite(step: int, loss: torch.Tensor, terms: dict, named_grads: list, who: str = ""):
-    """Raise a named :class:`TrainingError` for a non-finite loss, term or gradient. The gradients are
-    checked through one total norm (one device sync per step); only then is the culprit looked for (a
-    norm can also overflow on huge but finite gradients, which is not an error)."""
-    for name, value in [("loss", loss), *terms.items()]:
-        if not torch.isfinite(value).all():
-            raise TrainingError(f"{who}non-finite {name} ({float(value.detach())}) at step {step}")
-    if named_grads and not torch.isfinite(torch.nn.utils.get_total_norm([g for _, g in named_grads])):
-        bad = next((name for name, g in named_grads if not torch.isfinite(g).all()), None)
-        if bad is not None:
-            raise TrainingError(f"{who}non-finite gradient of {bad} at step {step}")
+#: What the finite-value watch looks at, in the order a failure is reported: network outputs first (a NaN
+#: there poisons everything after it), then the loss and its terms, then the gradients.
+OUTPUT_LABELS = (("mu", "mu from the encoder"), ("logvar", "logvar from the encoder"),
+                 ("logits", "logits from the decoder"))
+
+
+class FiniteWatch:
+    """Finds non-finite network outputs, losses, terms and gradients without stopping the device.
+
+    Each step adds a vector of flags computed on the device (``add``); :meth:`check`, called at log steps,
+    before every checkpoint and at the end, reads them all back with one host-device synchronisation and
+    raises a :class:`TrainingError` that names the first step, the run and the quantity that went wrong.
+    Checking every value as it is made would synchronise the GPU several times per step. A NaN found late
+    has not been saved: no checkpoint is written before a check passes.
+    """
+
+    def __init__(self):
+        self._pending: list = []
+
+    def add(self, step: int, labels: list[str], flags: torch.Tensor, values: dict | None = None,
+            who: list[str] | None = None):
+        """``flags[i]`` (bool, on the device; shape (Q,) or (Q, K) for K fused runs named by ``who``) says
+        that everything labelled ``labels[i]`` is finite; ``values`` maps labels of scalars (shape () or
+        (K,)) to the values the error message shows."""
+        if flags.shape[0] != len(labels):
+            raise ValueError(f"{len(labels)} labels for {flags.shape[0]} flags")
+        self._pending.append((step, labels, flags, values, who))
+
+    def check(self):
+        if not self._pending:
+            return
+        ok = torch.stack([f.all() for _, _, f, _, _ in self._pending]).cpu()  # the one synchronisation
+        pending, self._pending = self._pending, []
+        for good, (step, labels, flags, values, who) in zip(ok.tolist(), pending):
+            if good:
+                continue
+            flags = flags.cpu().reshape(len(labels), -1)
+            run = int((~flags).any(0).nonzero()[0])
+            i = int((~flags[:, run]).nonzero()[0])
+            value = (values or {}).get(labels[i])
+            shown = "" if value is None else f" ({value.detach().reshape(-1)[run].item()})"
+            prefix = "" if who is None else who[run]
+            raise TrainingError(f"{prefix}non-finite {labels[i]}{shown} at step {step}")
+
+
+def _finite(t: torch.Tensor, runs: bool = False) -> torch.Tensor:
+    """All-finite flag of a tensor, or one per run along its first axis (``runs``)."""
+    f = torch.isfinite(t)
+    return f.flatten(1).all(1) if runs else f.all()
+
+
+def _grad_flags(named_grads: list, runs: bool = False) -> torch.Tensor:
+    """One finite flag per gradient (per run with ``runs``), through max-norms: a NaN propagates into the
+    max and an inf is the max, while huge finite gradients cannot overflow it (unlike a 2-norm)."""
+    dims = 1 if runs else None
+    return torch.isfinite(torch.stack([torch.linalg.vector_norm(g.flatten(1) if runs else g, float("inf"), dim=dims)
+                                       for _, g in named_grads]))
+
+
+def _watch_step(watch: FiniteWatch, step: int, outputs: dict, loss: torch.Tensor, terms: dict,
+                named_grads: list, runs: bool = False, who: list[str] | None = None):
+    """Queue one step's checks: outputs, loss and terms (with their values), gradients."""
+    values = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
+    labels = [text for key, text in OUTPUT_LABELS if key in outputs] + list(values)
+    flags = [_finite(outputs[key], runs) for key, _ in OUTPUT_LABELS if key in outputs]
+    flags = torch.cat([torch.stack(flags), torch.isfinite(torch.stack(list(values.values())))])
+    if named_grads:
+        labels += [f"gradient of {name}" for name, _ in named_grads]
+        flags = torch.cat([flags, _grad_flags(named_grads, runs)])
+    watch.add(step, labels, flags, values, who)
+
+
+def _check_interval(check_every: int | None, cfg: TrainConfig, device: torch.device) -> int:
+    """Steps between reads of the :class:`FiniteWatch`: every step on a CPU, where reading costs nothing
+    and the error comes before the optimiser applies a bad gradient; every log step on an accelerator."""
+    every = (1 if device.type == "cpu" else cfg.log_every) if check_every is None else check_every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"check_every must be an integer >= 1, got {check_every!r}")
+    return every
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    """bfloat16 autocast of the forward pass and objective when ``cfg.amp`` (CUDA or CPU), else a no-op."""
+    if not cfg.amp:
+        return contextlib.nullcontext()
+    if device.type not in ("cuda", "cpu"):
+        raise ValueError(f"amp (bfloat16 autocast) is supported on cuda and cpu, not {device.type}")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def total_steps(n: int, cfg: TrainConfig) -> int:
@@ -139,13 +211,16 @@ def save_checkpoint(path: Path, state: dict):
 
 
 def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | Path | None = None,
-          progress: bool = True, max_steps: int | None = None, max_value: float | None = None) -> list[dict]:
+          progress: bool = True, max_steps: int | None = None, max_value: float | None = None,
+          check_every: int | None = None) -> list[dict]:
     """Train ``model`` on ``images`` (N, [C,] H, W) and return the logged history (one dict per log step).
 
     With ``checkpoint``, an existing file is resumed (model, optimisers, generator, step, history) and
     the file is rewritten every ``cfg.checkpoint_every`` steps and at the end. ``max_steps`` stops early
     (e.g. to test resumption); the schedule itself is fixed by ``cfg.epochs``. ``max_value`` maps pixel
-    values to [0, 1] (see :func:`image_max_value`).
+    values to [0, 1] (see :func:`image_max_value`). Non-finite values raise a :class:`TrainingError` naming
+    the step and the quantity; they are looked for every ``check_every`` steps (default: every step on a
+    CPU, every log step on a GPU; see :class:`FiniteWatch`).
     """
     from tqdm.auto import tqdm
 
@@ -186,18 +261,23 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
             s.update(discriminator=disc.state_dict(), disc_optimizer=disc_opt.state_dict())
         return s
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda" else None
+    autocast = _autocast(cfg, device)
+    every = _check_interval(check_every, cfg, device)
+    watch = FiniteWatch()
     stop = total if max_steps is None else min(total, max_steps)
     bar = tqdm(total=total, initial=step, disable=not progress, desc=f"{cfg.objective} beta={cfg.beta}")
     model.train()
     while step < stop:
         x, order = _batch(images, order, step, cfg, generator, max_value, dtype)
-        with autocast or contextlib.nullcontext():
+        with autocast:
             out = model(x, generator)
-            loss, terms = objective_on(out, model.prior(), cfg, n, disc, step)
+            loss, terms = objective_on(out, model.prior(), cfg, n, disc)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        _check_finite(step, loss, terms, [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None])
+        _watch_step(watch, step, {"mu": out.mu, "logvar": out.logvar, "logits": out.logits}, loss, terms,
+                    [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None])
+        if every == 1:
+            watch.check()  # before the optimiser step: the model in memory stays at its last finite state
         opt.step()
         if disc is not None:
             half = len(out.z) // 2
@@ -208,9 +288,13 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
             terms["disc_loss"] = d_loss.detach()
         step += 1
         bar.update(1)
-        if step % cfg.log_every == 0 or step == total:
+        log_now = step % cfg.log_every == 0 or step == total
+        save_now = checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+        if log_now or save_now or step % every == 0 or step == stop:
+            watch.check()
+        if log_now:
             history.append({"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}})
-        if checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+        if save_now:
             save_checkpoint(checkpoint, snapshot())
     bar.close()
     if checkpoint is not None:
@@ -242,7 +326,8 @@ def _check_fusable(models: list[VAE], cfgs: list[TrainConfig]):
 
 def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
                checkpoint: str | Path | None = None, progress: bool = True,
-               max_steps: int | None = None, max_value: float | None = None) -> list[list[dict]]:
+               max_steps: int | None = None, max_value: float | None = None,
+               check_every: int | None = None) -> list[list[dict]]:
     """Train K independent models (seeds and betas may differ) as one batched computation.
 
     The encoder and decoder run once for all K models (``torch.func.vmap`` over their stacked
@@ -293,7 +378,10 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
                 "optimizer": opt.state_dict(), "generators": [g.get_state() for g in gens], "step": step,
                 "histories": histories, "orders": orders}
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cfg0.amp and device.type == "cuda" else None
+    autocast = _autocast(cfg0, device)
+    every = _check_interval(check_every, cfg0, device)
+    watch = FiniteWatch()
+    who = [f"run {k} (seed {c.seed}): " for k, c in enumerate(cfgs)]
     stop = total if max_steps is None else min(total, max_steps)
     bar = tqdm(total=total, initial=step, disable=not progress, desc=f"{k_runs} x {cfg0.objective}")
     while step < stop:
@@ -304,7 +392,7 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
             # Same draw, in the same order, as the reparameterisation inside VAE.forward in train().
             eps.append(torch.randn((len(x), latent_dim), generator=gens[k], device=device, dtype=dtype))
         x = torch.stack(xs)
-        with autocast or contextlib.nullcontext():
+        with autocast:
             mu, logvar = encode(sub["encoder"], x)
             z = mu + torch.exp(0.5 * logvar) * torch.stack(eps)
             logits = decode(sub["decoder"], z)
@@ -312,23 +400,28 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
             for k, cfg in enumerate(cfgs):
                 prior = functional_call(base.prior, {name: t[k] for name, t in sub["prior"].items()}, ())
                 out = O.Outputs(x[k], mu[k], logvar[k], z[k], logits[k])
-                loss_k, terms_k = objective_on(out, prior, cfg, n, step=step, who=f"run {k} (seed {cfg.seed}): ")
+                loss_k, terms_k = objective_on(out, prior, cfg, n)
                 losses.append(loss_k)
                 all_terms.append(terms_k)
         opt.zero_grad(set_to_none=True)
         torch.stack(losses).sum().backward()
-        for k, cfg in enumerate(cfgs):
-            _check_finite(step, losses[k], all_terms[k],
-                          [(name, t.grad[k]) for name, t in params.items() if t.grad is not None],
-                          who=f"run {k} (seed {cfg.seed}): ")
+        _watch_step(watch, step, {"mu": mu, "logvar": logvar, "logits": logits}, torch.stack(losses),
+                    {name: torch.stack([t[name] for t in all_terms]) for name in all_terms[0]},
+                    [(name, t.grad) for name, t in params.items() if t.grad is not None], runs=True, who=who)
+        if every == 1:
+            watch.check()  # before the optimiser step: the models in memory stay at their last finite state
         opt.step()
         step += 1
         bar.update(1)
-        if step % cfg0.log_every == 0 or step == total:
+        log_now = step % cfg0.log_every == 0 or step == total
+        save_now = checkpoint is not None and cfg0.checkpoint_every and step % cfg0.checkpoint_every == 0
+        if log_now or save_now or step % every == 0 or step == stop:
+            watch.check()
+        if log_now:
             for k in range(k_runs):
                 histories[k].append({"step": step, "loss": losses[k].item(),
                                      **{name: v.item() for name, v in all_terms[k].items()}})
-        if checkpoint is not None and cfg0.checkpoint_every and step % cfg0.checkpoint_every == 0:
+        if save_now:
             save_checkpoint(checkpoint, snapshot())
     bar.close()
     if checkpoint is not None:

@@ -271,3 +271,27 @@ def test_tree_layout_and_spec_roundtrip():
     assert t.n == 3 and t.n_nodes == 2 and t.spec() == (1.0, [1, (9.0, [2])])
     nodes, edges = t.layout()
     assert sum(n["kind"] == "leaf" for n in nodes) == 3 and len(edges) == len(nodes) - 1
+
+
+def test_validate_args_false_skips_only_the_value_checks():
+    """``validate_args=False`` (as ISAPrior uses once per training step) gives the same density with no
+    read of an exponent's value; the default still names a bad exponent, and the structure is always checked."""
+    exps = torch.tensor([1.3, 2.7, 0.9], dtype=torch.float64)
+    p0 = torch.tensor(2.1, dtype=torch.float64)
+    z = torch.randn(50, 7, dtype=torch.float64)
+    ref = ISA(p0, [2, 3, 2], exps).log_prob(z)
+    reads = []
+    orig = torch.Tensor.item
+    try:
+        torch.Tensor.item = lambda self: reads.append(1) or orig(self)
+        fast = ISA(p0, [2, 3, 2], exps, validate_args=False).log_prob(z)
+    finally:
+        torch.Tensor.item = orig
+    assert reads == [] and torch.equal(fast, ref)
+    with pytest.raises(ValueError, match=r"exponents\[1\]"):
+        ISA(p0, [2, 3, 2], torch.tensor([1.3, -2.0, 0.9]))
+    with pytest.raises(ValueError, match="sizes has 3 subspaces"):
+        ISA(p0, [2, 3, 2], torch.tensor([1.3, 2.0]), validate_args=False)
+    # without checks a bad exponent is the caller's responsibility: it is not silently "fixed"
+    assert torch.isnan(ISA(p0, [2, 3, 2], torch.tensor([1.3, -2.0, 0.9], dtype=torch.float64),
+                           validate_args=False).log_prob(z)).all()

@@ -50,3 +50,20 @@ def test_bad_layouts_and_exponents_are_named():
         ISAPrior(2.1, [2, 2], [2.0, 6.0], learn=True)
     with pytest.raises(ValueError, match="unknown prior 'laplace'"):
         make_prior("laplace", 4)
+
+
+def test_priors_hand_out_unvalidated_distributions_with_the_same_density():
+    """prior() runs once per training step, so it skips argument validation (a host sync per check on a GPU);
+    the density is the validated one's."""
+    from isa_lib.lpnested import ISA
+
+    z = torch.randn(32, 20)
+    for learn in (False, True):
+        prior = make_prior("isa", 20, p0=2.1, sizes=[4] * 5, exponents=2.2 if not learn else 2.0, learn=learn)
+        d = prior()
+        assert d._validate_args is False
+        ref = ISA(torch.tensor(2.1), [4] * 5, prior.exponents.detach()).log_prob(z)
+        assert torch.allclose(d.log_prob(z), ref, atol=1e-5)
+    n = NormalPrior(20)()
+    assert n._validate_args is False and n.base_dist._validate_args is False
+    assert torch.allclose(n.log_prob(z), torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1))

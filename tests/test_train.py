@@ -147,11 +147,96 @@ def test_pixel_scale_is_decided_once_for_the_whole_set():
 
 
 def test_a_non_finite_gradient_is_named_and_a_huge_finite_one_is_not_an_error():
-    from isa_lib.train import _check_finite
+    from isa_lib.train import FiniteWatch, _watch_step
 
-    one = torch.tensor(1.0)
-    _check_finite(3, one, {"kl": one}, [("w", torch.full((4,), 1e30))])  # the norm overflows: not an error
+    one, out = torch.tensor(1.0), {"mu": torch.zeros(2, 2)}
+    watch = FiniteWatch()
+    _watch_step(watch, 3, out, one, {"kl": one}, [("w", torch.full((4,), 1e30))])  # a 2-norm would overflow
+    watch.check()
+    _watch_step(watch, 3, out, one, {}, [("w", torch.ones(2)), ("b", torch.tensor([0.0, float("inf")]))])
     with pytest.raises(TrainingError, match="non-finite gradient of b at step 3"):
-        _check_finite(3, one, {}, [("w", torch.ones(2)), ("b", torch.tensor([0.0, float("inf")]))])
-    with pytest.raises(TrainingError, match="run 1: non-finite kl"):
-        _check_finite(0, one, {"kl": torch.tensor(float("nan"))}, [], who="run 1: ")
+        watch.check()
+    # Fused runs: flags per run; the message names the run, the term and its value.
+    kl = torch.tensor([0.5, float("nan")])
+    _watch_step(watch, 0, {"mu": torch.zeros(2, 3, 2)}, torch.ones(2), {"kl": kl}, [("w", torch.ones(2, 5))],
+                runs=True, who=["run 0: ", "run 1: "])
+    with pytest.raises(TrainingError, match=r"run 1: non-finite kl \(nan\) at step 0"):
+        watch.check()
+
+
+class NaNAt(torch.nn.Module):
+    """Wraps an encoder and makes its output NaN from the ``at``-th call on (step ``at`` of a training run)."""
+
+    def __init__(self, encoder, at):
+        super().__init__()
+        self.encoder, self.at, self.calls = encoder, at, 0
+
+    def forward(self, x):
+        mu, logvar = self.encoder(x)
+        self.calls += 1
+        return (mu * float("nan"), logvar) if self.calls > self.at else (mu, logvar)
+
+
+def test_a_late_check_names_the_first_bad_step_and_never_saves_it(tmp_path):
+    """Checks every 100 steps (as on a GPU): a NaN at step 7 is reported as step 7, and the checkpoint
+    due at step 10 is not written, because a check comes before every save."""
+    model = vae()
+    model.encoder = NaNAt(model.encoder, at=7)
+    ck = tmp_path / "run.pt"
+    with pytest.raises(TrainingError, match=r"non-finite mu from the encoder at step 7"):
+        train(model, tiny_images(), cfg(checkpoint_every=5, log_every=100), ck, progress=False, check_every=100)
+    assert torch.load(ck, weights_only=False)["step"] == 5
+    with pytest.raises(ValueError, match="check_every"):
+        train(vae(), tiny_images(), cfg(), progress=False, check_every=0)
+
+
+def count_host_reads(monkeypatch):
+    """Counts the ways a tensor's value reaches Python (each one a host-device synchronisation on a GPU),
+    leaving out torch.optim, whose Adam step counters live on the host."""
+    reads = []
+    for name in ("item", "__bool__", "__float__", "__int__", "tolist", "cpu", "numpy"):
+        orig = getattr(torch.Tensor, name)
+
+        def spy(self, *a, _orig=orig, _name=name, **k):
+            import sys
+            if "torch/optim" not in sys._getframe(1).f_code.co_filename:
+                reads.append(_name)
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    return reads
+
+
+@pytest.mark.parametrize("objective,prior,learn", [("beta_tcvae", "normal", False), ("beta_vae", "isa", False),
+                                                   ("beta_tcvae", "isa", True)])
+def test_training_steps_do_not_read_device_values_between_checks(monkeypatch, objective, prior, learn):
+    """Between two reads of the finite-value watch a step launches work and reads nothing back: 20 more
+    steps cost exactly one more check (a .cpu() and a .tolist()), alone or fused."""
+    kw = dict(sizes=[2, 2], exponents=2.2, learn=learn) if prior == "isa" else {}
+    reads = count_host_reads(monkeypatch)
+    c = cfg(objective=objective, epochs=20, log_every=1000)
+    counts = {}
+    for steps in (20, 40):
+        del reads[:]
+        train(vae(prior, 0, **kw), tiny_images(), c, progress=False, max_steps=steps, check_every=20)
+        counts[steps] = len(reads)
+    assert counts[40] - counts[20] == 2, (counts, reads)
+    fused = {}
+    for steps in (20, 40):
+        del reads[:]
+        train_many([vae(prior, s, **kw) for s in (0, 1)], tiny_images(), [c, cfg(objective=objective, epochs=20,
+                   log_every=1000, seed=4)], progress=False, max_steps=steps, check_every=20)
+        fused[steps] = len(reads)
+    assert fused[40] - fused[20] == 2, (fused, reads)
+
+
+def test_bfloat16_autocast_trains_on_the_cpu():
+    """``amp=True`` runs the forward pass and objective in bfloat16 autocast (the GPU sweep's --amp); on a
+    CPU too, so the path is tested here: it learns, and its numbers differ from float32's."""
+    hist = train(vae(), tiny_images(), cfg(amp=True, epochs=10), progress=False)
+    ref = train(vae(), tiny_images(), cfg(epochs=10), progress=False)
+    assert hist[-1]["recon"] > hist[0]["recon"] + 20
+    assert abs(hist[-1]["recon"] - ref[-1]["recon"]) < 5.0
+    assert hist[-1]["loss"] != ref[-1]["loss"]
+    fused = train_many([vae("isa", s, sizes=[2, 2], exponents=2.2) for s in (0, 1)], tiny_images(),
+                       [cfg(amp=True, epochs=10, seed=s) for s in (0, 1)], progress=False)
+    assert all(h[-1]["recon"] > h[0]["recon"] + 20 for h in fused)
