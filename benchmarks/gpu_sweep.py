@@ -65,11 +65,9 @@ def main(argv=None):
     configs.sort(key=lambda c: (c.seed, c.beta))          # breadth-first: all settings of seed 0 first
     ledger = Ledger(args.ledger)
     ledger.requeue_running()                              # runs of a killed call start again
-    ledger.add(configs)
-    status = ledger.statuses()
-    todo = [c for c in configs if status.get(c.config_hash()) not in ("done", "failed")]
+    todo = ledger.runs_to_do(configs)                     # beta-TCVAE at beta = 1 is copied, not rerun
     tasks = interleave(plan_groups(todo, args.fuse))
-    print(f"{len(configs)} runs in the grid, {len(configs) - len(todo)} recorded, {len(todo)} to run "
+    print(f"{len(configs)} runs in the grid, {ledger.counts().get('done', 0)} recorded, {len(todo)} to run "
           f"in {len(tasks)} tasks of <= {args.fuse}; budget {args.budget_s:.0f} s", flush=True)
 
     slowest, ran, n_tasks = 0.0, 0, 0
@@ -88,6 +86,7 @@ def main(argv=None):
         print(f"[{time.perf_counter() - t0:6.0f} s] {len(group)} x {group[0].model} "
               f"(seeds {sorted({c.seed for c in group})}, betas {sorted({c.beta for c in group})}): "
               f"{s['done']} done, {s['failed']} failed in {dt:.1f} s", flush=True)
+    ledger.fill_equivalents(configs)
     counts = ledger.counts()
     summary = {"ran": ran, "tasks": n_tasks, "elapsed_s": round(time.perf_counter() - t0, 1), "ledger": counts,
                "grid_total": len(configs)}

@@ -80,6 +80,9 @@ MODELS: dict[str, ModelSpec] = {
     "factor_vae": ModelSpec("normal", "factor_vae"),
 }
 
+#: beta-TCVAE models and the model each one equals at beta = 1 (RunConfig.equivalent).
+_SAME_AT_BETA_ONE = {"beta_tcvae": "beta_vae", "isa_tcvae": "isa_vae"}
+
 _LEARN_BOUNDS = (0.5, 5.0)  # ISAPrior's default bounds on learned exponents
 
 
@@ -282,6 +285,19 @@ class RunConfig:
     def fuse_key(self) -> "RunConfig":
         """The configuration with seed and beta blanked: runs with equal keys can share a train_many call."""
         return dataclasses.replace(self, seed=0, beta=1.0)
+
+    def equivalent(self) -> "RunConfig":
+        """The run this configuration repeats exactly, or itself.
+
+        At beta = 1 the beta-TCVAE penalty MI + TC + dimension-wise KL (Eq. 3 with alpha = gamma = 1)
+        telescopes to log q(z|x) - log p(z), the KL estimate of the ELBO (Eq. 2, 12): the estimates of
+        log q(z) and sum_j log q(z_j) enter with +1 and -1, so their gradients cancel exactly and training
+        follows the (ISA-)VAE step for step (the medium study measured equal metrics on all 8 pairs).
+        A sweep runs the (ISA-)VAE once and records the beta-TCVAE row from it (:meth:`Ledger.fill_equivalents`).
+        """
+        if self.spec.objective == "beta_tcvae" and self.beta == 1.0:
+            return dataclasses.replace(self, model=_SAME_AT_BETA_ONE[self.model])
+        return self
 
     @property
     def fusable(self) -> bool:
@@ -754,6 +770,47 @@ class Ledger:
                  socket.gethostname(), worker or _worker_id(), outcome["config_hash"]))
             return bool(cur.rowcount)
 
+    def fill_equivalents(self, configs: Iterable[RunConfig]) -> int:
+        """Record each run that repeats another exactly (:meth:`RunConfig.equivalent`) from that run's row,
+        once it is finished: 'done' with its metrics plus ``same_as`` (the hash they were copied from), or
+        'failed' naming it. Rows already 'done' are kept. Returns how many rows were written."""
+        pairs = [(c.config_hash(), c.equivalent().config_hash()) for c in configs if c.equivalent() != c]
+        if not pairs:
+            return 0
+        written = 0
+        with self._tx() as db:
+            for alias, source in pairs:
+                row = db.execute("SELECT status, metrics, error, versions FROM runs WHERE config_hash = ?",
+                                 (source,)).fetchone()
+                if row is None or row["status"] not in ("done", "failed"):
+                    continue
+                metrics = None
+                if row["metrics"]:
+                    metrics = json.dumps({**json.loads(row["metrics"]), "same_as": source})
+                error = None if row["status"] == "done" else f"same as run {source}, which failed:\n{row['error']}"
+                written += db.execute(
+                    "UPDATE runs SET status = ?, metrics = ?, error = ?, finished = ?, duration = 0, versions = ?, "
+                    "host = ?, worker = ? WHERE config_hash = ? AND status != 'done'",
+                    (row["status"], metrics, error, time.time(), row["versions"], socket.gethostname(),
+                     f"copy:{source[:12]}", alias)).rowcount
+        return written
+
+    def runs_to_do(self, configs: Sequence[RunConfig], retry_failed: bool = False) -> list[RunConfig]:
+        """Add ``configs`` (and the runs they repeat) to the ledger, record the repeats that can be copied,
+        and return the distinct runs still to compute, in the order of ``configs``: not 'done', and not
+        'failed' unless ``retry_failed``. A killed sweep's 'running' rows count as to do."""
+        configs = list(configs)
+        sources = [c.equivalent() for c in configs]
+        self.add(configs + [c for c, orig in zip(sources, configs) if c is not orig])
+        self.fill_equivalents(configs)
+        status = self.statuses()
+        skip = {"done"} | (set() if retry_failed else {"failed"})
+        todo: "OrderedDict[str, RunConfig]" = OrderedDict()
+        for c, src in zip(configs, sources):
+            if status.get(c.config_hash()) not in skip and status.get(src.config_hash()) not in skip:
+                todo.setdefault(src.config_hash(), src)
+        return list(todo.values())
+
     # ------------------------------------------------------------------ reads
     def statuses(self, hashes: Sequence[str] | None = None) -> dict[str, str]:
         with self._connect() as db:
@@ -885,7 +942,9 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
           retry_failed: bool = False, cache=None) -> dict:
     """Run every configuration not yet 'done' in the ledger (and not 'failed', unless ``retry_failed``).
 
-    Runs are grouped into fused tasks of up to ``fuse`` seeds/betas (:func:`plan_groups`) and executed
+    A run that repeats another exactly (beta-TCVAE at beta = 1, :meth:`RunConfig.equivalent`) is not
+    computed twice: its row is copied from the other's. Runs are grouped into fused tasks of up to ``fuse``
+    seeds/betas (:func:`plan_groups`) and executed
     in-process (``backend="local"``) or as Ray tasks (``"ray"``: a local cluster unless ``address`` names
     one; ``num_gpus=gpus_per_task``, ``num_cpus=cpus_per_task`` each). Each worker writes its runs to the
     ledger as they finish; a failing run is recorded as 'failed' with its traceback and the sweep goes
@@ -896,13 +955,11 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
     unique = list(OrderedDict((c.config_hash(), c) for c in configs).values())
     ledger = Ledger(ledger_path)
     requeued = ledger.requeue_running()
-    ledger.add(unique)
-    status = ledger.statuses()
-    skip = {"done"} | (set() if retry_failed else {"failed"})
-    todo = [c for c in unique if status.get(c.config_hash()) not in skip]
+    todo = ledger.runs_to_do(unique, retry_failed)
     groups = plan_groups(todo, fuse)
+    repeats = sum(1 for c in unique if c.equivalent() != c)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
-    say(f"sweep: {len(unique)} runs, {len(unique) - len(todo)} already recorded, {len(todo)} to run in "
+    say(f"sweep: {len(unique)} runs ({repeats} copied from the run they repeat exactly), {len(todo)} to run in "
         f"{len(groups)} task(s) on {backend}" + (f"; {requeued} interrupted run(s) requeued" if requeued else ""))
     t0 = time.perf_counter()
     # Build each dataset cache once here, not concurrently in every worker.
@@ -947,6 +1004,7 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
         finally:
             if started:
                 ray.shutdown()
+    ledger.fill_equivalents(unique)
     final = ledger.statuses([c.config_hash() for c in unique])
     counts = {s: sum(1 for v in final.values() if v == s) for s in ("done", "failed", "pending", "running")}
     summary = {"total": len(unique), "ran": len(todo), "tasks": len(groups), **counts,
@@ -981,8 +1039,10 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         status = Ledger(args.ledger).statuses() if Path(args.ledger).exists() else {}
         for c in configs:
-            print(f"{c.config_hash()[:12]}  {status.get(c.config_hash(), 'new'):8s} {c.short()}")
-        print(f"{len(configs)} runs, {len(plan_groups(configs, args.fuse))} tasks")
+            same = "" if c.equivalent() == c else f"  (same as {c.equivalent().config_hash()[:12]})"
+            print(f"{c.config_hash()[:12]}  {status.get(c.config_hash(), 'new'):8s} {c.short()}{same}")
+        distinct = list(OrderedDict((c.equivalent().config_hash(), c.equivalent()) for c in configs).values())
+        print(f"{len(configs)} runs, {len(distinct)} to compute in {len(plan_groups(distinct, args.fuse))} tasks")
         return 0
     summary = sweep(configs, args.ledger, backend=args.backend, address=args.address,
                     gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, fuse=args.fuse,

@@ -296,3 +296,66 @@ def test_run_one_returns_model_and_data():
     assert metrics["exponents"] != [2.0, 2.0]   # learned: they moved from their start
     json.dumps(metrics)   # plain JSON
     assert model.prior.learn
+
+
+# ------------------------------------------------------------------------------------------ repeated runs
+@pytest.mark.parametrize("prior,estimator", [("normal", "mss"), ("isa", "mws")])
+def test_beta_tcvae_at_beta_one_trains_exactly_like_the_vae(prior, estimator):
+    """The equivalence the sweep relies on (RunConfig.equivalent): at beta = 1 the beta-TCVAE penalty
+    telescopes to the ELBO's KL and its extra gradients cancel, so the weights agree bit for bit."""
+    import torch
+    from isa_lib.train import TrainConfig, build_vae, train
+
+    kw = dict(sizes=[2, 2], p0=2.1, exponents=2.2) if prior == "isa" else {}
+    images = (torch.rand(256, 16, 16, generator=torch.Generator().manual_seed(0)) > 0.6).to(torch.uint8)
+    weights = {}
+    for objective in ("beta_vae", "beta_tcvae"):
+        model = build_vae("mlp", 4, prior, seed=1, net_size={"hidden": 32, "image_size": 16}, **kw)
+        train(model, images, TrainConfig(objective=objective, estimator=estimator, beta=1.0, epochs=3,
+                                         batch_size=32, seed=2), progress=False)
+        weights[objective] = model.state_dict()
+    assert all(torch.equal(weights["beta_vae"][k], weights["beta_tcvae"][k]) for k in weights["beta_vae"])
+    # ... and only at beta = 1
+    c = tiny(model="isa_tcvae", beta=1.0)
+    assert c.equivalent() == tiny(model="isa_vae", beta=1.0)
+    assert tiny(model="beta_tcvae", beta=1.0).equivalent().model == "beta_vae"
+    for other in (tiny(model="isa_tcvae", beta=2.0), tiny(model="beta_vae"), tiny(model="factor_vae", beta=1.0)):
+        assert other.equivalent() is other
+
+
+def test_a_sweep_computes_a_repeated_run_once_and_copies_its_row(tmp_path):
+    import sqlite3
+
+    configs = expand_grid(tiny_grid(models=["beta_vae", "beta_tcvae"], betas=[1.0, 2.0], seeds=1))
+    path = tmp_path / "ledger.db"
+    s = sweep(configs, path, fuse=1, progress=False)
+    assert (s["total"], s["ran"], s["done"]) == (4, 3, 4)
+    rows = {r["config_hash"]: r for r in Ledger(path).rows()}
+    (copy,) = [c for c in configs if c.equivalent() != c]
+    src = rows[copy.equivalent().config_hash()]
+    got = rows[copy.config_hash()]
+    assert got["metrics"]["same_as"] == src["config_hash"] and got["metrics"]["mig"] == src["metrics"]["mig"]
+    assert got["model"] == "beta_tcvae" and got["duration"] == 0
+    # Killed after the source finished but before the copy was written: resuming copies, computes nothing.
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE runs SET status = 'running', metrics = NULL WHERE config_hash = ?", (copy.config_hash(),))
+    again = sweep(configs, path, fuse=1, progress=False)
+    assert again["ran"] == 0 and again["done"] == 4
+    assert Ledger(path).statuses()[copy.config_hash()] == "done"
+    # A grid holding only the repeat still runs (the source is added to the ledger) and records both rows.
+    only = expand_grid(tiny_grid(models=["isa_tcvae"], betas=[1.0], seeds=1))
+    s = sweep(only, tmp_path / "only.db", progress=False)
+    assert (s["ran"], s["done"]) == (1, 1)
+    assert Ledger(tmp_path / "only.db").counts() == {"done": 2}
+    df = Ledger(path).to_dataframe()
+    assert df["same_as"].notna().sum() == 1
+
+
+def test_a_repeat_of_a_failed_run_is_failed_and_names_it(tmp_path):
+    bad = tiny(model="beta_tcvae", beta=1.0, lr=1e12)
+    path = tmp_path / "ledger.db"
+    s = sweep([bad], path, progress=False)
+    assert (s["failed"], s["ran"]) == (1, 1)
+    row = {r["config_hash"]: r for r in Ledger(path).rows()}[bad.config_hash()]
+    assert row["status"] == "failed" and f"same as run {bad.equivalent().config_hash()}" in row["error"]
+    assert "non-finite" in row["error"]
