@@ -2,8 +2,12 @@
 
 Seeds (and betas) of one model are fused into one train_many call per task; tasks are taken breadth-first
 (seed 0 of every model and beta before seed 1, models interleaved), so a partial sweep covers every setting.
-Every finished run goes to the ledger at once; rerunning continues where the last call stopped. A task is
-started only if the slowest task so far would still end inside the budget.
+Every finished run goes to the ledger at once; rerunning continues where the last call stopped. Before a
+task starts, its duration is predicted from a short timing of its fused group
+(isa_lib.experiments.seconds_per_step x the run's steps, plus the slowest evaluation so far); a task that
+would not end inside the budget is split (fewer runs fused) or, if one run does not fit, the sweep stops,
+so that no budget is spent on a task that would be cut off and lost. On CUDA, float32 matrix products use
+TF32 unless --no-tf32 (recorded per run as timings.float32_matmul).
 
     python benchmarks/gpu_sweep.py --budget-s 540 --ledger runs/paper.db --fuse 10      # one GPU
     python benchmarks/gpu_sweep.py --cpu-smoke --ledger /tmp/smoke.db                    # tiny, on the CPU
@@ -18,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isa_lib.experiments import Ledger, load_grid, plan_groups, sweep  # noqa: E402
+from isa_lib.experiments import Ledger, load_grid, plan_groups, seconds_per_step, sweep  # noqa: E402
 
 # --cpu-smoke: the paper grid's structure (models, breadth-first order, fusing) on a tiny sub-grid.
 SMOKE = dict(epochs=2.0, batch_size=32, latent_dim=4, layout=(2, 2), hidden=32, image_size=16, mig_samples=64,
@@ -48,6 +52,8 @@ def main(argv=None):
     ap.add_argument("--fuse", type=int, default=10, help="runs per fused task")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (changes the run hashes)")
+    ap.add_argument("--no-tf32", action="store_true", help="full float32 matrix products on CUDA")
+    ap.add_argument("--probe-steps", type=int, default=10, help="steps timed to predict a task's duration")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny version on the CPU, 3 seeds")
     ap.add_argument("--export", default=None, metavar="CSV")
     args = ap.parse_args(argv)
@@ -62,6 +68,7 @@ def main(argv=None):
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             sys.exit("no CUDA device: use --cpu-smoke for a CPU run")
         configs = [dataclasses.replace(c, device=args.device, amp=args.amp) for c in configs]
+        torch.set_float32_matmul_precision("highest" if args.no_tf32 else "high")
     configs.sort(key=lambda c: (c.seed, c.beta))          # breadth-first: all settings of seed 0 first
     ledger = Ledger(args.ledger)
     ledger.requeue_running()                              # runs of a killed call start again
@@ -70,22 +77,41 @@ def main(argv=None):
     print(f"{len(configs)} runs in the grid, {ledger.counts().get('done', 0)} recorded, {len(todo)} to run "
           f"in {len(tasks)} tasks of <= {args.fuse}; budget {args.budget_s:.0f} s", flush=True)
 
-    slowest, ran, n_tasks = 0.0, 0, 0
-    for group in tasks:
+    ran, n_tasks, eval_s, step_s = 0, 0, 0.0, {}
+
+    def predicted(group):
+        """Seconds the group's task should take: timed steps x steps, plus the slowest evaluation so far."""
+        key = (group[0].fuse_key(), len(group))
+        if key not in step_s:
+            step_s[key] = seconds_per_step(group, steps=args.probe_steps)
+        return step_s[key] * group[0].steps + eval_s * len(group)
+
+    queue = list(tasks)
+    while queue:
+        group = queue.pop(0)
+        guess = predicted(group)                          # (the first timing also builds the data set)
         left = args.budget_s - (time.perf_counter() - t0)
-        # The first task also pays for building the data set cache (once per machine) and warm-up.
-        if slowest and left < slowest * 1.1:
-            print(f"stopping: {left:.0f} s left, the slowest task took {slowest:.0f} s", flush=True)
+        if guess > left:
+            if len(group) > 1:  # split: the halves go back to the front of the queue
+                half = (len(group) + 1) // 2
+                queue[:0] = [group[:half], group[half:]]
+                print(f"a task of {len(group)} x {group[0].model} would take ~{guess:.0f} s, {left:.0f} s left: "
+                      f"splitting it", flush=True)
+                continue
+            print(f"stopping: one {group[0].model} run would take ~{guess:.0f} s, {guess - left:.0f} s more than "
+                  f"what is left", flush=True)
             break
         t = time.perf_counter()
-        s = sweep(group, args.ledger, fuse=args.fuse, progress=False)
+        s = sweep(group, args.ledger, fuse=len(group), progress=False)
         dt = time.perf_counter() - t
-        slowest = max(slowest, dt)
+        evals = [r["metrics"]["timings"]["eval_s"]
+                 for r in ledger.rows("done", hashes=[c.config_hash() for c in group]) if "timings" in r["metrics"]]
+        eval_s = max([eval_s] + evals)
         ran += s["ran"]
         n_tasks += 1
         print(f"[{time.perf_counter() - t0:6.0f} s] {len(group)} x {group[0].model} "
               f"(seeds {sorted({c.seed for c in group})}, betas {sorted({c.beta for c in group})}): "
-              f"{s['done']} done, {s['failed']} failed in {dt:.1f} s", flush=True)
+              f"{s['done']} done, {s['failed']} failed in {dt:.1f} s (predicted {guess:.0f} s)", flush=True)
     ledger.fill_equivalents(configs)
     counts = ledger.counts()
     summary = {"ran": ran, "tasks": n_tasks, "elapsed_s": round(time.perf_counter() - t0, 1), "ledger": counts,

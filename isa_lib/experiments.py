@@ -54,7 +54,7 @@ import numpy as np
 
 __all__ = [
     "MODELS", "SCALES", "RunConfig", "scale_defaults", "expand_grid", "load_grid", "run_one", "run_group",
-    "Ledger", "sweep", "sweep_main", "plan_groups", "GridError",
+    "Ledger", "sweep", "sweep_main", "plan_groups", "GridError", "seconds_per_step",
 ]
 
 #: Version of the run semantics; part of every hash, so a change of meaning never reuses old rows.
@@ -541,22 +541,56 @@ def evaluate(model, data, c: RunConfig, history: list[dict]) -> dict:
     return _jsonable(out)
 
 
-def _train_models(configs: list[RunConfig], data, fused: bool):
+def _train_models(configs: list[RunConfig], data, fused: bool, max_steps: int | None = None):
     """Build and train the models of a group: one train_many call, or train per run."""
     from .train import train, train_many
 
     channels = data.images.shape[1]
     models = [build_model(c, channels) for c in configs]
     cfgs = [_train_config(c, len(data)) for c in configs]
+    kw = dict(progress=False, max_value=data.max_value, max_steps=max_steps)
     if fused and len(configs) > 1:
-        hists = train_many(models, data.images, cfgs, progress=False, max_value=data.max_value)
+        hists = train_many(models, data.images, cfgs, **kw)
     else:
-        hists = [train(m, data.images, cfg, progress=False, max_value=data.max_value) for m, cfg in zip(models, cfgs)]
+        hists = [train(m, data.images, cfg, **kw) for m, cfg in zip(models, cfgs)]
     return models, hists
+
+
+def seconds_per_step(configs: Sequence[RunConfig], steps: int = 10, cache=None) -> float:
+    """Wall-clock seconds per optimiser step of a group trained as :func:`run_group` would (fused when it
+    can), timed over ``steps`` steps after as many warm-up steps; nothing is recorded. A sweep with a time
+    budget uses it to predict a task's duration (``steps * config.steps``) before starting it."""
+    import torch
+
+    configs = list(configs)
+    if len({c.fuse_key() for c in configs}) != 1:
+        raise ValueError("seconds_per_step needs configurations that differ only in seed and beta")
+    data = load_data(configs[0], cache)
+    fused = configs[0].fusable and len(configs) > 1
+    device = torch.device(configs[0].device)
+
+    def timed():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        _train_models(configs, data, fused, max_steps=steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t
+
+    timed()  # warm-up: allocations, kernel selection, the first data transfer
+    return timed() / steps  # one step of the group: every run in it advanced by one step
 
 
 def _error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}\n\n{''.join(traceback.format_exception(err))}"
+
+
+def _matmul_precision() -> str:
+    """torch's float32 matmul precision ('highest'; 'high' allows TF32 on a GPU), recorded with each run."""
+    import torch
+
+    return torch.get_float32_matmul_precision()
 
 
 def run_group(configs: Sequence[RunConfig], on_result: Callable[[dict], None] | None = None, cache=None,
@@ -604,7 +638,8 @@ def run_group(configs: Sequence[RunConfig], on_result: Callable[[dict], None] | 
             try:
                 m = evaluate(models[j], data, configs[i], hists[j])
                 m["timings"] = {"load_s": load_s, "train_s": train_s, "train_s_per_run": train_s / len(idx),
-                                "eval_s": m.pop("eval_s"), "fused": len(idx)}
+                                "eval_s": m.pop("eval_s"), "fused": len(idx),
+                                "float32_matmul": _matmul_precision()}
                 m["versions"] = versions()
                 finish(i, "done", metrics=m, model=models[j], data=data)
             except Exception as err:  # noqa: BLE001
@@ -823,11 +858,19 @@ class Ledger:
             rows = db.execute("SELECT status, COUNT(*) AS n FROM runs GROUP BY status").fetchall()
         return {r["status"]: r["n"] for r in rows}
 
-    def rows(self, status: str | None = None) -> list[dict]:
-        """Every row (or those with ``status``) with config, metrics and versions decoded."""
+    def rows(self, status: str | None = None, hashes: Sequence[str] | None = None) -> list[dict]:
+        """Every row (or those with ``status``, or with a config hash in ``hashes``) with config, metrics
+        and versions decoded."""
+        where, args = [], []
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if hashes is not None:
+            where.append(f"config_hash IN ({','.join('?' * len(hashes))})")
+            args.extend(hashes)
         with self._connect() as db:
-            q = "SELECT * FROM runs" + (" WHERE status = ?" if status else "") + " ORDER BY created, rowid"
-            rows = db.execute(q, (status,) if status else ()).fetchall()
+            q = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created, rowid"
+            rows = db.execute(q, args).fetchall()
         out = []
         for r in rows:
             d = dict(r)

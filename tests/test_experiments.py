@@ -359,3 +359,17 @@ def test_a_repeat_of_a_failed_run_is_failed_and_names_it(tmp_path):
     row = {r["config_hash"]: r for r in Ledger(path).rows()}[bad.config_hash()]
     assert row["status"] == "failed" and f"same as run {bad.equivalent().config_hash()}" in row["error"]
     assert "non-finite" in row["error"]
+
+
+def test_seconds_per_step_times_a_group_and_records_nothing(tmp_path):
+    group = [tiny(model="isa_vae", seed=s, beta=b) for s, b in ((0, 1.0), (1, 2.0))]
+    t = E.seconds_per_step(group, steps=3)
+    assert 0 < t < 30
+    with pytest.raises(ValueError, match="differ only in seed and beta"):
+        E.seconds_per_step([tiny(model="isa_vae"), tiny(model="beta_vae")])
+    # Ledger.rows by hash (what the GPU sweep reads after each task)
+    path = tmp_path / "l.db"
+    sweep(group, path, progress=False)
+    (row,) = Ledger(path).rows("done", hashes=[group[1].config_hash()])
+    assert row["config_hash"] == group[1].config_hash() and row["metrics"]["timings"]["float32_matmul"] == "highest"
+    assert Ledger(path).rows(hashes=[]) == []

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Everything a GPU session should do, as ONE prepared command (the device tool lends one machine for a
+# few minutes: one call, then give it back). From the repository root, on the GPU machine:
+#
+#   OUT=/some/dir bash benchmarks/gpu_session.sh 540          # total budget in seconds (default 540)
+#   OUT=/tmp/smoke bash benchmarks/gpu_session.sh 120 --cpu-smoke   # the same steps, tiny, on a CPU
+#
+# Steps (each bounded by `timeout`, each writing a log under $OUT):
+#   1. the machine and torch's view of it (env.txt);
+#   2. benchmarks/gpu_metrics.py: the full-grid MIG timing and the GPU/CPU agreement check;
+#   3. benchmarks/bench_train.py --paper: fused against separate training, and the per-step finite check
+#      read back every step against once per log step, at the paper's network sizes;
+#   4. benchmarks/gpu_sweep.py: as much of the paper's dSprites grid as fits in what is left, appended to
+#      results/dsprites_paper.db (so a second session continues where this one stopped);
+#   5. the ledger (a consistent SQLite backup) and its CSV export copied to $OUT, to be committed as
+#      results/dsprites_paper.db and results/dsprites_paper.csv.
+# The machine needs torch, numpy, pandas, pyyaml, scipy and tqdm (the device image has them); ray is not used.
+set -uo pipefail
+budget=${1:-540}
+mode=${2:-}
+OUT=${OUT:-/tmp/gpu_session}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+py=${PYTHON:-python3}
+start=$(date +%s)
+left() { echo $(( budget - ($(date +%s) - start) )); }
+
+if [ "$mode" = "--cpu-smoke" ]; then
+    metrics_args="--cpu-small"; train_args="--k 2 --steps 3 --device cpu"
+    sweep_args="--cpu-smoke --fuse 4"; ledger="$OUT/smoke.db"; reserve=10
+else
+    metrics_args="--skip-float64"; train_args="--paper --device cuda --k 10 --steps 20"
+    sweep_args="--fuse 10"; ledger="results/dsprites_paper.db"; reserve=45
+fi
+
+{
+    date -u; uname -a; nvidia-smi 2>&1 | head -15
+    "$py" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda',
+torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+echo "== gpu_metrics ($(left) s left)"
+timeout 150 "$py" benchmarks/gpu_metrics.py $metrics_args 2>&1 | tee "$OUT/gpu_metrics.log"
+echo "== bench_train ($(left) s left)"
+timeout 120 "$py" benchmarks/bench_train.py $train_args 2>&1 | tee "$OUT/bench_train.log"
+
+sweep_budget=$(( $(left) - reserve ))
+echo "== gpu_sweep, budget ${sweep_budget} s"
+if [ "$sweep_budget" -gt 30 ]; then
+    # The sweep stops starting tasks by itself; timeout only guards against a hang (rows written stay).
+    timeout $(( sweep_budget + 60 )) "$py" benchmarks/gpu_sweep.py $sweep_args --budget-s "$sweep_budget" \
+        --ledger "$ledger" 2>&1 | tee "$OUT/gpu_sweep.log"
+fi
+
+echo "== saving the ledger ($(left) s left)"
+"$py" - "$ledger" "$OUT" <<'EOF'
+import sqlite3, sys
+from pathlib import Path
+from isa_lib.experiments import Ledger
+src, out = Path(sys.argv[1]), Path(sys.argv[2])
+if src.exists():
+    name = src.stem
+    with sqlite3.connect(src) as a, sqlite3.connect(out / f"{name}.db") as b:
+        a.backup(b)  # consistent copy, WAL included
+    b_path = out / f"{name}.db"
+    print("ledger", Ledger(b_path).counts(), "->", b_path)
+    print("csv ->", Ledger(b_path).export_csv(out / f"{name}.csv"))
+else:
+    print("no ledger at", src)
+EOF
+echo "done in $(( $(date +%s) - start )) s"
