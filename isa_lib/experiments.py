@@ -1002,7 +1002,7 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
     groups = plan_groups(todo, fuse)
     repeats = sum(1 for c in unique if c.equivalent() != c)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
-    say(f"sweep: {len(unique)} runs ({repeats} copied from the run they repeat exactly), {len(todo)} to run in "
+    say(f"sweep: {len(unique)} runs ({repeats} repeat another exactly: copied, not run), {len(todo)} to run in "
         f"{len(groups)} task(s) on {backend}" + (f"; {requeued} interrupted run(s) requeued" if requeued else ""))
     t0 = time.perf_counter()
     # Build each dataset cache once here, not concurrently in every worker.
