@@ -1085,7 +1085,9 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
             same = "" if c.equivalent() == c else f"  (same as {c.equivalent().config_hash()[:12]})"
             print(f"{c.config_hash()[:12]}  {status.get(c.config_hash(), 'new'):8s} {c.short()}{same}")
         distinct = list(OrderedDict((c.equivalent().config_hash(), c.equivalent()) for c in configs).values())
-        print(f"{len(configs)} runs, {len(distinct)} to compute in {len(plan_groups(distinct, args.fuse))} tasks")
+        todo = [c for c in distinct if status.get(c.config_hash()) != "done"]
+        print(f"{len(configs)} runs ({len(configs) - len(distinct)} repeat another exactly), {len(todo)} to compute "
+              f"in {len(plan_groups(todo, args.fuse))} tasks")
         return 0
     summary = sweep(configs, args.ledger, backend=args.backend, address=args.address,
                     gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, fuse=args.fuse,
