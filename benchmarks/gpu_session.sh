@@ -14,6 +14,7 @@
 #      results/dsprites_paper.db (so a second session continues where this one stopped);
 #   5. the ledger (a consistent SQLite backup) and its CSV export copied to $OUT, to be committed as
 #      results/dsprites_paper.db and results/dsprites_paper.csv.
+# SWEEP_ARGS (environment) is appended to gpu_sweep.py's arguments, e.g. SWEEP_ARGS="--max-tasks 2".
 # The machine needs torch, numpy, pandas, pyyaml, scipy and tqdm (the device image has them); ray is not used.
 set -uo pipefail
 budget=${1:-540}
@@ -50,7 +51,7 @@ echo "== gpu_sweep, budget ${sweep_budget} s"
 if [ "$sweep_budget" -gt 30 ]; then
     # The sweep stops starting tasks by itself; timeout only guards against a hang (rows written stay).
     timeout $(( sweep_budget + 60 )) "$py" benchmarks/gpu_sweep.py $sweep_args --budget-s "$sweep_budget" \
-        --ledger "$ledger" 2>&1 | tee "$OUT/gpu_sweep.log"
+        --ledger "$ledger" ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/gpu_sweep.log"
 fi
 
 echo "== saving the ledger ($(left) s left)"

@@ -54,6 +54,7 @@ def main(argv=None):
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (changes the run hashes)")
     ap.add_argument("--no-tf32", action="store_true", help="full float32 matrix products on CUDA")
     ap.add_argument("--probe-steps", type=int, default=10, help="steps timed to predict a task's duration")
+    ap.add_argument("--max-tasks", type=int, default=None, help="stop after this many tasks (budget or not)")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny version on the CPU, 3 seeds")
     ap.add_argument("--export", default=None, metavar="CSV")
     args = ap.parse_args(argv)
@@ -88,6 +89,9 @@ def main(argv=None):
 
     queue = list(tasks)
     while queue:
+        if args.max_tasks is not None and n_tasks >= args.max_tasks:
+            print(f"stopping after {n_tasks} tasks (--max-tasks)", flush=True)
+            break
         group = queue.pop(0)
         guess = predicted(group)                          # (the first timing also builds the data set)
         left = args.budget_s - (time.perf_counter() - t0)

@@ -1,0 +1,72 @@
+"""The prepared GPU scripts, run at their CPU smoke size: benchmarks/gpu_sweep.py (budgeted, resumable) and
+benchmarks/gpu_session.sh (the one command a GPU session runs). A lent GPU is held for minutes only, so
+these must work the first time there."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from isa_lib.experiments import Ledger
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_gpu_sweep():
+    spec = importlib.util.spec_from_file_location("gpu_sweep", ROOT / "benchmarks" / "gpu_sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_sweep_continues_where_a_call_stopped(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ISA_VAE_CACHE", str(tmp_path / "cache"))
+    gpu_sweep = load_gpu_sweep()
+    db = tmp_path / "paper.db"
+    gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--max-tasks", "3"])
+    first = Ledger(db).counts()
+    assert 0 < first.get("done", 0) < 138, first
+    gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--max-tasks", "3", "--export", str(tmp_path / "p.csv")])
+    rows = Ledger(db).rows()
+    done = [r for r in rows if r["status"] == "done"]
+    assert len(done) > first["done"]
+    # Nothing ran twice; copies (beta-TCVAE at beta = 1) were never started.
+    assert all(r["attempts"] == (0 if r["metrics"].get("same_as") else 1) for r in done)
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(rows)
+    assert "predicted" in capsys.readouterr().out
+
+
+def test_gpu_sweep_splits_a_task_that_would_overrun_and_stops_when_one_run_would(tmp_path, monkeypatch, capsys):
+    """Predictions are faked (4 runs fused: 2,000 s; one run: 1 s), so the decisions do not depend on
+    this machine's speed: a 4-run task is split down to single runs, which then fit a 1,000 s budget."""
+    monkeypatch.setenv("ISA_VAE_CACHE", str(tmp_path / "cache"))
+    gpu_sweep = load_gpu_sweep()
+    per_step = {1: 1.0, 2: 2000.0, 4: 2000.0}
+    monkeypatch.setattr(gpu_sweep, "seconds_per_step", lambda group, steps: per_step[len(group)] / group[0].steps)
+    db = tmp_path / "paper.db"
+    gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--budget-s", "1000", "--max-tasks", "4"])
+    out = capsys.readouterr().out
+    assert "a task of 4 x beta_vae would take ~2000 s" in out and "splitting it" in out
+    assert out.count("] 1 x ") == 4 and Ledger(db).counts()["done"] >= 4
+    per_step[1] = 5000.0  # now not even one run fits: the call stops without starting anything
+    before = Ledger(db).counts()["done"]
+    gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--budget-s", "1000"])
+    assert "stopping: one" in capsys.readouterr().out and Ledger(db).counts()["done"] == before
+
+
+def test_gpu_session_script_runs_end_to_end_on_a_cpu(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "ISA_VAE_CACHE": str(tmp_path / "cache"),
+           "SWEEP_ARGS": "--max-tasks 2"}   # a generous budget and a task limit: independent of the machine's speed
+    r = subprocess.run(["bash", "benchmarks/gpu_session.sh", "600", "--cpu-smoke"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for name in ("env.txt", "gpu_metrics.log", "bench_train.log", "gpu_sweep.log", "smoke.db", "smoke.csv"):
+        assert (out / name).stat().st_size > 0, name
+    assert "MIG =" in (out / "gpu_metrics.log").read_text()
+    assert "s/step" in (out / "bench_train.log").read_text()
+    ledger = Ledger(out / "smoke.db")   # a consistent copy that opens on its own
+    assert ledger.counts().get("done", 0) > 0
+    assert len(pd.read_csv(out / "smoke.csv")) == sum(ledger.counts().values())
