@@ -58,7 +58,9 @@ print(f"{len(df)} finished runs")
 #
 # At $\beta = 1$ the objective is the plain ELBO, so any difference between $\beta$-VAE and ISA-VAE here is
 # the prior's doing. The boxes show the quartiles and median over seeds, the diamonds the means, the dots
-# the single runs.
+# the single runs. At $\beta = 1$ the $\beta$-TCVAE penalty, MI + TC + dimension-wise KL, adds up to the KL
+# of the ELBO and trains identically, weight for weight, so the two $\beta$-TCVAE boxes repeat the
+# $\beta$-VAE and ISA-VAE boxes (the sweep records those runs once and copies them; column `same_as`).
 
 # %%
 fig = sweeps.mig_distribution(df, beta_distribution, models, title=f"MIG at beta = {beta_distribution:g} ({caption})")
