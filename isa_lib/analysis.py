@@ -7,7 +7,7 @@ one row per run with at least ``model``, ``beta``, ``seed``, ``status``, ``mig``
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,23 @@ def load_results(path_or_frame) -> pd.DataFrame:
     if "status" in df.columns:
         df = df[df["status"] == "done"]
     return df.reset_index(drop=True)
+
+
+def outcomes_frame(configs: Sequence, outcomes: Sequence[Mapping]) -> pd.DataFrame:
+    """One row per run of :func:`isa_lib.experiments.run_group` (in the ledger export's column names:
+    model, beta, seed, status, mig, mig_per_factor.*, reconstruction, error), for :func:`summarise`."""
+    if len(configs) != len(outcomes):
+        raise ValueError(f"{len(configs)} configurations but {len(outcomes)} outcomes")
+    rows = []
+    for c, o in zip(configs, outcomes):
+        row = {"model": c.model, "beta": c.beta, "seed": c.seed, "status": o["status"]}
+        m = o.get("metrics") or {}
+        row["mig"] = m.get("mig", np.nan)
+        row.update({f"mig_per_factor.{k}": v for k, v in (m.get("mig_per_factor") or {}).items()})
+        row["reconstruction"] = m.get("reconstruction", np.nan)
+        row["error"] = (o.get("error") or "").split("\n")[0] or None
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def summarise(df: pd.DataFrame, by: Sequence[str] = ("model", "beta"),

@@ -54,7 +54,7 @@ import numpy as np
 
 __all__ = [
     "MODELS", "SCALES", "RunConfig", "scale_defaults", "expand_grid", "load_grid", "run_one", "run_group",
-    "Ledger", "sweep", "sweep_main", "plan_groups", "GridError", "seconds_per_step",
+    "Ledger", "sweep", "sweep_main", "plan_groups", "GridError", "seconds_per_step", "config_for",
 ]
 
 #: Version of the run semantics; part of every hash, so a change of meaning never reuses old rows.
@@ -343,6 +343,22 @@ def scale_defaults(scale: str, dataset: str = "dsprites") -> dict:
                     layout=(3, 3, 2, 2), p0=2.1, p=1.9, p_init=2.0, architecture="conv", hidden=None,
                     image_size=64, subgrid=None, mig_samples=10000)
     raise ValueError(f"no scales defined for dataset {dataset!r}")
+
+
+def config_for(scale: str, dataset: str = "dsprites", **fields) -> RunConfig:
+    """The :class:`RunConfig` of a scale (:func:`scale_defaults`) with ``fields`` on top, as the experiment
+    chapter builds it from its papermill parameters: a field given as None keeps the scale's value, and a
+    ``layout`` (ISA subspace sizes, Eq. 10) also sets ``latent_dim`` to its sum, so that the normal-prior
+    baselines get the same latent size as the ISA model."""
+    known = {f.name for f in dataclasses.fields(RunConfig)} - {"dataset"}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"unknown RunConfig field(s) {unknown}; known: {sorted(known)}")
+    given = {k: v for k, v in fields.items() if v is not None}
+    if "layout" in given:
+        given["layout"] = tuple(int(k) for k in given["layout"])
+        given.setdefault("latent_dim", sum(given["layout"]))
+    return RunConfig(**{**scale_defaults(scale, dataset), **given})
 
 
 # ---------------------------------------------------------------------------------------------- grids

@@ -66,3 +66,13 @@ def dsprites_start_index(factor_classes, factor_sizes: Sequence[int]) -> int:
         raise ValueError("no heart at the largest scale and first orientation in this grid")
     dist = np.abs(c[rows, 4] - (sizes[4] - 1) / 2) + np.abs(c[rows, 5] - (sizes[5] - 1) / 2)
     return int(rows[np.argmin(dist)])
+
+
+def centre_index(factor_classes, factor_sizes: Sequence[int]) -> int:
+    """A neutral start for traversals on any factor grid: the image whose classes lie nearest the middle
+    class of every factor (for dSprites, App. A.5's heart is :func:`dsprites_start_index`)."""
+    c = np.asarray(factor_classes, dtype=float)
+    middle = (np.asarray([int(s) for s in factor_sizes], dtype=float) - 1) / 2
+    if c.ndim != 2 or c.shape[1] != len(middle):
+        raise ValueError(f"factor_classes must be (images, {len(middle)}), got shape {c.shape}")
+    return int(np.argmin(np.abs(c - middle).sum(1)))

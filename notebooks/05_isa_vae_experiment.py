@@ -14,10 +14,13 @@
 # # One ISA-VAE run: train, measure, look inside (Sec. 4, App. A.4-A.5)
 #
 # This chapter trains one model of the paper's comparison on dSprites and evaluates it the way Sec. 4 does.
-# Every choice is a parameter, so the same notebook runs any cell of the study with papermill, e.g.
+# Every choice is a parameter (data set, model, prior layout and exponents, fixed or learned exponents,
+# $\beta$, epochs, seed or seeds, device, scale), so the same notebook runs any cell of the study with
+# papermill, e.g.
 #
 # ```bash
 # isa-vae run 05 --scale paper -p model isa_tcvae -p beta 3 -p seed 7 -p device cuda
+# isa-vae run 05 --scale medium -p layout '[5, 5, 5, 5]' -p p 1.8 -p seeds '[0, 1, 2, 3]'
 # ```
 #
 # **Model.** An encoder $q(z\mid x) = \mathcal N(\mu(x), \operatorname{diag}\sigma^2(x))$ and a Bernoulli decoder
@@ -41,27 +44,37 @@
 
 # %% tags=["parameters"]
 scale = "small"
+dataset = "dsprites"  # faces3d: paper scale only (conv nets on 64 x 64 images)
 seed = 0
+seeds = None  # a list, e.g. [0, 1, 2, 3]: also train these seeds and show the spread of the scores
 model = "isa_vae"
 beta = 1.0
+layout = None  # ISA subspace sizes, e.g. [4, 4, 4, 4, 4]; also sets the latent size; None: the scale's
+p0 = None  # ISA outer exponent; None: the scale's (2.1)
+p = None  # fixed subspace exponent; None: the scale's (2.2 on dSprites, 1.9 on 3D faces)
+p_init = None  # start of learned exponents (model isa_vae_learned); None: 2.0
 epochs = None
 device = "cpu"
 mig_samples = None
 n_traversal = 9
 
 # %%
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from isa_lib import experiments, latents, metrics
-from isa_lib.plots.experiment import dsprites_latent_plot, traversal_plot
+from isa_lib import analysis, experiments, latents, metrics
+from isa_lib.plots import sweeps
+from isa_lib.plots.experiment import dsprites_latent_plot, factor_response_plot, traversal_plot
 
-settings = experiments.scale_defaults(scale, "dsprites")
-overrides = {k: v for k, v in dict(epochs=epochs, mig_samples=mig_samples).items() if v is not None}
-config = experiments.RunConfig(**{**settings, **overrides, "model": model, "beta": beta, "seed": seed,
-                                  "device": device})
-print(config.short())
+config = experiments.config_for(scale, dataset, model=model, beta=beta, seed=seed, device=device, epochs=epochs,
+                                mig_samples=mig_samples, layout=layout, p0=p0, p=p, p_init=p_init)
+print(config.short(), "on", config.dataset)
+if config.layout:
+    print(f"ISA prior: subspaces {list(config.layout)}, p0 = {config.p0}, "
+          + (f"p_i learned from {config.p_init}" if config.p is None else f"p_i = {config.p}"))
 print(f"{config.n_images} images of {config.image_size} x {config.image_size} pixels, {config.steps} steps "
       f"of batch {config.batch_size}, latent {config.latent_dim}, MIG on {config.mig_samples} samples")
 
@@ -97,28 +110,66 @@ plt.show()
 # Each row is one active latent (ordered by how much its posterior mean varies over the data). Left: its
 # mean over the $(x, y)$ positions in red and blue; middle and right: its mean against scale and orientation,
 # one line per shape (red ellipse, green square, blue heart). A disentangled latent responds to one factor
-# only: a clean left-right or up-down gradient, or a monotone scale curve, and is flat elsewhere.
+# only: a clean left-right or up-down gradient, or a monotone scale curve, and is flat elsewhere. On other
+# data sets the same reading is one column per factor: the mean latent against that factor's values.
 
 # %%
 mu, logvar = metrics.encode_dataset(trained.encoder, data, device=config.device)
 active = latents.active_dims(mu)
 print(f"{len(active)} active latents of {config.latent_dim}: {active.tolist()}")
-fig = dsprites_latent_plot(mu, data.factor_sizes, data.factor_values, active[:8],
-                           title=f"{config.short()}: latents against the dSprites factors "
-                                 f"(scale={scale}, MIG {result['mig']:.2f})")
-plt.show()
+title = f"{config.short()}: latents against the {config.dataset} factors (scale={scale}, MIG {result['mig']:.2f})"
+if len(active) == 0:
+    print("every latent is inactive: the posterior has collapsed to the prior (too short a run, or too large "
+          "a beta), so there is no code to plot")
+elif config.dataset == "dsprites":
+    fig = dsprites_latent_plot(mu, data.factor_sizes, data.factor_values, active[:8], title=title)
+    plt.show()
+else:
+    fig = factor_response_plot(mu, data.factor_sizes, data.factor_values, data.factor_names, active[:8], title)
+    plt.show()
 
 # %% [markdown]
 # ## Latent traversals
 #
-# Starting from the code of a large heart in the middle of the image, each row moves one active latent from
-# $-2.5$ to $2.5$ and decodes; the images are the decoder's Bernoulli means.
+# Starting from the code of a large heart in the middle of the image (on other data: the image nearest the
+# middle of every factor), each row moves one active latent from $-2.5$ to $2.5$ and decodes; the images are
+# the decoder's Bernoulli means.
 
 # %%
-centre = latents.dsprites_start_index(data.factor_classes, data.factor_sizes)
+if config.dataset == "dsprites":
+    centre = latents.dsprites_start_index(data.factor_classes, data.factor_sizes)
+else:
+    centre = latents.centre_index(data.factor_classes, data.factor_sizes)
 values = np.linspace(-2.5, 2.5, n_traversal)
-with torch.no_grad():
-    images = latents.traversal(trained.decoder, mu[centre].to(config.device), active[:8].tolist(), values)
-fig = traversal_plot(images, active[:8].tolist(), values,
-                     title=f"{config.short()}: traversals from a heart (scale={scale})")
-plt.show()
+if len(active):
+    with torch.no_grad():
+        images = latents.traversal(trained.decoder, mu[centre].to(config.device), active[:8].tolist(), values)
+    start = "a heart" if config.dataset == "dsprites" else "the middle image"
+    fig = traversal_plot(images, active[:8].tolist(), values,
+                         title=f"{config.short()}: traversals from {start} (scale={scale})")
+    plt.show()
+else:
+    print("no active latent to traverse")
+
+# %% [markdown]
+# ## Several seeds
+#
+# One run says little: MIG varies between seeds, often bimodally (Sec. 4). With `seeds`, the same
+# configuration is trained for each seed, fused into one batched computation where the networks allow it
+# (`run_group`; a fused run matches its separate twin in distribution, not digit for digit), and the spread
+# of the scores is shown: every run, and the mean with its standard error. Chapter 6 does this at scale.
+
+# %%
+if seeds:
+    runs = [dataclasses.replace(config, seed=int(s)) for s in seeds]
+    spread = analysis.outcomes_frame(runs, experiments.run_group(runs))
+    print(spread.drop(columns="error").round(3).to_string(index=False))
+    done = spread[spread["status"] == "done"]
+    print(analysis.summarise(done)[["model", "beta", "n", "mig_mean", "mig_sem", "reconstruction_mean",
+                                    "reconstruction_sem"]].round(3).to_string(index=False))
+    fig = sweeps.mig_distribution(done, config.beta, [config.model],
+                                  title=f"{config.model}, beta={config.beta:g}: MIG over seeds {list(seeds)} "
+                                        f"(scale={scale})")
+    plt.show()
+else:
+    print("seeds is not set: one run only (e.g. -p seeds '[0, 1, 2, 3]' trains four)")

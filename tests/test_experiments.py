@@ -373,3 +373,33 @@ def test_seconds_per_step_times_a_group_and_records_nothing(tmp_path):
     (row,) = Ledger(path).rows("done", hashes=[group[1].config_hash()])
     assert row["config_hash"] == group[1].config_hash() and row["metrics"]["timings"]["float32_matmul"] == "highest"
     assert Ledger(path).rows(hashes=[]) == []
+
+
+def test_config_for_builds_the_chapter_config_from_parameters():
+    c = E.config_for("small", model="isa_vae", beta=2.0, seed=3, epochs=None, layout=[5, 5, 5, 5], p=1.8, p0=None)
+    assert c.layout == (5, 5, 5, 5) and c.latent_dim == 20 and c.p == 1.8 and c.p0 == 2.1
+    assert c.epochs == E.scale_defaults("small")["epochs"]          # None keeps the scale's value
+    base = E.config_for("small", model="beta_vae", layout=[3, 3])    # the baseline gets the layout's size
+    assert base.latent_dim == 6 and base.layout is None
+    learned = E.config_for("small", model="isa_vae_learned", p_init=1.5)
+    assert learned.p_init == 1.5 and learned.p is None
+    with pytest.raises(ValueError, match=r"unknown RunConfig field\(s\) \['exponent'\]"):
+        E.config_for("small", exponent=2.0)
+    with pytest.raises(ValueError, match="sums to 5, not latent_dim 4"):
+        E.config_for("small", model="isa_vae", layout=[2, 3], latent_dim=4)
+    with pytest.raises(ValueError, match="only the paper scale"):
+        E.config_for("small", "faces3d")
+
+
+def test_outcomes_frame_and_summary_of_a_few_seeds():
+    from isa_lib import analysis
+
+    runs = [tiny(model="isa_vae", seed=s) for s in (0, 1)] + [tiny(model="isa_vae", seed=2, lr=1e12)]
+    frame = analysis.outcomes_frame(runs, E.run_group(runs[:2]) + E.run_group(runs[2:]))
+    assert frame["status"].tolist() == ["done", "done", "failed"] and frame["seed"].tolist() == [0, 1, 2]
+    assert {"mig_per_factor.posX", "reconstruction"} <= set(frame.columns)
+    assert frame["error"].iloc[2].startswith("TrainingError") and frame["mig"].isna().iloc[2]
+    s = analysis.summarise(frame[frame["status"] == "done"])
+    assert s["n"].tolist() == [2] and s["mig_mean"].iloc[0] == pytest.approx(frame["mig"].iloc[:2].mean())
+    with pytest.raises(ValueError, match="2 configurations but 1 outcomes"):
+        analysis.outcomes_frame(runs[:2], E.run_group(runs[:1]))

@@ -8,7 +8,7 @@ import torch
 
 from isa_lib import latents
 from isa_lib.metrics import grid_classes
-from isa_lib.plots.experiment import dsprites_latent_plot, traversal_plot
+from isa_lib.plots.experiment import dsprites_latent_plot, factor_response_plot, traversal_plot
 
 SIZES = (1, 3, 2, 4, 5, 5)  # dSprites factor order on a small grid
 
@@ -54,9 +54,27 @@ def test_figures_are_made_and_bad_inputs_named():
         latents.factor_means(mu[:-1], SIZES, [4])
     with pytest.raises(ValueError, match="inactive"):
         dsprites_latent_plot(mu, SIZES, values, dims=[])
+    # the generic reading: a column per varying factor (colour, with one class, is left out)
+    names = ["color", "shape", "scale", "orientation", "posX", "posY"]
+    fig = factor_response_plot(mu, SIZES, values, names, dims=[0, 3])
+    assert len(fig.axes) == 2 * 5 and fig.axes[0].get_title() == "shape"
+    line = fig.axes[5 + 2].lines[0]            # z3 against orientation: its coded factor, a rising line
+    assert np.allclose(line.get_ydata(), np.arange(4))
+    assert np.allclose(fig.axes[3].lines[0].get_ydata(), np.arange(5))   # z0 against posX
+    assert np.allclose(fig.axes[4].lines[0].get_ydata(), 2.0)          # z0 is flat in posY (mean of 0..4)
+    with pytest.raises(ValueError, match="inactive"):
+        factor_response_plot(mu, SIZES, values, names, dims=[])
 
 
 def test_start_index_is_a_large_centred_heart():
     c = grid_classes(SIZES)
     i = latents.dsprites_start_index(c, SIZES)
     assert list(c[i]) == [0, 2, 1, 0, 2, 2]
+
+
+def test_centre_index_is_the_middle_of_every_factor():
+    c = grid_classes(SIZES)
+    i = latents.centre_index(c, SIZES)
+    assert list(c[i]) == [0, 1, 0, 1, 2, 2]  # middle classes (ties go to the lower class)
+    with pytest.raises(ValueError, match="factor_classes"):
+        latents.centre_index(c[:, :3], SIZES)

@@ -129,3 +129,17 @@ def test_table_of_contents_lists_every_chapter_and_nothing_else():
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
     assert sorted(files) == sorted(f"chapters/{c.name}" for c in CHAPTERS)
     assert (ROOT / "book" / "_toc.yml").resolve() == (ROOT / "_toc.yml").resolve()
+
+
+def test_the_experiment_chapter_runs_several_seeds_and_a_custom_layout(tmp_path):
+    """Chapter 05's non-default paths (nbval runs only its defaults): seeds, an ISA layout, exponents."""
+    import json
+
+    chapter = runner.find_chapter("05")
+    out = runner.run_chapter(chapter, "small", {"seeds": [0, 1], "epochs": 1.0, "mig_samples": 200,
+                                                "layout": [2, 2, 2, 2, 2], "p": 1.8}, output=tmp_path / "05.ipynb",
+                             progress=False)
+    text = "".join("".join(o.get("text", "")) for c in json.loads(out.read_text())["cells"]
+                   for o in c.get("outputs", []))
+    assert "ISA prior: subspaces [2, 2, 2, 2, 2], p0 = 2.1, p_i = 1.8" in text
+    assert "latent 10" in text and "mig_sem" in text and "seeds is not set" not in text

@@ -1,4 +1,4 @@
-"""Figures of a single ISA-VAE run (App. A.5, Fig. 16): latents against the dSprites factors, traversals."""
+"""Figures of a single ISA-VAE run (App. A.5, Fig. 16): latents against the factors (dSprites, or any\nfactor grid), traversals."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -40,6 +40,30 @@ def dsprites_latent_plot(mu, factor_sizes: Sequence[int], factor_values: Sequenc
     axes[0, 1].set_title("scale", fontsize=9)
     axes[0, 2].set_title("orientation", fontsize=9)
     axes[0, 2].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def factor_response_plot(mu, factor_sizes: Sequence[int], factor_values: Sequence, factor_names: Sequence[str],
+                         dims: Sequence[int], title: str = ""):
+    """The same reading for any factor grid (3D faces, cars3d): one row per latent, one column per factor
+    that varies, the mean latent against that factor's values, averaged over all the other factors. A
+    disentangled latent moves in one column and is flat in the others."""
+    dims = list(dims)
+    if not dims:
+        raise ValueError("no latent to plot (every latent is inactive)")
+    varying = [k for k, n in enumerate(factor_sizes) if n > 1]
+    fig, axes = plt.subplots(len(dims), len(varying), figsize=(2.4 * len(varying), 1.7 * len(dims)),
+                             squeeze=False)
+    for col, k in enumerate(varying):
+        means = factor_means(mu, factor_sizes, [k])  # (n_k, latent_dim)
+        axes[0, col].set_title(str(factor_names[k]), fontsize=9)
+        for row, d in enumerate(dims):
+            axes[row, col].plot(np.asarray(factor_values[k], dtype=float), means[:, d], marker=".", ms=3)
+            axes[row, col].tick_params(labelsize=7)
+            if col == 0:
+                axes[row, col].set_ylabel(f"z{d}")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
