@@ -15,22 +15,17 @@ Separate results are read from a ledger when it holds the row (same configuratio
 """
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isa_lib.experiments import Ledger, RunConfig, run_group, scale_defaults  # noqa: E402
-
-
-def mean_sem(values):
-    v = np.asarray(values, dtype=float)
-    return v.mean(), (v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else float("nan"))
+from isa_lib import analysis  # noqa: E402
+from isa_lib.experiments import Ledger, config_for, run_group  # noqa: E402
 
 
 def parting_step(h_fused, h_alone, rel=1e-3):
@@ -52,8 +47,8 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
 
-    configs = [RunConfig(**{**scale_defaults(args.scale), "model": args.model, "beta": args.beta, "seed": s,
-                            "device": args.device}) for s in range(args.seeds)]
+    configs = [config_for(args.scale, model=args.model, beta=args.beta, seed=s, device=args.device)
+               for s in range(args.seeds)]
     if not configs[0].fusable:
         sys.exit(f"{args.model} with the {configs[0].architecture} networks is not fused (see RunConfig.fusable)")
     t = time.perf_counter()
@@ -85,10 +80,14 @@ def main(argv=None):
         print(f"{c.seed:>4} {fm['mig']:>10.4f} {sm['mig']:>10.4f} {fm['reconstruction']:>12.2f} "
               f"{sm['reconstruction']:>12.2f} {str(part):>15}  {s['from']}")
     out = {"config": configs[0].to_dict(), "rows": rows, "fused_s": fused_s, "separate_s": separate_s}
+    # The two arms as two "models" of one table: analysis.summarise/compare give the means, standard errors
+    # and z-score exactly as chapter 06 computes them for the study.
+    arms = pd.DataFrame([{"model": arm, "beta": args.beta, "mig": r[f"mig_{arm}"], "recon": r[f"recon_{arm}"]}
+                         for r in rows for arm in ("fused", "alone")])
     for key in ("mig", "recon"):
-        mf, ef = mean_sem([r[f"{key}_fused"] for r in rows])
-        ma, ea = mean_sem([r[f"{key}_alone"] for r in rows])
-        z = (mf - ma) / math.sqrt(ef**2 + ea**2) if ef > 0 or ea > 0 else float("nan")
+        s = analysis.summarise(arms, metrics=(key,)).set_index("model")
+        (mf, ef), (ma, ea) = (s.loc[arm, [f"{key}_mean", f"{key}_sem"]].tolist() for arm in ("fused", "alone"))
+        z = float(analysis.compare(arms, "fused", "alone", key)["z"].iloc[0])
         out[key] = {"fused": [mf, ef], "alone": [ma, ea], "z": z}
         print(f"{key:>5}: fused {mf:.4f} +- {ef:.4f}   alone {ma:.4f} +- {ea:.4f}   z = {z:+.2f}")
     print(f"time: fused {fused_s:.0f} s for {len(configs)} runs; separate {separate_s:.0f} s "
