@@ -64,6 +64,15 @@ def summarise(df: pd.DataFrame, by: Sequence[str] = ("model", "beta"),
     return pd.DataFrame(rows)
 
 
+def mig_by_factor(df: pd.DataFrame, metrics: Sequence[str] = ("mig", "reconstruction")) -> pd.DataFrame:
+    """Per model and beta: mean and standard error of ``metrics``, then the mean MIG of each factor (columns
+    ``mig_<factor>``, from the table's ``mig_per_factor.<factor>`` columns), for the tables of chapter 06."""
+    factors = [c for c in df.columns if c.startswith("mig_per_factor.")]
+    s = summarise(df, metrics=[*metrics, *factors])
+    keep = ["model", "beta", "n"] + [f"{m}_{k}" for m in metrics for k in ("mean", "sem")] + [f"{f}_mean" for f in factors]
+    return s[keep].rename(columns={f"{f}_mean": "mig_" + f.split(".", 1)[1] for f in factors})
+
+
 def representative_runs(df: pd.DataFrame, by: Sequence[str] = ("model", "beta")) -> pd.DataFrame:
     """One representative run per group, as in App. A.5: among the runs in the upper 50 % of MIG, the run
     closest in Mahalanobis distance (means and variances of MIG and reconstruction over those runs, taken

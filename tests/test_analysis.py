@@ -96,3 +96,15 @@ def test_compare_gives_differences_with_standard_errors():
     assert np.allclose(c["z"], 0.2 / (np.sqrt(2) * sem))
     with pytest.raises(ValueError, match="no beta"):
         analysis.compare(df, "isa_vae", "factor_vae")
+
+
+def test_mig_by_factor_lists_each_factor_mean_after_the_summary_metrics():
+    df = analysis.load_results(table())
+    df["mig_per_factor.posX"] = df["mig"] * 2
+    df["mig_per_factor.scale"] = 0.25
+    t = analysis.mig_by_factor(df)
+    assert list(t.columns) == ["model", "beta", "n", "mig_mean", "mig_sem", "reconstruction_mean",
+                               "reconstruction_sem", "mig_posX", "mig_scale"]
+    r = t[(t["model"] == "isa_vae") & (t["beta"] == 2.0)].iloc[0]
+    assert r["mig_posX"] == pytest.approx(2 * r["mig_mean"]) and r["mig_scale"] == pytest.approx(0.25)
+    assert list(analysis.mig_by_factor(df, metrics=()).columns) == ["model", "beta", "n", "mig_posX", "mig_scale"]
