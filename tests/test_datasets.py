@@ -105,12 +105,46 @@ def test_dsprites_orientation_ends_identical_and_square_symmetry():
     for sc in (0.5, 0.8, 1.0):
         sq0 = dsprites.render_sprite(1, sc, 0.0)
         assert np.array_equal(sq0, dsprites.render_sprite(1, sc, np.pi / 2))
-        assert np.array_equal(sq0, np.rot90(sq0))
+        # an odd-sided square is centred on the pixel centre down-right of the canvas centre
+        shift = dsprites.square_side(sc) % 2
+        assert np.array_equal(sq0, np.roll(np.rot90(sq0), (shift, 0), (0, 1)))
         # off-grid angle: a quarter turn on top agrees up to boundary pixels
         a, b = dsprites.render_sprite(1, sc, 0.3), dsprites.render_sprite(1, sc, 0.3 + np.pi / 2)
         assert np.abs(a.astype(int) - b).sum() <= 2
     ell = dsprites.render_sprite(2, 1.0, 0.0)
     assert np.array_equal(ell, dsprites.render_sprite(2, 1.0, np.pi))
+
+
+def test_dsprites_square_is_filled_and_areas_grow_like_scale_squared():
+    """Generator version 2: the square at orientation 0 is a filled axis-aligned square of whole-pixel side, and
+    every shape's area grows like scale^2 (ratio 4 between scales 1 and 0.5, within pixel rounding)."""
+    fv = dsprites.factor_values()
+    sides = []
+    for sc in fv[2]:
+        sq = dsprites.render_sprite(1, sc, 0.0)
+        rows, cols = np.nonzero(sq)
+        h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert h == w == dsprites.square_side(sc) and sq.sum() == h * w    # no clipped corners
+        sides.append(h)
+    assert sides == [7, 8, 10, 11, 13, 14]
+    exact = {2: np.pi * np.prod(dsprites.ELLIPSE_AXES)}                   # ellipse area at scale 1
+    for shape in (1, 2, 3):
+        at0 = np.array([dsprites.render_sprite(shape, sc, 0.0).sum() for sc in fv[2]], float)
+        mean = np.array([np.mean([dsprites.render_sprite(shape, sc, o).sum() for o in fv[3][::3]])
+                         for sc in fv[2]])
+        assert np.all(np.diff(at0) > 0), (shape, at0)                      # every scale looks different
+        for areas in (at0, mean):
+            assert 3.7 <= areas[-1] / areas[0] <= 4.3, (shape, areas)
+            # area / scale^2 is constant up to the pixels along the outline (a few percent here)
+            k = areas / fv[2] ** 2
+            assert k.max() / k.min() < 1.2, (shape, areas)
+        if shape in exact:
+            assert np.allclose(at0, exact[shape] * fv[2] ** 2, rtol=0.06), at0
+    # version 1 is kept for older studies, corner clipping and all
+    v1 = [int(dsprites.render_sprite(1, sc, 0.0, version=1).sum()) for sc in fv[2]]
+    assert v1 == [36, 64, 96, 100, 144, 192]
+    with pytest.raises(ValueError, match="generator version"):
+        dsprites.render_sprite(1, 1.0, 0.0, version=3)
 
 
 def test_dsprites_heart_mirror_symmetry_and_shapes_differ():

@@ -25,7 +25,7 @@ NAMES = ("dsprites", "faces3d", "cars3d")
 _MODULES = {"dsprites": dsprites, "faces3d": faces3d, "cars3d": cars3d}
 _ALIASES = {"faces": "faces3d", "3dfaces": "faces3d", "cars": "cars3d"}
 
-__all__ = ["load", "render", "factor_spec", "export", "NAMES", "GroundTruthDataset",
+__all__ = ["load", "render", "factor_spec", "generator_version", "generator_versions", "export", "NAMES", "GroundTruthDataset",
            "RandomBatchSampler", "DatasetError", "DatasetFileNotFoundError", "DatasetFormatError",
            "cache_dir", "CACHE_ENV", "dsprites", "faces3d", "cars3d"]
 
@@ -38,7 +38,7 @@ def _module(name: str):
 
 
 def load(name: str, path=None, *, subgrid=None, seed: int = 0, cache=None,
-         verify: bool = True) -> GroundTruthDataset:
+         verify: bool = True, version: int | None = None) -> GroundTruthDataset:
     """Load a dataset by name ("dsprites", "faces3d", "cars3d").
 
     path    -- the real file (dSprites .npz, faces .pth) or folder (cars3d .mat
@@ -47,8 +47,15 @@ def load(name: str, path=None, *, subgrid=None, seed: int = 0, cache=None,
     seed    -- built-in faces/cars only: the random identities (dSprites has none).
     cache   -- cache folder (default $ISA_VAE_CACHE or ~/.cache/isa-vae).
     verify  -- re-hash the cached file once per process before using it.
+    version -- built-in only: the generator version (default the newest,
+               ``generator_version(name)``); dSprites keeps version 1 for
+               studies made with it.
     """
     key, mod = _module(name)
+    if version is not None and version not in generator_versions(key):
+        raise ValueError(f"unknown {key} generator version {version!r}; known: {generator_versions(key)}")
+    if version is not None and path is not None:
+        raise ValueError("version applies to the built-in generators only, not to a real file")
     if path is not None:
         if subgrid is not None:
             raise ValueError("subgrid applies to the built-in generators only")
@@ -56,7 +63,8 @@ def load(name: str, path=None, *, subgrid=None, seed: int = 0, cache=None,
                   "cars3d": cars3d.load_mat_folder}[key]
         return loader(path, cache=cache, verify=verify)
     if key == "dsprites":
-        return dsprites.build(subgrid=subgrid, cache=cache, verify=verify)
+        return dsprites.build(subgrid=subgrid, cache=cache, verify=verify,
+                              version=dsprites.VERSION if version is None else version)
     return mod.build(subgrid=subgrid, seed=seed, cache=cache, verify=verify)
 
 
@@ -70,6 +78,17 @@ def render(name: str, classes, seed: int = 0):
     if key == "dsprites":
         return dsprites.render(classes)[:, None]
     return mod.render(classes, seed=seed)
+
+
+def generator_version(name: str) -> int:
+    """The newest version of a dataset's built-in generator (part of its cache key and of a run's hash)."""
+    return _module(name)[1].VERSION
+
+
+def generator_versions(name: str) -> tuple:
+    """Every version of a dataset's built-in generator that can still be built (dSprites: 1 and 2)."""
+    mod = _module(name)[1]
+    return tuple(getattr(mod, "VERSIONS", (mod.VERSION,)))
 
 
 def factor_spec(name: str) -> dict:

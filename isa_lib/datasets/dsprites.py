@@ -15,11 +15,20 @@ Sprite size and position range (estimates, no original pixels were available):
 * in the published sample images the largest sprites are roughly a fifth of
   the frame; we use a 13 px square, a 16 x 8 px ellipse and a 14 px wide heart
   at scale 1 (half of that at scale 0.5).
-Sprites are rasterised once per (shape, scale, orientation) with 4 x 4
-supersampling and a 50 % coverage threshold on a grid symmetric about the
-sprite centre (so rotations by pi/2 and mirror images are exact), then placed
-at whole-pixel centres.  Image axes: posX moves right (columns), posY moves
-down (rows), orientation turns counter-clockwise as displayed.
+Sprites are rasterised once per (shape, scale, orientation) with 8 x 8
+supersampling on a grid symmetric about the sprite centre (so rotations by
+pi/2 and mirror images are exact), then placed at whole-pixel centres.  Image
+axes: posX moves right (columns), posY moves down (rows), orientation turns
+counter-clockwise as displayed.
+
+Areas grow like scale^2 (generator version 2).  The square's side is a whole
+number of pixels, round(14 * scale) = 7, 8, 10, 11, 13, 14 px, centred on a
+pixel centre when odd, so at orientation 0 it is a filled axis-aligned square
+(areas 49 ... 196, ratio 4); every sprite is binarised at the coverage level
+that keeps its pixel count closest to its exact area.  Version 1 (4 x 4
+supersampling, a fixed 50 % threshold, a 13 px square) clipped the square's
+corners at some scales (areas 36, 64, 96, 100, 144, 192: a ratio of 5.3); it is
+kept, as ``version=1``, so that studies made with it can be reproduced.
 """
 from __future__ import annotations
 
@@ -34,13 +43,15 @@ NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
 SIZES = (1, 3, 6, 40, 32, 32)
 SHAPES = ("square", "ellipse", "heart")
 FILENAME = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
-VERSION = 1  # of the generator; part of the cache key
+VERSION = 2  # of the generator; part of the cache key (1: the corner-clipping rasteriser, kept)
+VERSIONS = (1, 2)
 
 IMG = 64
 CANVAS = 32        # sprite canvas; even, so the sprite centre sits on a pixel corner
-SUPERSAMPLE = 4
+SUPERSAMPLE = 8
 POS_LO, POS_SPAN = 0.15, 0.70   # centre = IMG * (POS_LO + POS_SPAN * pos)
-SQUARE_HALF = 6.5               # px at scale 1
+SQUARE_SIDE = 14                # px at scale 1; whole pixels at every scale (version 2)
+SQUARE_HALF_V1 = 6.5            # px at scale 1 (version 1)
 ELLIPSE_AXES = (8.0, 4.0)       # semi-axes, px at scale 1
 HEART_HALF_WIDTH = 7.0          # px at scale 1
 
@@ -68,10 +79,15 @@ def _heart_frame():
 _HEART_HALF_X, _HEART_CY = _heart_frame()
 
 
-def _inside(shape: int, x, y, scale: float):
+def square_side(scale: float) -> int:
+    """The square's side in whole pixels (version 2): round(14 * scale), 7 ... 14 px over the six scales."""
+    return int(np.floor(SQUARE_SIDE * scale + 0.5))
+
+
+def _inside(shape: int, x, y, scale: float, version: int = VERSION):
     """Membership of sprite-frame points (px, y up) for shape 1/2/3 at ``scale``."""
     if shape == 1:
-        h = SQUARE_HALF * scale
+        h = SQUARE_HALF_V1 * scale if version == 1 else square_side(scale) / 2
         return np.maximum(np.abs(x), np.abs(y)) <= h
     if shape == 2:
         a, b = ELLIPSE_AXES[0] * scale, ELLIPSE_AXES[1] * scale
@@ -83,27 +99,42 @@ def _inside(shape: int, x, y, scale: float):
     raise ValueError(f"shape must be 1, 2 or 3, got {shape}")
 
 
-def _sample_grid():
+def _sample_grid(supersample: int):
     """Supersample coordinates relative to the canvas centre, symmetric under negation."""
-    sub = (np.arange(SUPERSAMPLE) + 0.5) / SUPERSAMPLE
+    sub = (np.arange(supersample) + 0.5) / supersample
     return (np.arange(CANVAS)[:, None] - CANVAS / 2 + sub[None, :]).ravel()
 
 
-_GRID = _sample_grid()
+def _area_threshold(cover: np.ndarray) -> np.ndarray:
+    """Binarise a coverage map at the coverage level whose pixel count is closest to the exact area (the sum
+    of coverage), ties to the higher level. Pixels of equal coverage are kept or dropped together, so the
+    symmetries of the sprite survive."""
+    levels = np.unique(cover[cover > 0])[::-1]                 # candidate thresholds, high to low
+    counts = np.array([(cover >= t).sum() for t in levels])
+    best = levels[int(np.argmin(np.abs(counts - cover.sum())))]
+    return (cover >= best).astype(np.uint8)
 
 
-def render_sprite(shape: int, scale: float, orientation: float) -> np.ndarray:
-    """Binary CANVAS x CANVAS sprite centred on the canvas centre (a pixel corner)."""
+def render_sprite(shape: int, scale: float, orientation: float, version: int = VERSION) -> np.ndarray:
+    """Binary CANVAS x CANVAS sprite centred on the canvas centre (a pixel corner), or on the pixel centre
+    down-right of it for a square of odd side (version 2), so that its edges lie on pixel boundaries."""
+    if version not in VERSIONS:
+        raise ValueError(f"unknown dSprites generator version {version!r}; known: {VERSIONS}")
+    ss = 4 if version == 1 else SUPERSAMPLE
+    grid = _sample_grid(ss)
+    off = 0.5 if version == 2 and int(shape) == 1 and square_side(scale) % 2 else 0.0
     c = np.round(np.cos(orientation), 12)   # rounding makes 0, pi/2, 2*pi exact
     s = np.round(np.sin(orientation), 12)
-    col = _GRID[None, :]
-    up = -_GRID[:, None]                   # rows grow downwards, y grows upwards
+    col = grid[None, :] - off
+    up = -(grid[:, None] - off)            # rows grow downwards, y grows upwards
     # inverse rotation takes image points back into the sprite frame
     x = c * col + s * up
     y = -s * col + c * up
-    m = _inside(int(shape), x, y, float(scale))
-    cover = m.reshape(CANVAS, SUPERSAMPLE, CANVAS, SUPERSAMPLE).mean(axis=(1, 3))
-    return (cover >= 0.5).astype(np.uint8)
+    m = _inside(int(shape), x, y, float(scale), version)
+    cover = m.reshape(CANVAS, ss, CANVAS, ss).mean(axis=(1, 3))
+    if version == 1:
+        return (cover >= 0.5).astype(np.uint8)
+    return _area_threshold(cover)
 
 
 def position_to_pixel(pos) -> np.ndarray:
@@ -124,7 +155,7 @@ def _paste(sprites: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
     return out * (vr[:, :, None] & vc[:, None, :])
 
 
-def render_values(values) -> np.ndarray:
+def render_values(values, version: int = VERSION) -> np.ndarray:
     """Images (n, 64, 64) uint8 in {0, 1} for rows of factor *values* (any reals).
 
     Columns follow NAMES; shape is 1/2/3 as in the original file.
@@ -137,16 +168,16 @@ def render_values(values) -> np.ndarray:
     cx, cy = position_to_pixel(v[:, 4]), position_to_pixel(v[:, 5])
     for (shape, scale, orient), rows in keys.items():
         rows = np.asarray(rows)
-        sprite = render_sprite(shape, scale, orient)
+        sprite = render_sprite(shape, scale, orient, version)
         out[rows] = _paste(np.broadcast_to(sprite, (len(rows), CANVAS, CANVAS)), cx[rows], cy[rows])
     return out
 
 
-def render(classes) -> np.ndarray:
+def render(classes, version: int = VERSION) -> np.ndarray:
     """Images (n, 64, 64) uint8 for rows of factor *classes* on the published grid."""
     c = np.atleast_2d(np.asarray(classes, dtype=np.int64))
     fv = factor_values()
-    return render_values(np.stack([fv[k][c[:, k]] for k in range(6)], -1))
+    return render_values(np.stack([fv[k][c[:, k]] for k in range(6)], -1), version)
 
 
 def all_positions(sprite: np.ndarray) -> np.ndarray:
@@ -163,36 +194,40 @@ def all_positions(sprite: np.ndarray) -> np.ndarray:
     return windows[np.ix_(off, off)].transpose(1, 0, 2, 3)
 
 
-def _fill_full(out: np.ndarray) -> None:
+def _fill_full(out: np.ndarray, version: int = VERSION) -> None:
     """Write the full 737,280-image set into ``out`` (N, 1, 64, 64), C order."""
     fv = factor_values()
     grid = out.reshape(3, 6, 40, 32, 32, IMG, IMG)
     for sh in range(3):
         for sc in range(6):
             for o in range(40):
-                grid[sh, sc, o] = all_positions(render_sprite(sh + 1, fv[2][sc], fv[3][o]))
+                grid[sh, sc, o] = all_positions(render_sprite(sh + 1, fv[2][sc], fv[3][o], version))
 
 
-def _fill_rows(out: np.ndarray, rows: np.ndarray, chunk: int = 4096) -> None:
+def _fill_rows(out: np.ndarray, rows: np.ndarray, chunk: int = 4096, version: int = VERSION) -> None:
     for s in range(0, len(rows), chunk):
-        out[s:s + chunk, 0] = render(rows[s:s + chunk])
+        out[s:s + chunk, 0] = render(rows[s:s + chunk], version)
 
 
-def build(subgrid=None, cache=None, verify=True) -> GroundTruthDataset:
-    """Built-in dSprites, cached on disk; ``subgrid`` (name -> classes) keeps a sub-grid."""
+def build(subgrid=None, cache=None, verify=True, version: int = VERSION) -> GroundTruthDataset:
+    """Built-in dSprites, cached on disk; ``subgrid`` (name -> classes) keeps a sub-grid; ``version`` picks
+    the generator (module notes: 2, the default, keeps areas proportional to scale^2; 1 reproduces older
+    studies)."""
+    if version not in VERSIONS:
+        raise ValueError(f"unknown dSprites generator version {version!r}; known: {VERSIONS}")
     keep = subgrid_classes(SIZES, NAMES, subgrid)
     tag = subgrid_key(keep, SIZES)
     sizes = [len(k) for k in keep]
     n = int(np.prod(sizes))
     if tag:
-        fill = lambda out: _fill_rows(out, grid_rows(keep))  # noqa: E731
+        fill = lambda out: _fill_rows(out, grid_rows(keep), version=version)  # noqa: E731
     else:
-        fill = _fill_full
-    arr = build_cached_array(f"dsprites-v{VERSION}{tag}", (n, 1, IMG, IMG), np.uint8, fill,
+        fill = lambda out: _fill_full(out, version)  # noqa: E731
+    arr = build_cached_array(f"dsprites-v{version}{tag}", (n, 1, IMG, IMG), np.uint8, fill,
                              root=cache, verify=verify, extra={"dataset": "dsprites"})
     fv = factor_values()
     return GroundTruthDataset("dsprites", arr, NAMES, sizes, [fv[k][c] for k, c in enumerate(keep)],
-                              max_value=1, source="builtin")
+                              max_value=1, source=f"builtin-v{version}")
 
 
 # ---------------------------------------------------------------- real file
