@@ -44,6 +44,7 @@ class TrainConfig:
     amp: bool = False  # bfloat16 autocast of the forward pass and objective (CUDA; also works on a CPU)
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
     log_every: int = 50
+    beta_warmup_steps: int = 0  # beta (FactorVAE: gamma) rises linearly from 0 over these steps; 0: off
 
     def __post_init__(self):
         if self.objective not in O.OBJECTIVES:
@@ -55,6 +56,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        w = self.beta_warmup_steps
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise ValueError(f"beta_warmup_steps must be an integer >= 0, got {w!r}")
 
 
 def build_vae(architecture: str, latent_dim: int, prior: str = "normal", seed: int = 0, channels: int = 1,
@@ -84,14 +88,25 @@ def as_float_images(batch: torch.Tensor, max_value: float = 1.0, dtype: torch.dt
     return batch.to(dtype) / max_value
 
 
+def warmup_factor(cfg: TrainConfig, step: int | None) -> float:
+    """The fraction of beta in force at ``step`` (0-based): min(1, step / beta_warmup_steps), 1 without a
+    warm-up. A linear warm-up of the regulariser, as the authors' code offers (it is not stated whether the
+    paper's runs used one)."""
+    if not cfg.beta_warmup_steps or step is None:
+        return 1.0
+    return min(1.0, step / cfg.beta_warmup_steps)
+
+
 def objective_on(out: O.Outputs, prior, cfg: TrainConfig, dataset_size: int,
-                 discriminator: Discriminator | None = None):
-    """The configured objective on one batch's outputs: (loss, terms)."""
+                 discriminator: Discriminator | None = None, step: int | None = None):
+    """The configured objective on one batch's outputs: (loss, terms). ``step`` applies the beta warm-up
+    (:func:`warmup_factor`) to beta (Eq. 12; beta-TCVAE's TC weight, Eq. 3) or FactorVAE's gamma."""
+    w = warmup_factor(cfg, step)
     if cfg.objective in ("vae", "beta_vae"):
-        return O.elbo(out, prior, dataset_size, beta=cfg.beta)
+        return O.elbo(out, prior, dataset_size, beta=cfg.beta * w)
     if cfg.objective == "beta_tcvae":
-        return O.beta_tcvae(out, prior, dataset_size, beta=cfg.beta, estimator=cfg.estimator)
-    return O.factor_vae(out, prior, dataset_size, gamma=cfg.gamma, discriminator=discriminator)
+        return O.beta_tcvae(out, prior, dataset_size, beta=cfg.beta * w, estimator=cfg.estimator)
+    return O.factor_vae(out, prior, dataset_size, gamma=cfg.gamma * w, discriminator=discriminator)
 
 
 def _batch(images: torch.Tensor, order: torch.Tensor | None, step: int, cfg: TrainConfig,
@@ -271,7 +286,7 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
         x, order = _batch(images, order, step, cfg, generator, max_value, dtype)
         with autocast:
             out = model(x, generator)
-            loss, terms = objective_on(out, model.prior(), cfg, n, disc)
+            loss, terms = objective_on(out, model.prior(), cfg, n, disc, step=step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         _watch_step(watch, step, {"mu": out.mu, "logvar": out.logvar, "logits": out.logits}, loss, terms,
@@ -400,7 +415,7 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
             for k, cfg in enumerate(cfgs):
                 prior = functional_call(base.prior, {name: t[k] for name, t in sub["prior"].items()}, ())
                 out = O.Outputs(x[k], mu[k], logvar[k], z[k], logits[k])
-                loss_k, terms_k = objective_on(out, prior, cfg, n)
+                loss_k, terms_k = objective_on(out, prior, cfg, n, step=step)
                 losses.append(loss_k)
                 all_terms.append(terms_k)
         opt.zero_grad(set_to_none=True)

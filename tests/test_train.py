@@ -1,4 +1,6 @@
 """The trainer (isa_lib.train): determinism, resumption, NaN detection, learning on a tiny data set."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -240,3 +242,31 @@ def test_bfloat16_autocast_trains_on_the_cpu():
     fused = train_many([vae("isa", s, sizes=[2, 2], exponents=2.2) for s in (0, 1)], tiny_images(),
                        [cfg(amp=True, epochs=10, seed=s) for s in (0, 1)], progress=False)
     assert all(h[-1]["recon"] > h[0]["recon"] + 20 for h in fused)
+
+
+def test_beta_warmup_rises_linearly_from_zero_alone_and_fused():
+    """beta_warmup_steps = W: the KL (or TC) weight at 0-based step t is beta * min(1, t / W)."""
+    images = tiny_images()
+    warm = cfg(beta=4.0, beta_warmup_steps=8, log_every=1, epochs=3)        # 12 steps of batch 64
+    hist = train(vae(seed=2), images, warm, progress=False)
+    for row in hist:                      # row "step" s was logged after the step with 0-based index s - 1
+        w = min(1.0, (row["step"] - 1) / 8)
+        assert row["loss"] == pytest.approx(-row["recon"] + 4.0 * w * row["kl"], rel=1e-5, abs=1e-4)
+    # step 0 runs at beta = 0 exactly: one step equals one step of a beta = 0 run, weight for weight
+    a, b = vae(seed=2), vae(seed=2)
+    train(a, images, warm, progress=False, max_steps=1)
+    train(b, images, cfg(beta=0.0, log_every=1, epochs=3), progress=False, max_steps=1)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    # after the warm-up the run differs from one without it, and fused training applies it per step too
+    plain = train(vae(seed=2), images, cfg(beta=4.0, log_every=1, epochs=3), progress=False)
+    assert plain[-1]["loss"] != hist[-1]["loss"]
+    models = [vae(seed=2).double(), vae(seed=3).double()]
+    fused = train_many(models, images, [dataclasses.replace(warm, seed=s) for s in (3, 4)], progress=False)
+    sep = [train(vae(seed=s).double(), images, dataclasses.replace(warm, seed=t), progress=False)
+           for s, t in ((2, 3), (3, 4))]
+    for f, s in zip(fused, sep):
+        assert [r["loss"] for r in f] == pytest.approx([r["loss"] for r in s], rel=1e-9)
+    with pytest.raises(ValueError, match="beta_warmup_steps"):
+        TrainConfig(beta_warmup_steps=-1)
+    with pytest.raises(ValueError, match="beta_warmup_steps"):
+        TrainConfig(beta_warmup_steps=2.5)
