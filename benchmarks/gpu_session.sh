@@ -10,10 +10,13 @@
 #   2. benchmarks/gpu_metrics.py: the full-grid MIG timing and the GPU/CPU agreement check;
 #   3. benchmarks/bench_train.py --paper: fused against separate training, and the per-step finite check
 #      read back every step against once per log step, at the paper's network sizes;
-#   4. benchmarks/gpu_sweep.py: as much of the paper's dSprites grid as fits in what is left, appended to
-#      results/dsprites_paper.db (so a second session continues where this one stopped);
+#   4. benchmarks/gpu_sweep.py on ONE question, Fig. 5a at paper scale (experiments/grids/
+#      dsprites_paper_beta1.yml: beta-VAE and ISA-VAE at beta = 1, seeds 0-49, 10 seeds fused per task, seeds
+#      in order and the two models interleaved, so that whatever fits is a balanced comparison), appended to
+#      results/dsprites_paper_beta1.db (so a second session continues where this one stopped);
 #   5. the ledger (a consistent SQLite backup) and its CSV export copied to $OUT, to be committed as
-#      results/dsprites_paper.db and results/dsprites_paper.csv.
+#      results/dsprites_paper_beta1.db and results/dsprites_paper_beta1.csv.
+# GRID (environment) picks another grid, e.g. GRID=experiments/grids/dsprites_paper.yml for the full Table 1.
 # SWEEP_ARGS (environment) is appended to gpu_sweep.py's arguments, e.g. SWEEP_ARGS="--max-tasks 2".
 # The machine needs torch, numpy, pandas, pyyaml, scipy and tqdm (the device image has them); ray is not used.
 set -uo pipefail
@@ -23,6 +26,8 @@ OUT=${OUT:-/tmp/gpu_session}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 py=${PYTHON:-python3}
+grid=${GRID:-experiments/grids/dsprites_paper_beta1.yml}
+name=$(basename "$grid" .yml)
 start=$(date +%s)
 left() { echo $(( budget - ($(date +%s) - start) )); }
 
@@ -31,7 +36,7 @@ if [ "$mode" = "--cpu-smoke" ]; then
     sweep_args="--cpu-smoke --fuse 4"; ledger="$OUT/smoke.db"; reserve=10
 else
     metrics_args="--skip-float64"; train_args="--paper --device cuda --k 10 --steps 20"
-    sweep_args="--fuse 10"; ledger="results/dsprites_paper.db"; reserve=45
+    sweep_args="--fuse 10"; ledger="results/$name.db"; reserve=45
 fi
 
 {
@@ -50,7 +55,7 @@ sweep_budget=$(( $(left) - reserve ))
 echo "== gpu_sweep, budget ${sweep_budget} s"
 if [ "$sweep_budget" -gt 30 ]; then
     # The sweep stops starting tasks by itself; timeout only guards against a hang (rows written stay).
-    timeout $(( sweep_budget + 60 )) "$py" benchmarks/gpu_sweep.py $sweep_args --budget-s "$sweep_budget" \
+    timeout $(( sweep_budget + 60 )) "$py" benchmarks/gpu_sweep.py --grid "$grid" $sweep_args --budget-s "$sweep_budget" \
         --ledger "$ledger" ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/gpu_sweep.log"
 fi
 

@@ -49,11 +49,19 @@ def test_hash_is_stable_and_distinct():
     assert len(a.config_hash()) == 64
     # A fixed value: the canonical JSON must not drift silently (a change would orphan every ledger row;
     # bump HASH_VERSION when the meaning of a field changes on purpose).
-    assert RunConfig(model="isa_vae", beta=2.0, seed=3).config_hash() == \
+    # Rows made before data_version and beta_warmup_steps existed (dSprites generator 1, no warm-up) keep
+    # their keys; the newest generator (2) makes new ones.
+    assert RunConfig(model="isa_vae", beta=2.0, seed=3, data_version=1).config_hash() == \
         "4a1e1d6ee16db3afba5a20c602c9915992c10683aaf2be394e4577d11a34e64f"
+    assert RunConfig(model="isa_vae", beta=2.0, seed=3).data_version == 2
+    assert RunConfig(model="isa_vae", beta=2.0, seed=3).config_hash() != \
+        "4a1e1d6ee16db3afba5a20c602c9915992c10683aaf2be394e4577d11a34e64f"
+    legacy = {k: v for k, v in a.to_dict().items() if k not in ("data_version", "beta_warmup_steps")}
+    assert RunConfig.from_dict(legacy).data_version == 1      # an old ledger row: made with generator 1
     assert RunConfig().config_hash() == RunConfig(**E.scale_defaults("paper")).config_hash()
     others = [dataclasses.replace(a, seed=2), dataclasses.replace(a, beta=2.5), dataclasses.replace(a, model="isa_tcvae"),
-              dataclasses.replace(a, p=2.0), dataclasses.replace(a, hidden=64), dataclasses.replace(a, device="cuda")]
+              dataclasses.replace(a, p=2.0), dataclasses.replace(a, hidden=64), dataclasses.replace(a, device="cuda"),
+              dataclasses.replace(a, data_version=1), dataclasses.replace(a, beta_warmup_steps=100)]
     hashes = {c.config_hash() for c in [a] + others}
     assert len(hashes) == len(others) + 1
     # Settings a model does not use do not split its runs.
@@ -85,6 +93,9 @@ def test_hash_is_stable_and_distinct():
     (dict(batch_size=4096), "exceeds the 128 images"),
     (dict(model="isa_vae_learned", p_init=9.0), "p_init must lie inside"),
     (dict(model="beta_tcvae", estimator="xyz"), "estimator"),
+    (dict(data_version=3), "data_version of dsprites must be one of (1, 2)"),
+    (dict(beta_warmup_steps=-5), "beta_warmup_steps must be an integer >= 0"),
+    (dict(beta_warmup_steps=1.5), "beta_warmup_steps must be an integer >= 0"),
 ])
 def test_validation_names_the_problem(kw, message):
     with pytest.raises(ValueError) as err:
@@ -101,6 +112,17 @@ def test_scales_are_valid_configs():
     assert paper.layout == (4,) * 5 and paper.p0 == 2.1 and paper.p == 2.2 and paper.n_images == 737280
     small, medium = (RunConfig(**E.scale_defaults(s)) for s in ("small", "medium"))
     assert 1000 <= small.n_images <= 5000 and 20000 <= medium.n_images <= 50000
+    assert small.data_version == medium.data_version == 1 and paper.data_version == 2
+    # large: the paper's regime on a CPU (64 x 64 binary, every shape/scale/orientation, 16 x 16 positions)
+    large = RunConfig(**E.scale_defaults("large"), model="isa_vae")
+    sub = large.subgrid_dict()
+    assert large.image_size == 64 and large.data_version == 2 and large.n_images == 3 * 6 * 40 * 16 * 16
+    assert set(sub) == {"posX", "posY"} and len(sub["posX"]) == len(sub["posY"]) == 16
+    faces = RunConfig(**E.scale_defaults("large", "faces3d"), model="isa_vae")
+    assert faces.architecture == "conv" and faces.layout == (3, 3, 2, 2) and faces.p == 1.9
+    assert faces.subgrid_dict() == {"identity": list(range(10))} and faces.n_images == 10 * 21 * 11 * 11
+    with pytest.raises(ValueError, match="faces3d has the 'large'"):
+        E.scale_defaults("small", "faces3d")
     with pytest.raises(ValueError, match="unknown scale"):
         E.scale_defaults("huge")
 
@@ -321,6 +343,13 @@ def test_beta_tcvae_at_beta_one_trains_exactly_like_the_vae(prior, estimator):
     assert tiny(model="beta_tcvae", beta=1.0).equivalent().model == "beta_vae"
     for other in (tiny(model="isa_tcvae", beta=2.0), tiny(model="beta_vae"), tiny(model="factor_vae", beta=1.0)):
         assert other.equivalent() is other
+
+
+def test_a_beta_warmup_reaches_the_trainer_and_breaks_the_beta_one_equivalence():
+    c = tiny(model="beta_tcvae", beta=1.0, beta_warmup_steps=7)
+    assert c.equivalent() == c                  # during the warm-up beta < 1: not the ELBO
+    assert tiny(model="beta_tcvae", beta=1.0).equivalent().model == "beta_vae"
+    assert E._train_config(c, c.n_images).beta_warmup_steps == 7
 
 
 def test_a_sweep_computes_a_repeated_run_once_and_copies_its_row(tmp_path):
