@@ -110,9 +110,13 @@ def describe_study(df: pd.DataFrame) -> str:
     parts = [f"{df['model'].nunique()} models", f"beta in {sorted(df['beta'].unique().tolist())}",
              _seed_range(df)]
     for col, fmt in (("image_size", "{}px"), ("epochs", "{} epochs"), ("hidden", "MLP {}"), ("n_images", "{} images")):
-        if col in df.columns and df[col].nunique() == 1:
+        if col in df.columns and df[col].nunique() == 1 and pd.notna(df[col].iloc[0]):
             v = df[col].iloc[0]
             parts.append(fmt.format(int(v) if float(v).is_integer() else v))
+    if "dataset" in df.columns and df["dataset"].nunique() == 1:
+        # rows written before the data_version field were made with version 1 of the generator
+        v = df["data_version"].dropna().unique() if "data_version" in df.columns else [1]
+        parts.append(f"{df['dataset'].iloc[0]} generator v{', v'.join(str(int(x)) for x in sorted(v)) or 1}")
     return ", ".join(parts)
 
 
@@ -158,3 +162,74 @@ def compare(df: pd.DataFrame, model: str, baseline: str, metric: str = "mig") ->
     se = np.sqrt(a.loc[betas, f"{metric}_sem"] ** 2 + b.loc[betas, f"{metric}_sem"] ** 2)
     return pd.DataFrame({"beta": betas, "n_model": a.loc[betas, "n"].to_numpy(), "n_baseline": b.loc[betas, "n"].to_numpy(),
                          "difference": diff.to_numpy(), "se": se.to_numpy(), "z": (diff / se).to_numpy()})
+
+
+def verdict(z: float, threshold: float = 2.0) -> str:
+    """How a z-score reads as evidence for a claim that the first model is higher: 'holds' (z >= 2),
+    'reversed' (z <= -2) or 'not shown' (|z| < 2, within seed noise)."""
+    if not np.isfinite(z):
+        return "not measured"
+    return "holds" if z >= threshold else "reversed" if z <= -threshold else "not shown"
+
+
+def claims(df: pd.DataFrame, pairs: Sequence[tuple[str, str, str]], metric: str = "mig",
+           betas: Sequence[float] | None = None) -> pd.DataFrame:
+    """The paper's comparative claims (Sec. 4: Fig. 5a, Figs. 5b-c, Table 2) read off a result table: for each
+    ``(claim, model, baseline)`` and each beta both have, the :func:`compare` row with its :func:`verdict`
+    on "``model`` scores higher than ``baseline`` on ``metric``". Pairs without runs are skipped."""
+    rows = []
+    for claim, model, baseline in pairs:
+        if not {model, baseline} <= set(df["model"]):
+            continue
+        c = compare(df, model, baseline, metric)
+        if betas is not None:
+            c = c[np.isin(c["beta"], list(betas))]
+        for _, r in c.iterrows():
+            rows.append({"claim": claim, "model": model, "baseline": baseline, "metric": metric, **r.to_dict(),
+                         "n_model": int(r["n_model"]), "n_baseline": int(r["n_baseline"]),
+                         "verdict": verdict(r["z"])})
+    return pd.DataFrame(rows)
+
+
+def exponent_shift(exponents: np.ndarray, p0: float) -> pd.DataFrame:
+    """Fig. 7 read as a test: per rank of the sorted learned exponents (p_1 <= p_2 <= ...), the mean over runs,
+    its standard error, and z of the mean's distance from the outer exponent p0 (the trivial solution
+    p_i = p0 makes the prior factorise, App. A.2). Needs at least two runs."""
+    e = np.asarray(exponents, dtype=float)
+    if e.ndim != 2 or len(e) < 2:
+        raise ValueError(f"need the sorted exponents of at least two runs, got shape {e.shape}")
+    mean, sem = e.mean(0), e.std(0, ddof=1) / np.sqrt(len(e))
+    z = (mean - p0) / np.where(sem > 0, sem, np.nan)
+    return pd.DataFrame({"rank": np.arange(1, e.shape[1] + 1), "n": len(e), "mean": mean, "sem": sem,
+                         "minus_p0": mean - p0, "z": z})
+
+
+def histories(df: pd.DataFrame, columns: Sequence[str] = ("kl", "recon")) -> pd.DataFrame:
+    """The logged training curves of a table exported with its histories
+    (``Ledger.to_dataframe(history=True)``): one row per (run, logged step) with model, beta, seed, step and
+    ``columns`` (e.g. the KL of Eq. 12 in nats, to see that it has levelled off)."""
+    if "history" not in df.columns:
+        raise ValueError("the table has no 'history' column: export it with Ledger.to_dataframe(history=True)")
+    rows = []
+    for _, r in df.iterrows():
+        hist = json.loads(r["history"]) if isinstance(r["history"], str) else (r["history"] or [])
+        for h in hist:
+            rows.append({"model": r["model"], "beta": r["beta"], "seed": r["seed"], "step": h["step"],
+                         **{c: h.get(c, np.nan) for c in columns}})
+    return pd.DataFrame(rows, columns=["model", "beta", "seed", "step", *columns])
+
+
+def regime(df: pd.DataFrame, factors: Sequence[str] = ("posX", "posY")) -> pd.DataFrame:
+    """What a study's models code, per model and beta: the mean final KL (nats, the last logged ``final.kl``),
+    the mean MIG, and the part of it that ``factors`` alone explain (MIG is the mean over the K scored
+    factors, so those factors contribute sum_k MIG_k / K). When that part is nearly all of the MIG, the
+    models code only those factors and a prior cannot help with the others."""
+    per = [c for c in df.columns if c.startswith("mig_per_factor.")]
+    names = [c.split(".", 1)[1] for c in per]
+    missing = sorted(set(factors) - set(names))
+    if missing or "final.kl" not in df.columns:
+        raise ValueError(f"the table lacks per-factor MIG of {missing} or 'final.kl'")
+    d = df.assign(_part=df[[f"mig_per_factor.{f}" for f in factors]].sum(1) / len(per))
+    s = summarise(d, metrics=("final.kl", "mig", "_part"))
+    out = s[["model", "beta", "n", "final.kl_mean", "mig_mean", "_part_mean"]]
+    return out.rename(columns={"final.kl_mean": "kl_final", "_part_mean": "mig_from_" + "_".join(factors)})

@@ -108,3 +108,49 @@ def test_mig_by_factor_lists_each_factor_mean_after_the_summary_metrics():
     r = t[(t["model"] == "isa_vae") & (t["beta"] == 2.0)].iloc[0]
     assert r["mig_posX"] == pytest.approx(2 * r["mig_mean"]) and r["mig_scale"] == pytest.approx(0.25)
     assert list(analysis.mig_by_factor(df, metrics=()).columns) == ["model", "beta", "n", "mig_posX", "mig_scale"]
+
+
+def test_claims_read_z_scores_as_verdicts():
+    df = analysis.load_results(table())
+    # isa_vae is 0.2 above beta_vae at every beta, with a seed spread of 0.01 * sd(0..3): z is large
+    c = analysis.claims(df, [("Fig. 5a", "isa_vae", "beta_vae"), ("absent", "isa_tcvae", "beta_tcvae")], betas=[1.0])
+    assert c["claim"].tolist() == ["Fig. 5a"] and c["beta"].tolist() == [1.0]
+    assert c["difference"].iloc[0] == pytest.approx(0.2) and c["z"].iloc[0] > 2 and c["verdict"].iloc[0] == "holds"
+    rev = analysis.claims(df, [("reversed", "beta_vae", "isa_vae")])
+    assert rev["verdict"].tolist() == ["reversed", "reversed"]
+    assert [analysis.verdict(z) for z in (2.0, 1.99, -1.99, -2.0, np.nan)] == \
+        ["holds", "not shown", "not shown", "reversed", "not measured"]
+
+
+def test_exponent_shift_measures_the_distance_from_p0():
+    e = np.array([[1.9, 2.1, 2.5], [1.7, 2.1, 2.7], [1.8, 2.1, 2.6]])
+    s = analysis.exponent_shift(e, p0=2.1)
+    assert s["mean"].tolist() == pytest.approx([1.8, 2.1, 2.6])
+    assert s["sem"].iloc[0] == pytest.approx(0.1 / np.sqrt(3))
+    assert s["z"].iloc[0] == pytest.approx(-0.3 / (0.1 / np.sqrt(3)))
+    assert np.isnan(s["z"].iloc[1])          # no spread: no z
+    with pytest.raises(ValueError, match="at least two runs"):
+        analysis.exponent_shift(e[:1], p0=2.1)
+
+
+def test_training_curves_from_exported_histories():
+    hist = [{"step": s, "kl": 10 - 5 / s, "recon": -s} for s in (1, 2, 4)]
+    df = pd.DataFrame(dict(model=["beta_vae", "isa_vae"], beta=1.0, seed=[0, 0],
+                           history=[json.dumps(hist), json.dumps(hist[:2])]))
+    curves = analysis.histories(df)
+    assert len(curves) == 5 and curves["kl"].iloc[2] == pytest.approx(10 - 5 / 4)
+    fig = sweeps.training_curves(curves, title="t")
+    assert len(fig.axes[0].lines) == 4       # one thin line per run and one mean per model
+    with pytest.raises(ValueError, match="history"):
+        analysis.histories(df.drop(columns="history"))
+
+
+def test_regime_splits_mig_into_the_named_factors():
+    df = pd.DataFrame(dict(model="m", beta=1.0, seed=[0, 1], mig=[0.30, 0.34], reconstruction=-1.0,
+                           **{"final.kl": [4.0, 5.0], "mig_per_factor.posX": [0.6, 0.7], "mig_per_factor.posY": [0.6, 0.64],
+                              "mig_per_factor.scale": [0.0, 0.02], "mig_per_factor.orientation": [0.0, 0.0]}))
+    r = analysis.regime(df).iloc[0]
+    assert r["kl_final"] == pytest.approx(4.5) and r["mig_mean"] == pytest.approx(0.32)
+    assert r["mig_from_posX_posY"] == pytest.approx((1.2 / 4 + 1.34 / 4) / 2)
+    with pytest.raises(ValueError, match="lacks"):
+        analysis.regime(df, factors=("shape",))

@@ -69,3 +69,22 @@ def exponent_histograms(exponents: np.ndarray, title: str = "", bins: int = 20):
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def training_curves(curves: pd.DataFrame, column: str = "kl", title: str = "", ylabel: str | None = None):
+    """A logged quantity (default the KL term) against the optimiser step, one thin line per run coloured by
+    model, and the mean over runs of each model in bold: shows whether training has levelled off."""
+    if curves.empty:
+        raise ValueError("no training curves to plot")
+    fig, ax = plt.subplots(figsize=(6.2, 3.4))
+    for m, g in curves.groupby("model", sort=False):
+        for _, run in g.groupby(["beta", "seed"]):
+            ax.plot(run["step"], run[column], color=COLOURS.get(m), lw=0.5, alpha=0.35)
+        mean = g.groupby("step")[column].mean()
+        ax.plot(mean.index, mean.to_numpy(), color=COLOURS.get(m), lw=2, label=f"{MODEL_LABELS.get(m, m)} (mean)")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(ylabel or column)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
