@@ -67,6 +67,11 @@ def test_gpu_session_script_runs_end_to_end_on_a_cpu(tmp_path):
         assert (out / name).stat().st_size > 0, name
     assert "MIG =" in (out / "gpu_metrics.log").read_text()
     assert "s/step" in (out / "bench_train.log").read_text()
+    # the session's one question: Fig. 5a (beta-VAE and ISA-VAE at beta = 1), seeds in order, models interleaved
+    sweep_log = (out / "gpu_sweep.log").read_text()
+    assert "6 runs in the grid" in sweep_log                          # 2 models x smoke seeds 0-2
+    tasks = [line for line in sweep_log.splitlines() if " x beta_vae (" in line or " x isa_vae (" in line]
+    assert [t.split(" x ")[1].split(" ")[0] for t in tasks] == ["beta_vae", "isa_vae"]
     ledger = Ledger(out / "smoke.db")   # a consistent copy that opens on its own
     assert ledger.counts().get("done", 0) > 0
     assert len(pd.read_csv(out / "smoke.csv")) == sum(ledger.counts().values())
