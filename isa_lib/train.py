@@ -216,6 +216,16 @@ def total_steps(n: int, cfg: TrainConfig) -> int:
     return max(1, int(round(cfg.epochs * (n // cfg.batch_size))))
 
 
+def load_checkpoint(path, device) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`, loaded with ``weights_only=True``: tensors, numbers,
+    strings and containers only, so a crafted file cannot run code; anything else is a named error."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unpickling refused, truncated or not a torch file
+        raise ValueError(f"checkpoint {path} cannot be loaded as plain tensors and numbers "
+                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+
+
 def save_checkpoint(path: Path, state: dict):
     """Atomic write: a crash mid-write leaves the previous checkpoint intact."""
     path = Path(path)
@@ -258,7 +268,7 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
 
     step, history, order = 0, [], None
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint, device)
         if state["config"] != asdict(cfg):
             raise ValueError(f"checkpoint {checkpoint} was written with another configuration: {state['config']}")
         model.load_state_dict(state["model"])
@@ -377,7 +387,7 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
 
     step, histories, orders = 0, [[] for _ in cfgs], [None] * k_runs
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint, device)
         if state["configs"] != [asdict(c) for c in cfgs]:
             raise ValueError(f"checkpoint {checkpoint} was written with other configurations")
         with torch.no_grad():

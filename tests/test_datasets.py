@@ -4,6 +4,7 @@ Nothing here builds a full dataset: generators are exercised through
 ``render`` on chosen rows and through small sub-grids.
 """
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -447,3 +448,43 @@ def test_unknown_names_raise():
         D.load("dsprites", subgrid={"colour": [0]})
     with pytest.raises(IndexError):
         D.load("dsprites", subgrid={"posX": [32]})
+
+
+class _Payload:
+    """Pickles as a call that creates a file: if the file exists after a load, the load ran code."""
+
+    def __init__(self, sentinel):
+        self.sentinel = str(sentinel)
+
+    def __reduce__(self):
+        return (open, (self.sentinel, "w"))
+
+
+def test_crafted_pickles_in_data_files_never_run(tmp_path):
+    ds, good = small_dsprites(tmp_path)
+    sizes = ds.factor_sizes
+    sentinel = tmp_path / "code_ran"
+    with np.load(good, allow_pickle=True) as z:            # our own export, read by the test only
+        arrays = {k: z[k] for k in z.files}
+    plain = tmp_path / "plain_pickle.npz"                   # a pickle passed as the .npz
+    plain.write_bytes(pickle.dumps(_Payload(sentinel)))
+    meta = tmp_path / "meta_pickle.npz"                      # the metadata member is a crafted pickle
+    np.savez(meta, **{**arrays, "metadata": np.array(_Payload(sentinel), dtype=object)})
+    imgs = tmp_path / "imgs_pickle.npz"                      # an array member is a pickled object array
+    np.savez(imgs, **{**arrays, "imgs": np.array([_Payload(sentinel)], dtype=object)})
+    for bad, what in ((plain, "cannot be read"), (meta, "refusing to unpickle"), (imgs, "cannot be read")):
+        with pytest.raises(D.DatasetFormatError, match=what) as e:
+            dsprites.load_npz(bad, factor_sizes=sizes)
+        assert bad.name in str(e.value)
+        assert not sentinel.exists(), bad.name
+    # the metadata of a well-formed file is still read and checked, without a pickle
+    assert dsprites.read_npz(good, sizes)["metadata"]["latents_sizes"].tolist() == list(sizes)
+    wrong = tmp_path / "wrong_meta.npz"
+    np.savez(wrong, **{**arrays, "metadata": np.array({"latents_sizes": np.array([9, 9])}, dtype=object)})
+    with pytest.raises(D.DatasetFormatError, match="latents_sizes"):
+        dsprites.load_npz(wrong, factor_sizes=sizes)
+    pth = tmp_path / faces3d.FILENAME                        # a crafted 3D-faces file
+    torch.save(_Payload(sentinel), pth)
+    with pytest.raises(D.DatasetFormatError, match="cannot be read"):
+        faces3d.read_pth(pth)
+    assert not sentinel.exists()

@@ -187,7 +187,7 @@ def test_a_late_check_names_the_first_bad_step_and_never_saves_it(tmp_path):
     ck = tmp_path / "run.pt"
     with pytest.raises(TrainingError, match=r"non-finite mu from the encoder at step 7"):
         train(model, tiny_images(), cfg(checkpoint_every=5, log_every=100), ck, progress=False, check_every=100)
-    assert torch.load(ck, weights_only=False)["step"] == 5
+    assert torch.load(ck, weights_only=True)["step"] == 5
     with pytest.raises(ValueError, match="check_every"):
         train(vae(), tiny_images(), cfg(), progress=False, check_every=0)
 
@@ -270,3 +270,20 @@ def test_beta_warmup_rises_linearly_from_zero_alone_and_fused():
         TrainConfig(beta_warmup_steps=-1)
     with pytest.raises(ValueError, match="beta_warmup_steps"):
         TrainConfig(beta_warmup_steps=2.5)
+
+
+def test_a_crafted_checkpoint_never_runs_code(tmp_path):
+    sentinel = tmp_path / "code_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(sentinel), "w"))
+
+    ck = tmp_path / "ck.pt"
+    torch.save({"config": Payload(), "step": 0}, ck)
+    for run in (lambda: train(vae(), tiny_images(), cfg(epochs=1), checkpoint=ck, progress=False),
+                lambda: train_many([vae(), vae(seed=1)], tiny_images(), [cfg(epochs=1), cfg(epochs=1, seed=4)],
+                                   checkpoint=ck, progress=False)):
+        with pytest.raises(ValueError, match=f"checkpoint {ck} cannot be loaded"):
+            run()
+        assert not sentinel.exists()

@@ -32,6 +32,8 @@ kept, as ``version=1``, so that studies made with it can be reproduced.
 """
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +241,39 @@ def _metadata(names, sizes, values) -> dict:
             "author": "isa_lib", "title": "dSprites dataset"}
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain containers, strings, numbers and numpy arrays, and refuses every other global, so a
+    crafted member cannot run code (the names a Python-2 pickle of a dict of arrays needs are allowed)."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    _ALLOWED |= {(m, n) for m in ("builtins", "__builtin__")
+                 for n in ("dict", "list", "tuple", "set", "frozenset", "str", "unicode", "bytes", "int", "long",
+                           "float", "complex", "bool")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} (only plain data is read)")
+        return super().find_class(module, name)
+
+
+def _read_metadata(path) -> object:
+    """The ``metadata`` member of a dSprites .npz (a pickled object array holding a dict), read through
+    :class:`_PlainUnpickler` instead of numpy's unrestricted ``allow_pickle``."""
+    with zipfile.ZipFile(path) as zf, zf.open("metadata.npy") as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            return None                                   # an npy version we do not parse: left unchecked
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        _, _, dtype = read_header(f)
+        if dtype != np.dtype(object):
+            return None                                   # not a pickled dict: nothing to check against
+        arr = _PlainUnpickler(f, encoding="latin1").load()
+    return arr[()] if isinstance(arr, np.ndarray) and arr.shape == () else arr
+
+
 def read_npz(path, factor_sizes=SIZES) -> dict:
     """Read and validate a dSprites .npz; returns its arrays and metadata.
 
@@ -250,14 +285,16 @@ def read_npz(path, factor_sizes=SIZES) -> dict:
     if not path.is_file():
         raise DatasetFileNotFoundError(path, f"dSprites file not found (expected {FILENAME})")
     try:
-        # the original stores metadata as a pickled Python-2 dict
-        with np.load(path, allow_pickle=True, encoding="latin1") as z:
+        # No pickles: a pickled member (or a pickle passed as the file) could run code when loaded. The
+        # original's metadata member is a pickled Python-2 dict; it is read by _read_metadata, which builds
+        # only plain containers and numpy arrays.
+        with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
             missing = {"imgs", "latents_values", "latents_classes"} - keys
             if missing:
                 raise DatasetFormatError(path, f"missing keys {sorted(missing)}; found {sorted(keys)}")
             d = {k: z[k] for k in ("imgs", "latents_values", "latents_classes")}
-            meta = z["metadata"][()] if "metadata" in keys else None
+        meta = _read_metadata(path) if "metadata" in keys else None
     except DatasetFormatError:
         raise
     except Exception as e:  # zip, pickle and npy errors all mean an unreadable file
