@@ -47,18 +47,32 @@ class TrainConfig:
     beta_warmup_steps: int = 0  # beta (FactorVAE: gamma) rises linearly from 0 over these steps; 0: off
 
     def __post_init__(self):
+        # Types as well as values: a "16" or 16.5 batch size, or epochs = 0 (which would train one step),
+        # is named here, before any step changes a model.
         if self.objective not in O.OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {sorted(O.OBJECTIVES)}")
         if self.objective == "vae" and self.beta != 1.0:
             raise ValueError("objective 'vae' means beta = 1; use 'beta_vae' for other values")
-        for name in ("beta", "gamma", "epochs", "lr"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
-        w = self.beta_warmup_steps
-        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
-            raise ValueError(f"beta_warmup_steps must be an integer >= 0, got {w!r}")
+        for name, positive in (("beta", False), ("gamma", False), ("epochs", True), ("lr", True),
+                               ("disc_lr", True)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
+                    or (positive and v == 0):
+                raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+        for name, low in (("batch_size", 2), ("disc_hidden", 1), ("seed", 0), ("log_every", 1),
+                          ("checkpoint_every", 0), ("beta_warmup_steps", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        if self.estimator not in ("mss", "mws"):
+            raise ValueError(f"estimator must be 'mss' or 'mws', got {self.estimator!r}")
+        if not isinstance(self.device, str):
+            raise ValueError(f"device must be a string such as 'cpu' or 'cuda', got {self.device!r}")
+        dev = self.device.split(":")[0]
+        if dev not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"device must be 'cpu', 'cuda[:i]' or 'mps', got {self.device!r}")
+        if dev == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} asked for, but torch sees no CUDA device on this machine")
 
 
 def build_vae(architecture: str, latent_dim: int, prior: str = "normal", seed: int = 0, channels: int = 1,
@@ -209,6 +223,27 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def _check_images(model: VAE, images: torch.Tensor):
+    """Images (N, [C,] H, W) of the size and channels the decoder makes, named before any step is taken."""
+    if not isinstance(images, torch.Tensor) or images.dim() not in (3, 4):
+        raise ValueError(f"images must be a tensor (N, [C,] H, W), got "
+                         f"{type(images).__name__} of shape {tuple(getattr(images, 'shape', ()))}")
+    was_training = model.decoder.training
+    model.decoder.eval()            # batch norm in eval mode: the probe changes no running statistics
+    try:
+        with torch.no_grad():
+            latent = model.prior().event_shape[0]
+            w = next(model.parameters())
+            probe = torch.zeros(1, latent, device=w.device, dtype=w.dtype)
+            shape = tuple(model.decoder(probe).shape[1:])
+    finally:
+        model.decoder.train(was_training)
+    got = tuple(images.shape[1:]) if images.dim() == 4 else (1, *images.shape[1:])
+    if got != shape:
+        raise ValueError(f"images of shape {got} (channels, height, width) do not match the network, which "
+                         f"makes {shape}; build it with the data's image size and channels")
+
+
 def total_steps(n: int, cfg: TrainConfig) -> int:
     """Number of optimiser steps of a run: epochs times the whole batches in one pass over n images."""
     if n < cfg.batch_size:
@@ -250,6 +285,7 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
     from tqdm.auto import tqdm
 
     device = torch.device(cfg.device)
+    _check_images(model, images)
     model.to(device)
     images = images.to(device)
     n = len(images)
@@ -364,6 +400,7 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
     from tqdm.auto import tqdm
 
     _check_fusable(models, cfgs)
+    _check_images(models[0], images)
     cfg0 = cfgs[0]
     device = torch.device(cfg0.device)
     k_runs = len(models)

@@ -287,3 +287,37 @@ def test_a_crafted_checkpoint_never_runs_code(tmp_path):
         with pytest.raises(ValueError, match=f"checkpoint {ck} cannot be loaded"):
             run()
         assert not sentinel.exists()
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(batch_size="16"), "batch_size must be an integer >= 2, got '16'"),
+    (dict(batch_size=16.5), "batch_size must be an integer >= 2, got 16.5"),
+    (dict(epochs=0), "epochs must be a finite number > 0, got 0"),
+    (dict(log_every=0), "log_every must be an integer >= 1, got 0"),
+    (dict(seed=1.5), "seed must be an integer >= 0, got 1.5"),
+    (dict(lr=float("nan")), "lr must be a finite number > 0"),
+    (dict(beta=True), "beta must be a finite number >= 0, got True"),
+    (dict(estimator="mcs"), "estimator must be 'mss' or 'mws'"),
+    (dict(device="tpu"), "device must be 'cpu', 'cuda[:i]' or 'mps'"),
+])
+def test_train_config_names_bad_types_and_values(kw, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**kw)
+    assert message in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU")
+def test_cuda_without_a_gpu_is_named():
+    with pytest.raises(ValueError, match="no CUDA device"):
+        TrainConfig(device="cuda")
+
+
+def test_images_that_do_not_fit_the_network_are_named_before_any_step():
+    model = vae()                                  # a 16 x 16 network
+    before = [p.detach().clone() for p in model.parameters()]
+    wrong = torch.zeros(128, 32, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"images of shape \(1, 32, 32\).*makes \(1, 16, 16\)"):
+        train(model, wrong, cfg(), progress=False)
+    with pytest.raises(ValueError, match="do not match the network"):
+        train_many([model, vae(seed=1)], wrong, [cfg(), cfg(seed=4)], progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))   # nothing was trained
