@@ -185,6 +185,30 @@ def executed_scale(path: Path) -> str | None:
         return None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
+    """Delete the temporary notebooks ``.<name>.<pid>.*.ipynb`` that a killed chapter run left in ``folder``
+    (its process is gone); a run still in progress, whose process is alive, keeps its file. Returns what was
+    deleted."""
+    removed = []
+    for path in Path(folder).glob(f".{name}.*.ipynb"):
+        pid = path.name[len(name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        path.unlink(missing_ok=True)  # a dead writer's, or one from before pids were recorded
+        removed.append(path)
+    return removed
+
+
 def run_chapter(
     chapter: Chapter,
     scale: str = "small",
@@ -197,7 +221,8 @@ def run_chapter(
 
     The notebook runs in its own folder (as under nbval). It is executed into a temporary file that
     replaces the output only on success, so a failure never destroys an earlier result; the failed
-    notebook is kept beside it as ``<name>.failed.ipynb`` for inspection. Unless ``force``, a result
+    notebook is kept beside it as ``<name>.failed.ipynb`` for inspection; the temporary files of killed
+    runs are deleted at the next run (:func:`remove_stale_temporaries`). Unless ``force``, a result
     made at a larger scale is not overwritten by a smaller one.
     """
     import papermill
@@ -212,7 +237,8 @@ def run_chapter(
             "(use --force to replace it)"
         )
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{chapter.name}.", suffix=".ipynb", dir=output.parent)
+    remove_stale_temporaries(output.parent, chapter.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{chapter.name}.{os.getpid()}.", suffix=".ipynb", dir=output.parent)
     os.close(fd)
     # A non-interactive MPLBACKEND (e.g. Agg) inherited by the kernel would stop figures reaching the
     # notebook; the kernel's inline backend is wanted here.

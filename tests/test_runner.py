@@ -76,6 +76,27 @@ def test_failed_run_keeps_the_previous_result(tiny):
     assert out.with_suffix(".failed.ipynb").exists()
 
 
+def test_a_killed_runs_temporary_notebook_is_removed_by_the_next_run(tiny):
+    import os
+    import subprocess
+    import sys
+
+    folder = tiny.output().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    stale = folder / f".{tiny.name}.{dead.stdout.strip()}.abc123.ipynb"   # its writer has exited
+    legacy = folder / f".{tiny.name}.q8w7e6r5.ipynb"                      # from before pids were recorded
+    live = folder / f".{tiny.name}.{os.getpid()}.zzz.ipynb"               # a run still in progress
+    other = folder / ".another_chapter.1.x.ipynb"
+    for f in (stale, legacy, live, other):
+        f.write_text("{}")
+    runner.run_chapter(tiny, "small", progress=False)
+    assert not stale.exists() and not legacy.exists()
+    assert live.exists() and other.exists()
+    assert sorted(p.name for p in folder.glob(f".{tiny.name}.*")) == [live.name]   # the run's own file is gone
+
+
 def test_a_larger_scale_result_is_not_replaced_without_force(tiny):
     runner.run_chapter(tiny, "medium", progress=False)
     with pytest.raises(runner.ParameterError, match="scale 'medium'"):
