@@ -2,7 +2,7 @@
 
 A chapter is a Jupytext percent-format file ``notebooks/NN_name.py`` with one cell tagged ``parameters``
 (plain assignments whose defaults are the ``small`` scale) and a file ``notebooks/params/NN_name.yml`` that
-maps each scale (``small``, ``medium``, ``paper``) to parameter values. Scales are parameter sets, not code
+maps each scale (``small``, ``medium``, ``large``, ``paper``) to parameter values. Scales are parameter sets, not code
 paths. The executed notebook is written to ``book/chapters/NN_name.ipynb``, where the book picks it up.
 
 papermill injects any parameter name it is given, so a typo (``-p betta 4``) would silently run the
@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import yaml
 
 #: Scales in increasing order of cost; every chapter defines all three.
-SCALES = ("small", "medium", "paper")
+SCALES = ("small", "medium", "large", "paper")  # ordered: a result is not replaced by a smaller scale's
 
 
 class ParameterError(ValueError):
