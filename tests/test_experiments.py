@@ -432,3 +432,13 @@ def test_outcomes_frame_and_summary_of_a_few_seeds():
     assert s["n"].tolist() == [2] and s["mig_mean"].iloc[0] == pytest.approx(frame["mig"].iloc[:2].mean())
     with pytest.raises(ValueError, match="2 configurations but 1 outcomes"):
         analysis.outcomes_frame(runs[:2], E.run_group(runs[:1]))
+
+
+def test_a_tiny_faces_run_at_the_large_scale_scores_the_three_view_factors():
+    """3D faces (Table 2) on the CPU path: conv nets, grey 64 x 64 images, the (3, 3, 2, 2) ISA layout."""
+    c = E.config_for("large", "faces3d", model="isa_vae", epochs=1.0, batch_size=8, mig_samples=16,
+                     subgrid={"identity": [0], "azimuth": [0, 10, 20], "elevation": [0, 5, 10], "lighting": [0, 10]})
+    assert (c.architecture, c.layout, c.p, c.n_images, c.steps) == ("conv", (3, 3, 2, 2), 1.9, 18, 2)
+    res = E.run_one(c)
+    assert sorted(res["mig_per_factor"]) == ["azimuth", "elevation", "lighting"]
+    assert 0 <= res["mig"] <= 1 and res["reconstruction"] < 0 and len(res["exponents"]) == 4
