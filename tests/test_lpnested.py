@@ -1,4 +1,5 @@
-"""Tests of isa_lib.lpnested: Eq. 5-11 and Alg. 1 of the paper, checked numerically, not trusted."""
+"""Tests of isa_lib.lpnested (and the quadrature and Fig. 3 helpers of isa_lib.lpnested_analysis): Eq. 5-11 and
+Alg. 1 of the paper, checked numerically, not trusted."""
 import math
 
 import numpy as np
@@ -11,15 +12,12 @@ from isa_lib.lpnested import (
     LpNested,
     LpTree,
     PGeneralizedNormal,
-    dsprites_positions,
     eq6_tree,
-    expected_log_density_vs_angle,
     log_lp_nested_norm,
     log_surface_area,
-    marginal_cdf_1d,
     parse_tree,
-    total_mass,
 )
+from isa_lib.lpnested_analysis import dsprites_positions, expected_log_density_vs_angle, marginal_cdf_1d, total_mass
 
 
 # ------------------------------------------------------------------ normalisation (Eq. 7, 8, 11)
@@ -85,7 +83,7 @@ def test_surface_area_matches_beta_form_and_known_spheres():
     # measure of Eq. 7, not the Euclidean perimeter 4 sqrt(2)) = 2 * 2 = 4.
     assert float(log_surface_area((2.0, [3]))) == pytest.approx(math.log(4 * math.pi), rel=1e-12)
     assert float(log_surface_area((1.0, [2]))) == pytest.approx(math.log(4.0), rel=1e-12)
-    # telescoping Beta form of ERRATA.md for a node with children of sizes 1, 2, 3 and exponent p
+    # telescoping Beta form of Eq. 8 (appendix "Equations") for a node with children of sizes 1, 2, 3 and exponent p
     p = 1.7  # children of sizes 1, 2, 3
     tree = (p, [1, (2.0, [2]), (2.0, [3])])
     lb = lambda a, b: math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)

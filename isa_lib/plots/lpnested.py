@@ -11,13 +11,10 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from scipy import stats
 
-from isa_lib.lpnested import (
-    LpNested,
-    LpTree,
-    eq6_tree,
+from isa_lib.lpnested import LpNested, LpTree, eq6_tree, log_lp_nested_norm
+from isa_lib.lpnested_analysis import (
     eq6_unit_sphere,
     expected_log_density_vs_angle,
-    log_lp_nested_norm,
     marginal_cdf_1d,
     marginal_density,
     rotate,
