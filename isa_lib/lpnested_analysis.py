@@ -1,5 +1,6 @@
 """What the Lp-nested chapter studies about its priors, beyond the distributions themselves:
-numerical marginals and normalisation by quadrature (checks of Eq. 7-8 and of the sampler, Alg. 1), the
+numerical marginals and normalisation by quadrature and the surface area of Eq. 8 by Monte Carlo (checks of
+Eq. 7-8 and of the sampler, Alg. 1; used by chapter 03 and the appendix "Equations"), the
 orientation a prior prefers for a 2-D position code (Fig. 3), the dependence inside and the independence
 between ISA subspaces (Eq. 9-11), and the unit sphere of Eq. 6 (Fig. 2)."""
 from __future__ import annotations
@@ -11,11 +12,12 @@ import numpy as np
 import torch
 from torch.distributions import Distribution
 
-from .lpnested import ISA, LpNested
+from .lpnested import ISA, LpNested, LpTree, log_lp_nested_norm
 
 __all__ = [
     "orthant_quadrature",
     "total_mass",
+    "log_surface_area_monte_carlo",
     "marginal_density",
     "marginal_cdf_1d",
     "dsprites_positions",
@@ -64,6 +66,24 @@ def total_mass(dist: LpNested, n_points: int = 200, power: float = 2.0) -> float
         for a in range(0, zs.shape[0], 1 << 20):
             total += float((ws[a:a + (1 << 20)] * dist.log_prob(zs[a:a + (1 << 20)]).exp()).sum())
     return (2.0 ** n) * total
+
+
+def log_surface_area_monte_carlo(tree, n_samples: int = 100_000, seed: int = 0) -> tuple[float, float]:
+    """log S_f(1) of Eq. 8 estimated without Eq. 8, and its standard error (appendix "Equations").
+
+    The volume of the unit ball scales as V_f(R) = R^n V_f(1) (f is 1-homogeneous), and the surface area of
+    Eq. 7-8 is its derivative, S_f(1) = n V_f(1). Every |z_j| <= f(z), so the ball lies in the cube [-1, 1]^n:
+    V_f(1) is 2^n times the fraction of ``n_samples`` uniform points of the cube (seeded) with f(z) <= 1.
+    """
+    tree = tree if isinstance(tree, LpTree) else LpTree(tree)
+    gen = torch.Generator().manual_seed(int(seed))
+    z = 2.0 * torch.rand((int(n_samples), tree.n), generator=gen, dtype=torch.float64) - 1.0
+    with torch.no_grad():
+        frac = float((log_lp_nested_norm(z, tree) <= 0).double().mean())
+    if frac == 0.0:
+        raise ValueError(f"no point of {n_samples} fell inside the unit ball of {tree}; draw more")
+    se = math.sqrt((1.0 - frac) / (frac * int(n_samples)))   # delta method: sd(log frac)
+    return math.log(tree.n) + tree.n * math.log(2.0) + math.log(frac), se
 
 
 def marginal_density(dist: LpNested, dims: Sequence[int], values, n_points: int = 120,

@@ -17,7 +17,13 @@ from isa_lib.lpnested import (
     log_surface_area,
     parse_tree,
 )
-from isa_lib.lpnested_analysis import dsprites_positions, expected_log_density_vs_angle, marginal_cdf_1d, total_mass
+from isa_lib.lpnested_analysis import (
+    dsprites_positions,
+    expected_log_density_vs_angle,
+    log_surface_area_monte_carlo,
+    marginal_cdf_1d,
+    total_mass,
+)
 
 
 # ------------------------------------------------------------------ normalisation (Eq. 7, 8, 11)
@@ -90,6 +96,25 @@ def test_surface_area_matches_beta_form_and_known_spheres():
     root = lb(1 / p, 2 / p) + lb(3 / p, 3 / p) - 2 * math.log(p)
     inner = math.log(4 * math.pi) - 3 * math.log(2) + (math.log(2 * math.pi) - 2 * math.log(2))
     assert float(log_surface_area(tree)) == pytest.approx(6 * math.log(2) + root + inner, rel=1e-12)
+
+
+@pytest.mark.parametrize("tree", [(2.0, [3]), eq6_tree(0.7, 3.5), (2.1, [(0.6, [2]), (4.0, [2])])])
+def test_surface_area_monte_carlo_agrees_with_eq8(tree):
+    """S_f(1) = n V_f(1) with the ball's volume counted in the cube: Eq. 8 checked without Eq. 8."""
+    est, se = log_surface_area_monte_carlo(tree, n_samples=100_000, seed=1)
+    assert 0 < se < 0.01
+    assert abs(est - float(log_surface_area(tree))) < 4 * se
+    assert log_surface_area_monte_carlo(tree, 1000, seed=2) == log_surface_area_monte_carlo(tree, 1000, seed=2)
+
+
+def test_surface_area_check_plot_draws_every_family():
+    import matplotlib.pyplot as plt
+    from isa_lib.plots.lpnested import plot_surface_area_check
+
+    rows = [dict(tree=name, p=p, formula=1.0, monte_carlo=1.01, se=0.01) for name in ("a", "b") for p in (1.0, 2.0)]
+    fig = plot_surface_area_check(rows, title="t")
+    assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b"]
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------ sampler (Alg. 1)
