@@ -91,7 +91,8 @@ def log_q_batch(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
 
 
 def aggregate_log_weights(batch: int, dataset_size: int, estimator: str, device=None, dtype=None) -> torch.Tensor:
-    """log of the weights w_ij with which q(z_i|x_j) enters the estimate of q(z_i) (Chen et al. 2018, Sec. 4.1).
+    """log of the weights w_ij with which q(z_i|x_j) enters the estimate of q(z_i) (Chen et al. 2018, Sec. 4.1;
+    both are derived in the book's appendix "Equations").
 
     - ``"mws"`` (minibatch-weighted sampling): every weight 1/(N M), as published. Its estimates of log q(z)
       carry a constant offset (exactly -log N when M = N), which does not change gradients.
@@ -118,7 +119,8 @@ def decomposed_kl(out: Outputs, prior: D.Distribution, dataset_size: int, estima
 
     Returns (B,)-tensors ``mi`` = log q(z|x) - log q(z), ``tc`` = log q(z) - sum_j log q(z_j) and
     ``dwkl`` = sum_j log q(z_j) - log p(z); the last is the dimension-wise KL generalised to priors that do
-    not factorise (ERRATA, Eq. 3). The three sum to log q(z|x) - log p(z), the KL estimate of Eq. 12.
+    not factorise (Eq. 3, generalised in the appendix "Equations"). The three sum to log q(z|x) - log p(z), the
+    KL estimate of Eq. 12.
     """
     _check(out, dataset_size)
     m = out.z.shape[0]

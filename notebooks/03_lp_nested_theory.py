@@ -28,8 +28,10 @@
 # 5. exact sampling (Alg. 1), compared against the density;
 # 6. an interactive explorer of the exponents.
 #
-# All computation lives in `isa_lib.lpnested` and all plotting in `isa_lib.plots.lpnested`; this notebook
-# only calls them. The clean forms of the equations are in `ERRATA.md` of the paper folder.
+# All computation lives in `isa_lib.lpnested` (the distributions) and `isa_lib.lpnested_analysis` (quadrature,
+# orientation preference, subspace dependence), all plotting in `isa_lib.plots.lpnested`; this notebook only
+# calls them. The equations in clean form, with the derivations the code relies on, are in the appendix
+# [Equations](07_equations.ipynb).
 
 # %% tags=["parameters"]
 scale = "small"
@@ -55,15 +57,10 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from isa_lib.lpnested import (
-    ISA,
-    LpNested,
-    LpTree,
-    PGeneralizedNormal,
+from isa_lib.lpnested import ISA, LpNested, LpTree, PGeneralizedNormal, eq6_tree, isa_tree
+from isa_lib.lpnested_analysis import (
     abs_correlations,
     dsprites_positions,
-    eq6_tree,
-    isa_tree,
     orientation_summary,
     subspace_radius_correlations,
     total_mass,

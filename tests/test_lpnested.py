@@ -1,4 +1,5 @@
-"""Tests of isa_lib.lpnested: Eq. 5-11 and Alg. 1 of the paper, checked numerically, not trusted."""
+"""Tests of isa_lib.lpnested (and the quadrature and Fig. 3 helpers of isa_lib.lpnested_analysis): Eq. 5-11 and
+Alg. 1 of the paper, checked numerically, not trusted."""
 import math
 
 import numpy as np
@@ -11,13 +12,16 @@ from isa_lib.lpnested import (
     LpNested,
     LpTree,
     PGeneralizedNormal,
-    dsprites_positions,
     eq6_tree,
-    expected_log_density_vs_angle,
     log_lp_nested_norm,
     log_surface_area,
-    marginal_cdf_1d,
     parse_tree,
+)
+from isa_lib.lpnested_analysis import (
+    dsprites_positions,
+    expected_log_density_vs_angle,
+    log_surface_area_monte_carlo,
+    marginal_cdf_1d,
     total_mass,
 )
 
@@ -85,13 +89,32 @@ def test_surface_area_matches_beta_form_and_known_spheres():
     # measure of Eq. 7, not the Euclidean perimeter 4 sqrt(2)) = 2 * 2 = 4.
     assert float(log_surface_area((2.0, [3]))) == pytest.approx(math.log(4 * math.pi), rel=1e-12)
     assert float(log_surface_area((1.0, [2]))) == pytest.approx(math.log(4.0), rel=1e-12)
-    # telescoping Beta form of ERRATA.md for a node with children of sizes 1, 2, 3 and exponent p
+    # telescoping Beta form of Eq. 8 (appendix "Equations") for a node with children of sizes 1, 2, 3 and exponent p
     p = 1.7  # children of sizes 1, 2, 3
     tree = (p, [1, (2.0, [2]), (2.0, [3])])
     lb = lambda a, b: math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
     root = lb(1 / p, 2 / p) + lb(3 / p, 3 / p) - 2 * math.log(p)
     inner = math.log(4 * math.pi) - 3 * math.log(2) + (math.log(2 * math.pi) - 2 * math.log(2))
     assert float(log_surface_area(tree)) == pytest.approx(6 * math.log(2) + root + inner, rel=1e-12)
+
+
+@pytest.mark.parametrize("tree", [(2.0, [3]), eq6_tree(0.7, 3.5), (2.1, [(0.6, [2]), (4.0, [2])])])
+def test_surface_area_monte_carlo_agrees_with_eq8(tree):
+    """S_f(1) = n V_f(1) with the ball's volume counted in the cube: Eq. 8 checked without Eq. 8."""
+    est, se = log_surface_area_monte_carlo(tree, n_samples=100_000, seed=1)
+    assert 0 < se < 0.01
+    assert abs(est - float(log_surface_area(tree))) < 4 * se
+    assert log_surface_area_monte_carlo(tree, 1000, seed=2) == log_surface_area_monte_carlo(tree, 1000, seed=2)
+
+
+def test_surface_area_check_plot_draws_every_family():
+    import matplotlib.pyplot as plt
+    from isa_lib.plots.lpnested import plot_surface_area_check
+
+    rows = [dict(tree=name, p=p, formula=1.0, monte_carlo=1.01, se=0.01) for name in ("a", "b") for p in (1.0, 2.0)]
+    fig = plot_surface_area_check(rows, title="t")
+    assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b"]
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------ sampler (Alg. 1)

@@ -11,13 +11,10 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from scipy import stats
 
-from isa_lib.lpnested import (
-    LpNested,
-    LpTree,
-    eq6_tree,
+from isa_lib.lpnested import LpNested, LpTree, eq6_tree, log_lp_nested_norm
+from isa_lib.lpnested_analysis import (
     eq6_unit_sphere,
     expected_log_density_vs_angle,
-    log_lp_nested_norm,
     marginal_cdf_1d,
     marginal_density,
     rotate,
@@ -31,6 +28,7 @@ __all__ = [
     "plot_tree",
     "plot_trees",
     "plot_radial_check",
+    "plot_surface_area_check",
     "plot_marginal_check",
     "explore_exponents",
 ]
@@ -240,6 +238,33 @@ def plot_radial_check(dist: LpNested, samples: torch.Tensor, bins: int = 60, tit
     ax.legend(fontsize=8, title=f"KS p = {ks.pvalue:.3f}", title_fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_surface_area_check(rows: Sequence[Mapping], title: str | None = None) -> Figure:
+    """Eq. 8 against Monte Carlo: log S_f(1) of each family of trees over an exponent p (lines: Eq. 8; dots with
+    2-standard-error bars: :func:`isa_lib.lpnested_analysis.log_surface_area_monte_carlo`) and, right, their
+    difference in standard errors. ``rows``: mappings with keys tree (the family's label), p, formula,
+    monte_carlo and se."""
+    fig, (ax, az) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [3, 2]})
+    for k, family in enumerate(dict.fromkeys(r["tree"] for r in rows)):
+        rs = sorted((r for r in rows if r["tree"] == family), key=lambda r: r["p"])
+        p = np.array([r["p"] for r in rs])
+        formula, mc, se = (np.array([r[key] for r in rs]) for key in ("formula", "monte_carlo", "se"))
+        color = f"C{k}"
+        ax.plot(p, formula, "-", color=color, lw=1.2, label=family)
+        ax.errorbar(p, mc, yerr=2 * se, fmt="o", color=color, ms=3.5, capsize=2)
+        az.plot(p, (mc - formula) / se, "o-", color=color, ms=3.5, lw=0.8)
+    for a in (ax, az):
+        a.set_xscale("log")
+        a.set_xlabel("exponent $p$")
+    ax.set_ylabel(r"$\log \mathcal{S}_f(1)$")
+    ax.legend(fontsize=7)
+    az.axhspan(-2, 2, color="0.9")
+    az.axhline(0, color="k", lw=0.8)
+    az.set_ylabel("(Monte Carlo - Eq. 8) / s.e.")
+    _suptitle(fig, title)
     fig.tight_layout()
     return fig
 

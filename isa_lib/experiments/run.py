@@ -1,0 +1,283 @@
+"""Running and scoring: the data of a run, its model and training configuration, :func:`run_group` (runs
+that differ only in seed and beta, fused when possible) and :func:`run_one` (Sec. 4).
+
+Reduced image sizes are made by averaging pixel blocks (dSprites stays exact: a block's pixel count, stored
+as uint8, with ``max_value`` the block area), so the reconstruction term is then in nats per reduced image.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import subprocess
+import time
+import traceback
+from collections import OrderedDict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .config import RunConfig
+
+_DATA_CACHE: "OrderedDict[tuple, Any]" = OrderedDict()
+
+
+def _reduce_images(ds, size: int):
+    """A copy of ``ds`` with images averaged over (64/size)^2 blocks (binary images stay exact)."""
+    import torch
+    import torch.nn.functional as F
+    from ..datasets import GroundTruthDataset
+
+    images = ds.images
+    if images.shape[-1] == size:
+        return ds
+    f = images.shape[-1] // size
+    exact = ds.max_value == 1 and f * f <= 255
+    out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
+    for s in range(0, images.shape[0], 8192):  # chunks: the full dSprites set would be 12 GB as floats
+        block = F.avg_pool2d(images[s:s + 8192].float(), f)
+        out[s:s + 8192] = torch.round(block * (f * f) if exact else block * (255.0 / ds.max_value)).to(torch.uint8)
+    return GroundTruthDataset(ds.name, out, ds.factor_names, ds.factor_sizes, ds.factor_values,
+                              max_value=float(f * f) if exact else 255.0, source=f"{ds.source}@{size}px")
+
+
+def load_data(config: RunConfig, cache=None):
+    """The run's dataset (sub-grid, reduced image size), kept in a small per-process cache so a worker
+    that runs several groups does not rebuild it."""
+    from .. import datasets
+
+    key = (config.dataset, config.subgrid, config.image_size, config.data_version,
+           None if cache is None else str(cache))
+    if key in _DATA_CACHE:
+        _DATA_CACHE.move_to_end(key)
+        return _DATA_CACHE[key]
+    ds = datasets.load(config.dataset, subgrid=config.subgrid_dict(), seed=0, cache=cache,
+                       version=config.data_version)
+    ds = _reduce_images(ds, config.image_size)
+    _DATA_CACHE[key] = ds
+    while len(_DATA_CACHE) > 2:
+        _DATA_CACHE.popitem(last=False)
+    return ds
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def _train_config(c: RunConfig, n_images: int):
+    from ..train import TrainConfig
+
+    spec = c.spec
+    # About 100 logged points per run, whatever its length: enough for the notebook's curves.
+    log_every = max(1, c.steps // 100)
+    return TrainConfig(objective=spec.objective, beta=c.beta if spec.objective != "factor_vae" else 1.0,
+                       gamma=c.beta if spec.objective == "factor_vae" else 10.0,
+                       estimator=c.estimator or "mss", epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
+                       disc_hidden=c.disc_hidden or 1000, seed=c.seed, device=c.device, amp=c.amp,
+                       log_every=log_every, beta_warmup_steps=c.beta_warmup_steps)
+
+
+def build_model(c: RunConfig, channels: int = 1):
+    """The VAE of a configuration; its weights depend only on ``c.seed``."""
+    from ..train import build_vae
+
+    spec = c.spec
+    net = {"hidden": c.hidden, "image_size": c.image_size} if c.architecture == "mlp" else None
+    kw = {}
+    if spec.prior == "isa":
+        kw = dict(sizes=list(c.layout), p0=c.p0, exponents=c.p_init if spec.learn else c.p, learn=spec.learn)
+    return build_vae(c.architecture, c.latent_dim, prior=spec.prior, seed=c.seed, channels=channels,
+                     net_size=net, **kw)
+
+
+def _jsonable(x):
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None  # JSON has no NaN; None says "not a number"
+    if hasattr(x, "item") and callable(x.item):
+        return _jsonable(x.item())
+    return x
+
+
+def evaluate(model, data, c: RunConfig, history: list[dict]) -> dict:
+    """The paper's numbers for a trained model (Sec. 4): Chen MIG (and per factor), E_q[log p(x|z)] in nats
+    per image, the last logged loss terms, and the exponents of a learned-exponent model."""
+    import torch
+    from ..metrics import evaluate_model
+
+    model.eval()
+    t = time.perf_counter()
+    with torch.no_grad():
+        res = evaluate_model(model.encoder, data, decode=model.decoder, n_samples=c.mig_samples, seed=c.seed,
+                             device=c.device, batch_size=1024)
+    names = [data.factor_names[k] for k in res["mig_factors"]]
+    out = {"mig": float(res["mig"]),
+           "mig_per_factor": dict(zip(names, np.asarray(res["mig_per_factor"], dtype=float).tolist())),
+           "reconstruction": float(res["reconstruction"]),
+           "final": dict(history[-1]) if history else {},
+           "history": history,
+           "n_images": len(data), "steps": c.steps}
+    if c.spec.prior == "isa":
+        exps = model.prior.exponents.detach().cpu().double().numpy()
+        out["exponents"] = exps.tolist()
+        out["exponents_sorted"] = np.sort(exps).tolist()
+    out["eval_s"] = time.perf_counter() - t
+    return _jsonable(out)
+
+
+def _train_models(configs: list[RunConfig], data, fused: bool, max_steps: int | None = None):
+    """Build and train the models of a group: one train_many call, or train per run."""
+    from ..train import train, train_many
+
+    channels = data.images.shape[1]
+    models = [build_model(c, channels) for c in configs]
+    cfgs = [_train_config(c, len(data)) for c in configs]
+    kw = dict(progress=False, max_value=data.max_value, max_steps=max_steps)
+    if fused and len(configs) > 1:
+        hists = train_many(models, data.images, cfgs, **kw)
+    else:
+        hists = [train(m, data.images, cfg, **kw) for m, cfg in zip(models, cfgs)]
+    return models, hists
+
+
+def seconds_per_step(configs: Sequence[RunConfig], steps: int = 10, cache=None) -> float:
+    """Wall-clock seconds per optimiser step of a group trained as :func:`run_group` would (fused when it
+    can), timed over ``steps`` steps after as many warm-up steps; nothing is recorded. A sweep with a time
+    budget uses it to predict a task's duration (``steps * config.steps``) before starting it."""
+    import torch
+
+    configs = list(configs)
+    if len({c.fuse_key() for c in configs}) != 1:
+        raise ValueError("seconds_per_step needs configurations that differ only in seed and beta")
+    data = load_data(configs[0], cache)
+    fused = configs[0].fusable and len(configs) > 1
+    device = torch.device(configs[0].device)
+
+    def timed():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        _train_models(configs, data, fused, max_steps=steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t
+
+    timed()  # warm-up: allocations, kernel selection, the first data transfer
+    return timed() / steps  # one step of the group: every run in it advanced by one step
+
+
+def _error_text(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}\n\n{''.join(traceback.format_exception(err))}"
+
+
+def _matmul_precision() -> str:
+    """torch's float32 matmul precision ('highest'; 'high' allows TF32 on a GPU), recorded with each run."""
+    import torch
+
+    return torch.get_float32_matmul_precision()
+
+
+def _train_and_score(configs: list[RunConfig], idx: list[int], data, fused: bool, load_s: float,
+                     finish: Callable) -> None:
+    """Train the runs ``idx`` of a group (one fused call, or alone) and score each; ``finish(i, status, ...)``
+    records run i's outcome. A failure of training itself is raised to the caller, one of scoring is recorded."""
+    t = time.perf_counter()
+    models, hists = _train_models([configs[i] for i in idx], data, fused)
+    train_s = time.perf_counter() - t
+    for j, i in enumerate(idx):
+        try:
+            m = evaluate(models[j], data, configs[i], hists[j])
+            m["timings"] = {"load_s": load_s, "train_s": train_s, "train_s_per_run": train_s / len(idx),
+                            "eval_s": m.pop("eval_s"), "fused": len(idx),
+                            "float32_matmul": _matmul_precision()}
+            m["versions"] = versions()
+            finish(i, "done", metrics=m, model=models[j], data=data)
+        except Exception as err:  # noqa: BLE001
+            finish(i, "failed", error=_error_text(err))
+
+
+def run_group(configs: Sequence[RunConfig], on_result: Callable[[dict], None] | None = None, cache=None,
+              return_models: bool = False) -> list[dict]:
+    """Train and score runs that differ only in seed and beta, fused into one :func:`train_many` call
+    when possible (MLP, not FactorVAE); otherwise one :func:`train` per run.
+
+    Returns one outcome per configuration, in order: ``{"config_hash", "status": "done"|"failed",
+    "metrics", "error", "duration"}`` (plus ``model`` and ``data`` with ``return_models``).
+    ``on_result(outcome)`` is called as soon as each run is finished. If a fused training fails (say one
+    beta diverges), every run of the group is retrained on its own, so only the failing one is lost.
+    """
+    configs = list(configs)
+    if not configs:
+        return []
+    keys = {c.fuse_key() for c in configs}
+    if len(keys) != 1:
+        raise ValueError("run_group needs configurations that differ only in seed and beta; use plan_groups")
+    t0 = time.perf_counter()
+    outcomes: list[dict | None] = [None] * len(configs)
+
+    def finish(i: int, status: str, metrics=None, error=None, model=None, data=None):
+        o = {"config_hash": configs[i].config_hash(), "status": status, "metrics": metrics, "error": error,
+             "duration": time.perf_counter() - t0}
+        if return_models:
+            o.update(model=model, data=data)
+        outcomes[i] = o
+        if on_result is not None:
+            on_result({k: v for k, v in o.items() if k not in ("model", "data")})
+
+    try:
+        t = time.perf_counter()
+        data = load_data(configs[0], cache)
+        load_s = time.perf_counter() - t
+    except Exception as err:  # noqa: BLE001 - a run's failure is data for the ledger
+        for i in range(len(configs)):
+            finish(i, "failed", error=_error_text(err))
+        return outcomes
+
+    idx = list(range(len(configs)))
+    fused = configs[0].fusable and len(configs) > 1
+    if fused:
+        try:
+            _train_and_score(configs, idx, data, True, load_s, finish)
+            return outcomes
+        except Exception:  # noqa: BLE001 - retry one by one below so that only the culprit fails
+            pass
+    for i in idx:
+        if outcomes[i] is not None:
+            continue
+        try:
+            _train_and_score(configs, [i], data, False, load_s, finish)
+        except Exception as err:  # noqa: BLE001
+            finish(i, "failed", error=_error_text(err))
+    return outcomes
+
+
+def run_one(config: RunConfig, return_model: bool = False, cache=None):
+    """Train and score one configuration; returns its metrics (JSON-able dict), or with ``return_model``
+    ``(metrics, model, dataset)`` for the experiment notebook's plots. Raises if the run fails."""
+    (o,) = run_group([config], cache=cache, return_models=True)
+    if o["status"] != "done":
+        raise RuntimeError(f"run {config.short()} failed: {o['error']}")
+    return (o["metrics"], o["model"], o["data"]) if return_model else o["metrics"]
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict:
+    """python, torch, isa_lib versions and the git commit of the code (if it is a git checkout)."""
+    import torch
+    from .. import __version__
+
+    commit = None
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                           capture_output=True, text=True, timeout=5)
+        commit = r.stdout.strip() or None if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"python": platform.python_version(), "torch": torch.__version__, "isa_lib": __version__,
+            "git_commit": commit}

@@ -1,0 +1,206 @@
+"""Sweeps: grouping runs into fused tasks, executing them in-process or as Ray tasks, and the
+``isa-vae sweep`` command."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sqlite3
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import RunConfig
+from .grids import GridError, load_grid
+from .ledger import Ledger, _worker_id
+from .run import _error_text, run_group
+
+
+def plan_groups(configs: Sequence[RunConfig], fuse: int = 4) -> list[list[RunConfig]]:
+    """Fused tasks: runs equal but for seed/beta, in chunks of at most ``fuse`` (1 for unfusable runs),
+    ordered by their first run's place in ``configs``, so a grid ordered by seed fills seeds evenly."""
+    if fuse < 1:
+        raise ValueError(f"fuse must be >= 1, got {fuse}")
+    buckets: "OrderedDict[RunConfig, list[RunConfig]]" = OrderedDict()
+    for c in configs:
+        buckets.setdefault(c.fuse_key(), []).append(c)
+    groups = []
+    for key, members in buckets.items():
+        k = fuse if key.fusable else 1
+        groups += [members[i:i + k] for i in range(0, len(members), k)]
+    # Tasks run in the order of their first member, so a seed-first grid stays seed-first.
+    position = {id(c): i for i, c in enumerate(configs)}
+    return sorted(groups, key=lambda g: position[id(g[0])])
+
+
+def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, retry_failed: bool = True,
+                  progress: bool = False) -> list[dict]:
+    """A worker's task: claim the group's runs in the ledger, run them, write each result when it is done.
+
+    Ledger writes that fail (e.g. a node that cannot see the file) are left to the driver: outcomes carry
+    ``written`` and the metrics. Returns the outcomes of the runs this call executed.
+    """
+    worker = _worker_id()
+    ledger = None
+    try:
+        ledger = Ledger(ledger_path)
+        claimed = set(ledger.claim([c.config_hash() for c in configs], worker, retry_failed=retry_failed))
+        todo = [c for c in configs if c.config_hash() in claimed]
+    except sqlite3.Error:
+        ledger, todo = None, list(configs)
+    if not todo:
+        return []
+    by_hash = {c.config_hash(): c for c in todo}
+
+    def on_result(o: dict) -> None:
+        o["written"] = False
+        if ledger is not None:
+            try:
+                ledger.record(o, worker)
+                o["written"] = True
+            except sqlite3.Error:
+                pass
+        if progress:
+            c = by_hash[o["config_hash"]]
+            what = (f"MIG={o['metrics']['mig']:.3f} recon={o['metrics']['reconstruction']:.1f}"
+                    if o["status"] == "done" else o["error"].splitlines()[0])
+            print(f"  {o['status']:6s} {c.short()}  {what}  ({o['duration']:.1f} s)", file=sys.stderr, flush=True)
+
+    results = []
+    for group in plan_groups(todo, fuse=len(todo)):
+        results += run_group(group, on_result=on_result, cache=cache)
+    return results
+
+
+def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", address: str | None = None,
+          gpus_per_task: float = 0, fuse: int = 4, progress: bool = True, cpus_per_task: float = 1,
+          retry_failed: bool = False, cache=None) -> dict:
+    """Run every configuration not yet 'done' in the ledger (and not 'failed', unless ``retry_failed``).
+
+    A run that repeats another exactly (beta-TCVAE at beta = 1, :meth:`RunConfig.equivalent`) is not
+    computed twice: its row is copied from the other's. Runs are grouped into fused tasks of up to ``fuse``
+    seeds/betas (:func:`plan_groups`) and executed
+    in-process (``backend="local"``) or as Ray tasks (``"ray"``: a local cluster unless ``address`` names
+    one; ``num_gpus=gpus_per_task``, ``num_cpus=cpus_per_task`` each). Each worker writes its runs to the
+    ledger as they finish; a failing run is recorded as 'failed' with its traceback and the sweep goes
+    on. Returns a summary (counts of this sweep's configurations by status, and what was run).
+    """
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    unique = list(OrderedDict((c.config_hash(), c) for c in configs).values())
+    ledger = Ledger(ledger_path)
+    requeued = ledger.requeue_running()
+    todo = ledger.runs_to_do(unique, retry_failed)
+    groups = plan_groups(todo, fuse)
+    repeats = sum(1 for c in unique if c.equivalent() != c)
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    say(f"sweep: {len(unique)} runs ({repeats} repeat another exactly: copied, not run), {len(todo)} to run in "
+        f"{len(groups)} task(s) on {backend}" + (f"; {requeued} interrupted run(s) requeued" if requeued else ""))
+    t0 = time.perf_counter()
+    # Build each dataset cache once here, not concurrently in every worker.
+    for key in OrderedDict.fromkeys((c.dataset, c.subgrid, c.data_version) for c in todo):
+        from .. import datasets
+        datasets.load(key[0], subgrid=dict(key[1]) if key[1] else None, cache=cache, version=key[2])
+
+    def driver_record(outcomes: list[dict]) -> None:
+        for o in outcomes:
+            if not o.get("written"):
+                ledger.record(o, worker=f"driver:{_worker_id()}")
+
+    if backend == "local":
+        for i, g in enumerate(groups, 1):
+            say(f"task {i}/{len(groups)}: {len(g)} x {g[0].model} ({', '.join(c.short() for c in g)})")
+            driver_record(execute_group(g, ledger.path, cache, retry_failed, progress))
+    else:
+        _run_on_ray(groups, ledger, (ledger.path, cache, retry_failed, progress), driver_record, say,
+                    address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, log=progress)
+    ledger.fill_equivalents(unique)
+    final = ledger.statuses([c.config_hash() for c in unique])
+    counts = {s: sum(1 for v in final.values() if v == s) for s in ("done", "failed", "pending", "running")}
+    summary = {"total": len(unique), "ran": len(todo), "tasks": len(groups), **counts,
+               "elapsed_s": time.perf_counter() - t0}
+    say(f"sweep finished in {summary['elapsed_s']:.1f} s: {counts['done']} done, {counts['failed']} failed")
+    return summary
+
+
+def _run_on_ray(groups: list[list[RunConfig]], ledger: Ledger, task_args: tuple, record: Callable,
+                say: Callable, address: str | None = None, cpus_per_task: float = 1, gpus_per_task: float = 0,
+                log: bool = True) -> None:
+    """Run each group as a Ray task ``execute_group(group, *task_args)`` (on a local cluster unless ``address``
+    names one) and pass each task's outcomes to ``record`` as it returns. A task whose worker died has its
+    unfinished runs recorded as 'failed'."""
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        kw = dict(include_dashboard=False, ignore_reinit_error=True, log_to_driver=log)
+        ray.init(address=address, **kw) if address else ray.init(**kw)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(execute_group)
+        pending = {remote.remote(g, *task_args): g for g in groups}
+        done_tasks = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            g = pending.pop(ready[0])
+            done_tasks += 1
+            try:
+                record(ray.get(ready[0]))
+            except Exception as err:  # noqa: BLE001 - the worker died; its unfinished runs failed
+                st = ledger.statuses([c.config_hash() for c in g])
+                for c in g:
+                    if st.get(c.config_hash()) != "done":
+                        ledger.record({"config_hash": c.config_hash(), "status": "failed",
+                                       "error": f"task lost: {_error_text(err)}"}, worker="driver")
+            say(f"task {done_tasks}/{len(groups)} finished ({len(g)} x {g[0].model})")
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def sweep_main(argv: Sequence[str] | None = None) -> int:
+    """``isa-vae sweep``: expand a YAML grid and run it into a ledger (exit 0 if every run is done)."""
+    ap = argparse.ArgumentParser(prog="isa-vae sweep", description=sweep_main.__doc__)
+    ap.add_argument("--grid", required=True, help="grid file (experiments/grids/*.yml)")
+    ap.add_argument("--ledger", required=True, help="SQLite ledger (created if missing)")
+    ap.add_argument("--backend", default="local", choices=("local", "ray"))
+    ap.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    ap.add_argument("--gpus-per-task", type=float, default=0)
+    ap.add_argument("--cpus-per-task", type=float, default=1)
+    ap.add_argument("--fuse", type=int, default=4, help="seeds/betas trained together per task")
+    ap.add_argument("--device", default=None, help="override the grid's device (cpu, cuda)")
+    ap.add_argument("--retry-failed", action="store_true", help="run 'failed' runs again")
+    ap.add_argument("--export", default=None, metavar="CSV", help="write the ledger as CSV afterwards")
+    ap.add_argument("--dry-run", action="store_true", help="list the runs and what the ledger holds, run nothing")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        configs = load_grid(args.grid)
+        if args.device:
+            configs = [dataclasses.replace(c, device=args.device) for c in configs]
+    except (GridError, OSError, ValueError) as err:
+        print(f"isa-vae sweep: error: {err}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        status = Ledger(args.ledger).statuses() if Path(args.ledger).exists() else {}
+        for c in configs:
+            same = "" if c.equivalent() == c else f"  (same as {c.equivalent().config_hash()[:12]})"
+            print(f"{c.config_hash()[:12]}  {status.get(c.config_hash(), 'new'):8s} {c.short()}{same}")
+        distinct = list(OrderedDict((c.equivalent().config_hash(), c.equivalent()) for c in configs).values())
+        todo = [c for c in distinct if status.get(c.config_hash()) != "done"]
+        print(f"{len(configs)} runs ({len(configs) - len(distinct)} repeat another exactly), {len(todo)} to compute "
+              f"in {len(plan_groups(todo, args.fuse))} tasks")
+        return 0
+    summary = sweep(configs, args.ledger, backend=args.backend, address=args.address,
+                    gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, fuse=args.fuse,
+                    progress=not args.quiet, retry_failed=args.retry_failed)
+    if args.export:
+        print(f"exported {Ledger(args.ledger).export_csv(args.export)}")
+    print(json.dumps(summary))
+    return 0 if summary["done"] == summary["total"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(sweep_main())
