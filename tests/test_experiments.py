@@ -416,7 +416,7 @@ def test_config_for_builds_the_chapter_config_from_parameters():
         E.config_for("small", exponent=2.0)
     with pytest.raises(ValueError, match="sums to 5, not latent_dim 4"):
         E.config_for("small", model="isa_vae", layout=[2, 3], latent_dim=4)
-    with pytest.raises(ValueError, match="only the paper scale"):
+    with pytest.raises(ValueError, match="faces3d has the .large. \(CPU\) and .paper. scales only"):
         E.config_for("small", "faces3d")
 
 
