@@ -72,6 +72,12 @@ def main(argv=None):
         torch.set_float32_matmul_precision("highest" if args.no_tf32 else "high")
     configs.sort(key=lambda c: (c.seed, c.beta))          # breadth-first: all settings of seed 0 first
     ledger = Ledger(args.ledger)
+    with ledger.lease():                                  # one sweep per ledger; the sweeps below reuse it
+        return _run_budgeted(args, configs, ledger, t0)
+
+
+def _run_budgeted(args, configs, ledger, t0) -> int:
+    ledger.recover_side_files()
     ledger.requeue_running()                              # runs of a killed call start again
     todo = ledger.runs_to_do(configs)                     # beta-TCVAE at beta = 1 is copied, not rerun
     tasks = interleave(plan_groups(todo, args.fuse))
@@ -106,7 +112,8 @@ def main(argv=None):
                   f"what is left", flush=True)
             break
         t = time.perf_counter()
-        s = sweep(group, args.ledger, fuse=len(group), progress=False)
+        # No checkpoints: each task is sized to finish in the budget, and a fused paper-scale checkpoint is GBs.
+        s = sweep(group, args.ledger, fuse=len(group), progress=False, checkpoints=False)
         dt = time.perf_counter() - t
         evals = [r["metrics"]["timings"]["eval_s"]
                  for r in ledger.rows("done", hashes=[c.config_hash() for c in group]) if "timings" in r["metrics"]]

@@ -24,6 +24,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from ._procs import pid_alive
+
 #: Scales in increasing order of cost; every chapter defines all three.
 SCALES = ("small", "medium", "large", "paper")  # ordered: a result is not replaced by a smaller scale's
 
@@ -185,16 +187,6 @@ def executed_scale(path: Path) -> str | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:      # someone else's live process
-        return True
-    return True
-
-
 def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
     """Delete the temporary notebooks ``.<name>.<pid>.*.ipynb`` that a killed chapter run left in ``folder``
     (its process is gone); a run still in progress, whose process is alive, keeps its file. Returns what was
@@ -202,7 +194,7 @@ def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
     removed = []
     for path in Path(folder).glob(f".{name}.*.ipynb"):
         pid = path.name[len(name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and pid_alive(int(pid)):
             continue
         path.unlink(missing_ok=True)  # a dead writer's, or one from before pids were recorded
         removed.append(path)

@@ -22,6 +22,10 @@ from .nets import VAE, Discriminator, make_networks
 from .priors import make_prior
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed: not plain tensors and numbers, or another configuration's."""
+
+
 class TrainingError(RuntimeError):
     """Training produced a non-finite loss, term or gradient; names the step and the term."""
 
@@ -257,7 +261,7 @@ def load_checkpoint(path, device) -> dict:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # noqa: BLE001 - unpickling refused, truncated or not a torch file
-        raise ValueError(f"checkpoint {path} cannot be loaded as plain tensors and numbers "
+        raise CheckpointError(f"checkpoint {path} cannot be loaded as plain tensors and numbers "
                          f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
 
 
@@ -306,7 +310,7 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, device)
         if state["config"] != asdict(cfg):
-            raise ValueError(f"checkpoint {checkpoint} was written with another configuration: {state['config']}")
+            raise CheckpointError(f"checkpoint {checkpoint} was written with another configuration: {state['config']}")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"].to("cpu") if device.type == "cpu" else state["generator"])
@@ -426,7 +430,7 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, device)
         if state["configs"] != [asdict(c) for c in cfgs]:
-            raise ValueError(f"checkpoint {checkpoint} was written with other configurations")
+            raise CheckpointError(f"checkpoint {checkpoint} was written with other configurations")
         with torch.no_grad():
             for name, t in params.items():
                 t.copy_(state["params"][name])

@@ -25,12 +25,13 @@ from __future__ import annotations
 from .config import (HASH_VERSION, LARGE_DSPRITES, LARGE_FACES, MODELS, SCALES, ModelSpec, RunConfig,
                      config_for, scale_defaults)  # noqa: F401
 from .grids import GridError, expand_grid, load_grid
-from .ledger import Ledger
+from .ledger import Ledger, LedgerBusyError, LedgerError, LedgerWriteError
 from .run import (_train_config, build_model, evaluate, load_data, run_group, run_one, seconds_per_step,
                   versions)  # noqa: F401
-from .sweeps import execute_group, plan_groups, sweep, sweep_main  # noqa: F401
+from .sweeps import default_fuse, execute_group, plan_groups, sweep, sweep_main  # noqa: F401
 
 __all__ = [
     "MODELS", "SCALES", "RunConfig", "scale_defaults", "expand_grid", "load_grid", "run_one", "run_group",
     "Ledger", "sweep", "sweep_main", "plan_groups", "GridError", "seconds_per_step", "config_for",
+    "LedgerError", "LedgerBusyError", "LedgerWriteError", "default_fuse",
 ]

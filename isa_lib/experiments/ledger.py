@@ -1,18 +1,53 @@
-"""The SQLite ledger: one row per run, keyed by :meth:`RunConfig.config_hash`, safe for many writers."""
+"""The SQLite ledger: one row per run, keyed by :meth:`RunConfig.config_hash`, safe for many writers.
+
+What it guarantees, and how (each tested in ``tests/test_ledger.py``):
+
+- a committed row survives a SIGKILL of its writer (every write is one transaction, WAL, synchronous FULL);
+- a fused task's runs are written in one transaction, all or none (:meth:`Ledger.record_many`), so an
+  interrupted task is trained again as the same fused group;
+- one sweep at a time (:meth:`Ledger.lease`: the owner's host and pid and a heartbeat);
+- results that cannot be written (disk full, read-only) are retried, then saved to a side file that the
+  next sweep reads back (:meth:`Ledger.keep`, :meth:`Ledger.recover_side_files`).
+
+The ledger keeps no checksums of its own: a file damaged on disk is detected only as far as SQLite
+detects it.
+"""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
 import sqlite3
+import sys
+import tempfile
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from .._procs import pid_alive
 from .config import RunConfig
 from .run import _jsonable, versions
+
+LEASE_HEARTBEAT_S = 10.0   # how often a sweep renews its hold on the ledger
+LEASE_STALE_S = 120.0      # a hold not renewed for this long is abandoned (its sweep died or hung)
+WRITE_ATTEMPTS = 4         # tries to store finished runs before they go to a side file ...
+WRITE_WAIT_S = 2.0         # ... waiting this long after the first failure, doubling each time
+
+
+class LedgerError(RuntimeError):
+    """A ledger path that cannot serve as a ledger (not SQLite, another application's, unreadable)."""
+
+
+class LedgerBusyError(LedgerError):
+    """Another live sweep holds the ledger."""
+
+
+class LedgerWriteError(LedgerError):
+    """Finished runs could not be written; the message names the side file that holds them."""
 
 
 def _worker_id() -> str:
@@ -37,7 +72,13 @@ CREATE TABLE IF NOT EXISTS runs (
     attempts    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS lease (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    host      TEXT, pid INTEGER, started REAL, heartbeat REAL, command TEXT
+);
 """
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_OUR_TABLES = {"runs", "lease"}
 
 
 class Ledger:
@@ -45,16 +86,49 @@ class Ledger:
 
     Every write is one ``BEGIN IMMEDIATE`` transaction on a fresh connection with a busy timeout, so any
     number of processes (Ray workers) may write; a committed row survives a SIGKILL of its writer. The
-    object holds only the path, so it can be sent to workers. One sweep per ledger at a time: starting a
-    sweep puts rows left 'running' (by a killed sweep) back to 'pending'.
+    object holds only the path, so it can be sent to workers. One sweep per ledger at a time
+    (:meth:`lease`): starting a sweep puts rows left 'running' (by a killed sweep) back to 'pending'.
+    A path that is not an SQLite file, or is another application's database, is a :class:`LedgerError`
+    and is left untouched.
     """
 
     def __init__(self, path, timeout: float = 60.0):
         self.path = str(path)
         self.timeout = float(timeout)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)  # its own transaction (executescript commits first)
+        self._check_file()
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.executescript(_SCHEMA)  # its own transaction (executescript commits first)
+        except (sqlite3.Error, OSError) as err:
+            raise LedgerError(f"ledger {self.path}: cannot open it for writing ({err})") from None
+
+    def _check_file(self) -> None:
+        p = Path(self.path)
+        if p.is_dir():
+            raise LedgerError(f"ledger {p} is a directory; give a file path such as {p / 'sweep.db'}")
+        if not p.exists():
+            return
+        try:
+            with open(p, "rb") as f:
+                head = f.read(len(_SQLITE_MAGIC))
+        except OSError as err:
+            raise LedgerError(f"ledger {p} cannot be read ({err.strerror or err})") from None
+        if head and head != _SQLITE_MAGIC:
+            raise LedgerError(f"ledger {p} is not an SQLite database (it starts with {head[:8]!r}); "
+                              f"give a new path or an existing ledger")
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=self.timeout)) as db:
+                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                cols = {r[1] for r in db.execute("PRAGMA table_info(runs)")} if "runs" in tables else set()
+        except sqlite3.Error as err:
+            raise LedgerError(f"ledger {p} cannot be read as SQLite ({err})") from None
+        if tables - _OUR_TABLES:
+            raise LedgerError(f"ledger {p} is the database of another application (tables: "
+                              f"{', '.join(sorted(tables))}); it is left untouched, give a path of its own")
+        if cols and not {"config_hash", "config", "status", "metrics"} <= cols:
+            raise LedgerError(f"ledger {p} has a 'runs' table that is not a ledger's (columns: "
+                              f"{', '.join(sorted(cols))})")
 
     def __repr__(self) -> str:
         return f"Ledger({self.path!r})"
@@ -116,19 +190,50 @@ class Ledger:
 
     def record(self, outcome: Mapping, worker: str | None = None) -> bool:
         """Write a finished run (an outcome of :func:`run_group`) unless the row is already 'done'."""
-        status = outcome["status"]
-        if status not in ("done", "failed"):
-            raise ValueError(f"an outcome is 'done' or 'failed', got {status!r}")
-        metrics = outcome.get("metrics")
-        vers = (metrics or {}).get("versions") or versions()
+        return bool(self.record_many([outcome], worker))
+
+    def record_many(self, outcomes: Sequence[Mapping], worker: str | None = None) -> int:
+        """Write finished runs in one transaction, all or none (a fused task's runs go in together, so an
+        interrupted task is redone as the same group); rows already 'done' are kept. Returns rows written."""
+        rows = []
+        for o in outcomes:
+            status = o["status"]
+            if status not in ("done", "failed"):
+                raise ValueError(f"an outcome is 'done' or 'failed', got {status!r}")
+            metrics = o.get("metrics")
+            vers = (metrics or {}).get("versions") or versions()
+            rows.append((status, None if metrics is None else json.dumps(_jsonable(metrics), allow_nan=False),
+                         o.get("error"), time.time(), o.get("duration"), json.dumps(vers),
+                         socket.gethostname(), worker or _worker_id(), o["config_hash"]))
         with self._tx() as db:
-            cur = db.execute(
+            return sum(db.execute(
                 "UPDATE runs SET status = ?, metrics = ?, error = ?, finished = ?, duration = ?, versions = ?, "
-                "host = ?, worker = ? WHERE config_hash = ? AND status != 'done'",
-                (status, None if metrics is None else json.dumps(_jsonable(metrics), allow_nan=False),
-                 outcome.get("error"), time.time(), outcome.get("duration"), json.dumps(vers),
-                 socket.gethostname(), worker or _worker_id(), outcome["config_hash"]))
-            return bool(cur.rowcount)
+                "host = ?, worker = ? WHERE config_hash = ? AND status != 'done'", r).rowcount for r in rows)
+
+    def keep(self, outcomes: Sequence[Mapping], worker: str | None = None, attempts: int | None = None,
+             wait_s: float | None = None) -> int:
+        """:meth:`record_many`, tried ``attempts`` times (waiting ``wait_s``, doubling; defaults
+        ``WRITE_ATTEMPTS``, ``WRITE_WAIT_S``) when the write fails (disk full, read-only, locked); then the
+        outcomes go to a side file that :meth:`recover_side_files` reads back, and a :class:`LedgerWriteError`
+        names it. Nothing finished is dropped."""
+        if not outcomes:
+            return 0
+        outcomes = [dict(o) for o in outcomes]
+        attempts = WRITE_ATTEMPTS if attempts is None else attempts
+        wait_s = WRITE_WAIT_S if wait_s is None else wait_s
+        last: BaseException | None = None
+        for k in range(attempts):
+            try:
+                return self.record_many(outcomes, worker)
+            except (sqlite3.Error, OSError) as err:
+                last = err
+                if k + 1 < attempts:
+                    time.sleep(wait_s * 2 ** k)
+        side = self.save_side_file(outcomes, worker)
+        where = f"they are saved in {side}" if side else "no side file could be written either"
+        raise LedgerWriteError(f"could not write {len(outcomes)} finished run(s) to ledger {self.path} "
+                               f"({type(last).__name__}: {last}); {where}; the next sweep on this ledger "
+                               f"reads them back")
 
     def fill_equivalents(self, configs: Iterable[RunConfig]) -> int:
         """Record each run that repeats another exactly (:meth:`RunConfig.equivalent`) from that run's row,
@@ -233,6 +338,103 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.to_dataframe().to_csv(path, index=False)
         return path
+
+    # ------------------------------------------------------------------ side files
+    def _side_dirs(self) -> list[Path]:
+        key = hashlib.sha1(str(Path(self.path).resolve()).encode()).hexdigest()[:12]
+        return [Path(self.path + ".unrecorded"), Path(tempfile.gettempdir()) / "isa-vae-unrecorded" / key]
+
+    def save_side_file(self, outcomes: Sequence[Mapping], worker: str | None = None) -> Path | None:
+        """Write outcomes that the ledger refused as JSON next to it (or, if that fails too, under the
+        temporary directory); returns the file, or None if nothing could be written."""
+        text = json.dumps({"ledger": str(Path(self.path).resolve()), "worker": worker or _worker_id(),
+                           "outcomes": [_jsonable(o) for o in outcomes]}, allow_nan=False)
+        name = f"{socket.gethostname()}.{os.getpid()}.{time.time_ns()}.json"
+        for folder in self._side_dirs():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                tmp = folder / f".{name}.tmp"
+                tmp.write_text(text)
+                os.replace(tmp, folder / name)
+                return folder / name
+            except OSError:
+                continue
+        return None
+
+    def recover_side_files(self) -> int:
+        """Write back the outcomes that earlier sweeps saved to side files; each file is deleted once its
+        runs are in the ledger (an unreadable one is left and named). Returns how many runs came back."""
+        n = 0
+        for folder in self._side_dirs():
+            for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+                try:
+                    payload = json.loads(f.read_text())
+                    outcomes = payload["outcomes"]
+                except (OSError, ValueError, KeyError, TypeError) as err:
+                    print(f"ledger {self.path}: side file {f} cannot be read ({err}); left in place",
+                          file=sys.stderr)
+                    continue
+                self.record_many(outcomes, payload.get("worker"))
+                f.unlink()
+                n += len(outcomes)
+        return n
+
+    # ------------------------------------------------------------------ one sweep at a time
+    def lease_holder(self) -> dict | None:
+        """The sweep that holds the ledger (host, pid, started, heartbeat, command), or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM lease WHERE id = 1").fetchone()
+        return None if row is None else dict(row)
+
+    @contextlib.contextmanager
+    def lease(self, heartbeat_s: float = LEASE_HEARTBEAT_S, stale_s: float = LEASE_STALE_S):
+        """Hold the ledger for one sweep: a row with this host and pid, renewed every ``heartbeat_s`` by a
+        thread and removed on exit. A live holder raises :class:`LedgerBusyError` naming it; a holder that
+        is gone (its pid is dead on this host, or no heartbeat for ``stale_s``) is taken over. Re-entrant:
+        inside a lease this process holds, it just yields."""
+        me = (socket.gethostname(), os.getpid())
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM lease WHERE id = 1").fetchone()
+            held = row is not None and (row["host"], row["pid"]) == me
+            if row is not None and not held and not _stale(row, stale_s):
+                raise LedgerBusyError(
+                    f"ledger {self.path} is in use by another sweep: pid {row['pid']} on {row['host']} "
+                    f"(started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['started']))}, last "
+                    f"heartbeat {now - row['heartbeat']:.0f} s ago, command {row['command']!r}); wait for it "
+                    f"to finish or stop it, or use another ledger")
+            if not held:
+                db.execute("INSERT OR REPLACE INTO lease (id, host, pid, started, heartbeat, command) "
+                           "VALUES (1, ?, ?, ?, ?, ?)", (*me, now, now, " ".join(sys.argv)[:500]))
+        if held:  # this process already holds it (a sweep inside a sweep): the outer hold stays in charge
+            yield self
+            return
+        stop = threading.Event()
+
+        def beat():
+            while not stop.wait(heartbeat_s):
+                with contextlib.suppress(sqlite3.Error):  # a missed beat; stale only after stale_s
+                    with self._tx() as db:
+                        db.execute("UPDATE lease SET heartbeat = ? WHERE id = 1 AND host = ? AND pid = ?",
+                                   (time.time(), *me))
+
+        thread = threading.Thread(target=beat, name="ledger-lease", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+            with contextlib.suppress(sqlite3.Error):
+                with self._tx() as db:
+                    db.execute("DELETE FROM lease WHERE id = 1 AND host = ? AND pid = ?", me)
+
+
+def _stale(row, stale_s: float) -> bool:
+    """Whether a lease row's sweep is gone: its process is dead (same host) or its heartbeat is old."""
+    if time.time() - row["heartbeat"] > stale_s:
+        return True
+    return row["host"] == socket.gethostname() and not pid_alive(int(row["pid"]))
 
 
 def _flatten(d: Mapping, prefix: str = "") -> dict:

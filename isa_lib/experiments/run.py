@@ -6,6 +6,8 @@ as uint8, with ``max_value`` the block area), so the reconstruction term is then
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import platform
 import subprocess
@@ -131,19 +133,81 @@ def evaluate(model, data, c: RunConfig, history: list[dict]) -> dict:
     return _jsonable(out)
 
 
-def _train_models(configs: list[RunConfig], data, fused: bool, max_steps: int | None = None):
-    """Build and train the models of a group: one train_many call, or train per run."""
+def checkpoint_path(folder, configs: Sequence[RunConfig], fused: bool) -> Path:
+    """Where the training of ``configs`` (one fused call, or one run alone) keeps its checkpoint: a name
+    made from the runs' hashes, so a resumed sweep that forms the same group finds it."""
+    key = hashlib.sha1("|".join(sorted(c.config_hash() for c in configs)).encode()).hexdigest()[:16]
+    return Path(folder) / f"{key}.{'fused' if fused else 'alone'}.pt"
+
+
+def note_checkpoint(path: Path, configs: Sequence[RunConfig]) -> None:
+    """Write ``<checkpoint>.runs`` (the runs' hashes) beside a checkpoint, for :func:`remove_checkpoints`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".runs").write_text("\n".join(c.config_hash() for c in configs) + "\n")
+
+
+def remove_checkpoints(folder, finished: set[str]) -> int:
+    """Delete the checkpoints in ``folder`` whose runs are all in ``finished`` (their results are stored);
+    returns how many were deleted."""
+    n = 0
+    for note in Path(folder).glob("*.runs") if Path(folder).is_dir() else []:
+        try:
+            hashes = set(note.read_text().split())
+        except OSError:
+            continue
+        if hashes <= finished:
+            note.with_suffix(".pt").unlink(missing_ok=True)
+            note.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def checkpoint_interval(c: RunConfig, fraction: float = 0.1) -> int:
+    """Steps between a sweep run's checkpoints: a kill loses at most ``fraction`` of its training."""
+    return max(1, math.ceil(c.steps * fraction))
+
+
+def _train_models(configs: list[RunConfig], data, fused: bool, max_steps: int | None = None,
+                  checkpoint_dir=None):
+    """Build and train the models of a group: one train_many call, or train per run. With
+    ``checkpoint_dir``, training checkpoints every :func:`checkpoint_interval` steps and resumes from an
+    existing checkpoint exactly (same numbers as uninterrupted training)."""
     from ..train import train, train_many
 
     channels = data.images.shape[1]
     models = [build_model(c, channels) for c in configs]
     cfgs = [_train_config(c, len(data)) for c in configs]
+    if checkpoint_dir is not None:
+        every = min(checkpoint_interval(c) for c in configs)
+        cfgs = [dataclasses.replace(cfg, checkpoint_every=every) for cfg in cfgs]
     kw = dict(progress=False, max_value=data.max_value, max_steps=max_steps)
     if fused and len(configs) > 1:
-        hists = train_many(models, data.images, cfgs, **kw)
+        ckpt = None if checkpoint_dir is None else checkpoint_path(checkpoint_dir, configs, True)
+        if ckpt is not None:
+            note_checkpoint(ckpt, configs)
+        hists = _resuming(lambda: train_many(models, data.images, cfgs, checkpoint=ckpt, **kw), ckpt)
     else:
-        hists = [train(m, data.images, cfg, **kw) for m, cfg in zip(models, cfgs)]
+        hists = []
+        for m, cfg, c in zip(models, cfgs, configs):
+            ckpt = None if checkpoint_dir is None else checkpoint_path(checkpoint_dir, [c], False)
+            if ckpt is not None:
+                note_checkpoint(ckpt, [c])
+            hists.append(_resuming(lambda: train(m, data.images, cfg, checkpoint=ckpt, **kw), ckpt))
     return models, hists
+
+
+def _resuming(fit: Callable, ckpt: Path | None):
+    """``fit()``; a checkpoint it cannot resume (written by other code or settings) is deleted and the
+    training starts afresh, which gives the same numbers as a resume would have."""
+    from ..train import CheckpointError
+
+    try:
+        return fit()
+    except CheckpointError:
+        if ckpt is None:
+            raise
+        Path(ckpt).unlink(missing_ok=True)
+        return fit()
 
 
 def seconds_per_step(configs: Sequence[RunConfig], steps: int = 10, cache=None) -> float:
@@ -184,11 +248,11 @@ def _matmul_precision() -> str:
 
 
 def _train_and_score(configs: list[RunConfig], idx: list[int], data, fused: bool, load_s: float,
-                     finish: Callable) -> None:
+                     finish: Callable, checkpoint_dir=None) -> None:
     """Train the runs ``idx`` of a group (one fused call, or alone) and score each; ``finish(i, status, ...)``
     records run i's outcome. A failure of training itself is raised to the caller, one of scoring is recorded."""
     t = time.perf_counter()
-    models, hists = _train_models([configs[i] for i in idx], data, fused)
+    models, hists = _train_models([configs[i] for i in idx], data, fused, checkpoint_dir=checkpoint_dir)
     train_s = time.perf_counter() - t
     for j, i in enumerate(idx):
         try:
@@ -203,7 +267,7 @@ def _train_and_score(configs: list[RunConfig], idx: list[int], data, fused: bool
 
 
 def run_group(configs: Sequence[RunConfig], on_result: Callable[[dict], None] | None = None, cache=None,
-              return_models: bool = False) -> list[dict]:
+              return_models: bool = False, checkpoint_dir=None) -> list[dict]:
     """Train and score runs that differ only in seed and beta, fused into one :func:`train_many` call
     when possible (MLP, not FactorVAE); otherwise one :func:`train` per run.
 
@@ -211,6 +275,8 @@ def run_group(configs: Sequence[RunConfig], on_result: Callable[[dict], None] | 
     "metrics", "error", "duration"}`` (plus ``model`` and ``data`` with ``return_models``).
     ``on_result(outcome)`` is called as soon as each run is finished. If a fused training fails (say one
     beta diverges), every run of the group is retrained on its own, so only the failing one is lost.
+    With ``checkpoint_dir``, training checkpoints there and resumes from what it finds
+    (:func:`checkpoint_path`); the caller deletes the files once the outcomes are stored.
     """
     configs = list(configs)
     if not configs:
@@ -243,7 +309,7 @@ def run_group(configs: Sequence[RunConfig], on_result: Callable[[dict], None] | 
     fused = configs[0].fusable and len(configs) > 1
     if fused:
         try:
-            _train_and_score(configs, idx, data, True, load_s, finish)
+            _train_and_score(configs, idx, data, True, load_s, finish, checkpoint_dir)
             return outcomes
         except Exception:  # noqa: BLE001 - retry one by one below so that only the culprit fails
             pass
@@ -251,7 +317,7 @@ def run_group(configs: Sequence[RunConfig], on_result: Callable[[dict], None] | 
         if outcomes[i] is not None:
             continue
         try:
-            _train_and_score(configs, [i], data, False, load_s, finish)
+            _train_and_score(configs, [i], data, False, load_s, finish, checkpoint_dir)
         except Exception as err:  # noqa: BLE001
             finish(i, "failed", error=_error_text(err))
     return outcomes

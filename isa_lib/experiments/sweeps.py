@@ -14,15 +14,14 @@ from typing import Callable, Sequence
 
 from .config import RunConfig
 from .grids import GridError, load_grid
-from .ledger import Ledger, _worker_id
-from .run import _error_text, run_group
+from .ledger import Ledger, LedgerError, _worker_id
+from .run import _error_text, remove_checkpoints, run_group
 
 
-def plan_groups(configs: Sequence[RunConfig], fuse: int = 4) -> list[list[RunConfig]]:
+def plan_groups(configs: Sequence[RunConfig], fuse: int = 1) -> list[list[RunConfig]]:
     """Fused tasks: runs equal but for seed/beta, in chunks of at most ``fuse`` (1 for unfusable runs),
     ordered by their first run's place in ``configs``, so a grid ordered by seed fills seeds evenly."""
-    if fuse < 1:
-        raise ValueError(f"fuse must be >= 1, got {fuse}")
+    _check_fuse(fuse)
     buckets: "OrderedDict[RunConfig, list[RunConfig]]" = OrderedDict()
     for c in configs:
         buckets.setdefault(c.fuse_key(), []).append(c)
@@ -35,10 +34,25 @@ def plan_groups(configs: Sequence[RunConfig], fuse: int = 4) -> list[list[RunCon
     return sorted(groups, key=lambda g: position[id(g[0])])
 
 
-def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, retry_failed: bool = True,
-                  progress: bool = False) -> list[dict]:
-    """A worker's task: claim the group's runs in the ledger, run them, write each result when it is done.
+def _check_fuse(fuse) -> int:
+    if isinstance(fuse, bool) or not isinstance(fuse, int) or fuse < 1:
+        raise ValueError(f"fuse must be a whole number >= 1 (runs trained together per task), got {fuse!r}")
+    return fuse
 
+
+def default_fuse(device: str = "cpu") -> int:
+    """Runs trained together per task by default: 1 on a CPU, where fusing gains nothing measurable and a
+    kill loses more; 4 on a GPU, where K small networks fill the device better than one."""
+    return 1 if str(device).split(":")[0] == "cpu" else 4
+
+
+def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, retry_failed: bool = True,
+                  progress: bool = False, checkpoints: bool = True) -> list[dict]:
+    """A worker's task: claim the group's runs in the ledger, run them, and write their results in one
+    transaction once all are finished (all or none: an interrupted task is redone as the same group).
+
+    With ``checkpoints``, training checkpoints next to the ledger (``<ledger>.checkpoints/``), so a killed
+    task resumes where its last checkpoint left it; the files are deleted once the results are stored.
     Ledger writes that fail (e.g. a node that cannot see the file) are left to the driver: outcomes carry
     ``written`` and the metrics. Returns the outcomes of the runs this call executed.
     """
@@ -48,20 +62,19 @@ def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, re
         ledger = Ledger(ledger_path)
         claimed = set(ledger.claim([c.config_hash() for c in configs], worker, retry_failed=retry_failed))
         todo = [c for c in configs if c.config_hash() in claimed]
-    except sqlite3.Error:
+    except (sqlite3.Error, LedgerError):
         ledger, todo = None, list(configs)
     if not todo:
         return []
     by_hash = {c.config_hash(): c for c in todo}
+    folder = Path(str(ledger_path) + ".checkpoints") if checkpoints else None
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            folder = None  # a node that cannot write there trains without checkpoints
 
     def on_result(o: dict) -> None:
-        o["written"] = False
-        if ledger is not None:
-            try:
-                ledger.record(o, worker)
-                o["written"] = True
-            except sqlite3.Error:
-                pass
         if progress:
             c = by_hash[o["config_hash"]]
             what = (f"MIG={o['metrics']['mig']:.3f} recon={o['metrics']['reconstruction']:.1f}"
@@ -70,53 +83,102 @@ def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, re
 
     results = []
     for group in plan_groups(todo, fuse=len(todo)):
-        results += run_group(group, on_result=on_result, cache=cache)
+        results += run_group(group, on_result=on_result, cache=cache, checkpoint_dir=folder)
+    for o in results:
+        o["written"] = False
+    if ledger is not None:
+        try:
+            ledger.record_many(results, worker)
+            for o in results:
+                o["written"] = True
+        except sqlite3.Error:
+            pass
+    if folder is not None:
+        remove_checkpoints(folder, {o["config_hash"] for o in results if o["written"]})
     return results
 
 
+class _Progress:
+    """Runs done out of runs to do, with an ETA from the finished tasks' pace, one line per task."""
+
+    def __init__(self, total: int, say: Callable):
+        self.total, self.done, self.say, self.t0 = total, 0, say, time.perf_counter()
+
+    def task_done(self, n_runs: int, what: str) -> None:
+        self.done += n_runs
+        elapsed = time.perf_counter() - self.t0
+        left = self.total - self.done
+        eta = f", ETA {_clock(elapsed / self.done * left)}" if self.done and left else ""
+        self.say(f"[{self.done}/{self.total} runs, {_clock(elapsed)} elapsed{eta}] {what}")
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", address: str | None = None,
-          gpus_per_task: float = 0, fuse: int = 4, progress: bool = True, cpus_per_task: float = 1,
-          retry_failed: bool = False, cache=None) -> dict:
+          gpus_per_task: float = 0, fuse: int | None = None, progress: bool = True, cpus_per_task: float = 1,
+          retry_failed: bool = False, cache=None, checkpoints: bool = True) -> dict:
     """Run every configuration not yet 'done' in the ledger (and not 'failed', unless ``retry_failed``).
 
     A run that repeats another exactly (beta-TCVAE at beta = 1, :meth:`RunConfig.equivalent`) is not
     computed twice: its row is copied from the other's. Runs are grouped into fused tasks of up to ``fuse``
-    seeds/betas (:func:`plan_groups`) and executed
+    seeds/betas (:func:`plan_groups`; default :func:`default_fuse` of the runs' device) and executed
     in-process (``backend="local"``) or as Ray tasks (``"ray"``: a local cluster unless ``address`` names
-    one; ``num_gpus=gpus_per_task``, ``num_cpus=cpus_per_task`` each). Each worker writes its runs to the
-    ledger as they finish; a failing run is recorded as 'failed' with its traceback and the sweep goes
-    on. Returns a summary (counts of this sweep's configurations by status, and what was run).
+    one; ``num_gpus=gpus_per_task``, ``num_cpus=cpus_per_task`` each). The sweep holds the ledger's lease
+    (:meth:`Ledger.lease`) throughout; each task writes its runs in one transaction when they are finished
+    and checkpoints its training (``checkpoints``), so a kill loses at most a tenth of a task's training.
+    A failing run is recorded as 'failed' with its traceback and the sweep goes on. Returns a summary
+    (counts of this sweep's configurations by status, and what was run).
     """
     if backend not in ("local", "ray"):
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
     unique = list(OrderedDict((c.config_hash(), c) for c in configs).values())
+    if not unique:
+        raise ValueError("sweep: no configurations to run (an empty grid?)")
+    fuse = _check_fuse(default_fuse(unique[0].device) if fuse is None else fuse)
     ledger = Ledger(ledger_path)
+    with ledger.lease():
+        return _sweep_held(unique, ledger, backend, address, gpus_per_task, fuse, progress, cpus_per_task,
+                           retry_failed, cache, checkpoints)
+
+
+def _sweep_held(unique, ledger, backend, address, gpus_per_task, fuse, progress, cpus_per_task, retry_failed,
+                cache, checkpoints) -> dict:
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    recovered = ledger.recover_side_files()
+    if recovered:
+        say(f"sweep: {recovered} finished run(s) read back from side files into {ledger.path}")
     requeued = ledger.requeue_running()
     todo = ledger.runs_to_do(unique, retry_failed)
     groups = plan_groups(todo, fuse)
     repeats = sum(1 for c in unique if c.equivalent() != c)
-    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     say(f"sweep: {len(unique)} runs ({repeats} repeat another exactly: copied, not run), {len(todo)} to run in "
-        f"{len(groups)} task(s) on {backend}" + (f"; {requeued} interrupted run(s) requeued" if requeued else ""))
+        f"{len(groups)} task(s) of up to {fuse} on {backend}"
+        + (f"; {requeued} interrupted run(s) requeued" if requeued else ""))
     t0 = time.perf_counter()
     # Build each dataset cache once here, not concurrently in every worker.
     for key in OrderedDict.fromkeys((c.dataset, c.subgrid, c.data_version) for c in todo):
         from .. import datasets
         datasets.load(key[0], subgrid=dict(key[1]) if key[1] else None, cache=cache, version=key[2])
+    meter = _Progress(len(todo), say)
 
     def driver_record(outcomes: list[dict]) -> None:
-        for o in outcomes:
-            if not o.get("written"):
-                ledger.record(o, worker=f"driver:{_worker_id()}")
+        ledger.keep([o for o in outcomes if not o.get("written")], worker=f"driver:{_worker_id()}")
 
+    task_args = (ledger.path, cache, retry_failed, progress, checkpoints)
     if backend == "local":
         for i, g in enumerate(groups, 1):
             say(f"task {i}/{len(groups)}: {len(g)} x {g[0].model} ({', '.join(c.short() for c in g)})")
-            driver_record(execute_group(g, ledger.path, cache, retry_failed, progress))
+            driver_record(execute_group(g, *task_args))
+            meter.task_done(len(g), f"task {i}/{len(groups)} finished")
     else:
-        _run_on_ray(groups, ledger, (ledger.path, cache, retry_failed, progress), driver_record, say,
-                    address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, log=progress)
+        _run_on_ray(groups, ledger, task_args, driver_record, meter, address=address,
+                    cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, log=progress)
     ledger.fill_equivalents(unique)
+    finished = {h for h, st in ledger.statuses().items() if st in ("done", "failed")}
+    remove_checkpoints(ledger.path + ".checkpoints", finished)  # also those of runs read back from side files
     final = ledger.statuses([c.config_hash() for c in unique])
     counts = {s: sum(1 for v in final.values() if v == s) for s in ("done", "failed", "pending", "running")}
     summary = {"total": len(unique), "ran": len(todo), "tasks": len(groups), **counts,
@@ -126,8 +188,8 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
 
 
 def _run_on_ray(groups: list[list[RunConfig]], ledger: Ledger, task_args: tuple, record: Callable,
-                say: Callable, address: str | None = None, cpus_per_task: float = 1, gpus_per_task: float = 0,
-                log: bool = True) -> None:
+                meter: _Progress, address: str | None = None, cpus_per_task: float = 1,
+                gpus_per_task: float = 0, log: bool = True) -> None:
     """Run each group as a Ray task ``execute_group(group, *task_args)`` (on a local cluster unless ``address``
     names one) and pass each task's outcomes to ``record`` as it returns. A task whose worker died has its
     unfinished runs recorded as 'failed'."""
@@ -141,20 +203,18 @@ def _run_on_ray(groups: list[list[RunConfig]], ledger: Ledger, task_args: tuple,
     try:
         remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(execute_group)
         pending = {remote.remote(g, *task_args): g for g in groups}
-        done_tasks = 0
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             g = pending.pop(ready[0])
-            done_tasks += 1
             try:
-                record(ray.get(ready[0]))
+                outcomes = ray.get(ready[0])
             except Exception as err:  # noqa: BLE001 - the worker died; its unfinished runs failed
                 st = ledger.statuses([c.config_hash() for c in g])
-                for c in g:
-                    if st.get(c.config_hash()) != "done":
-                        ledger.record({"config_hash": c.config_hash(), "status": "failed",
-                                       "error": f"task lost: {_error_text(err)}"}, worker="driver")
-            say(f"task {done_tasks}/{len(groups)} finished ({len(g)} x {g[0].model})")
+                outcomes = [{"config_hash": c.config_hash(), "status": "failed",
+                             "error": f"task lost: {_error_text(err)}"}
+                            for c in g if st.get(c.config_hash()) != "done"]
+            record(outcomes)
+            meter.task_done(len(g), f"task of {len(g)} x {g[0].model} finished")
     finally:
         if started:
             ray.shutdown()
@@ -169,7 +229,10 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     ap.add_argument("--gpus-per-task", type=float, default=0)
     ap.add_argument("--cpus-per-task", type=float, default=1)
-    ap.add_argument("--fuse", type=int, default=4, help="seeds/betas trained together per task")
+    ap.add_argument("--fuse", type=int, default=None,
+                    help="seeds/betas trained together per task (default: 1 on a CPU, 4 on a GPU)")
+    ap.add_argument("--no-checkpoints", action="store_true",
+                    help="do not checkpoint training (a kill then loses the task's whole training)")
     ap.add_argument("--device", default=None, help="override the grid's device (cpu, cuda)")
     ap.add_argument("--retry-failed", action="store_true", help="run 'failed' runs again")
     ap.add_argument("--export", default=None, metavar="CSV", help="write the ledger as CSV afterwards")
@@ -180,7 +243,10 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
         configs = load_grid(args.grid)
         if args.device:
             configs = [dataclasses.replace(c, device=args.device) for c in configs]
-    except (GridError, OSError, ValueError) as err:
+        fuse = _check_fuse(default_fuse(configs[0].device) if args.fuse is None else args.fuse)
+        if not args.dry_run:
+            Ledger(args.ledger)  # a path that cannot be a ledger is named before anything runs
+    except (GridError, OSError, ValueError, LedgerError) as err:
         print(f"isa-vae sweep: error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
@@ -191,11 +257,16 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
         distinct = list(OrderedDict((c.equivalent().config_hash(), c.equivalent()) for c in configs).values())
         todo = [c for c in distinct if status.get(c.config_hash()) != "done"]
         print(f"{len(configs)} runs ({len(configs) - len(distinct)} repeat another exactly), {len(todo)} to compute "
-              f"in {len(plan_groups(todo, args.fuse))} tasks")
+              f"in {len(plan_groups(todo, fuse))} tasks")
         return 0
-    summary = sweep(configs, args.ledger, backend=args.backend, address=args.address,
-                    gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, fuse=args.fuse,
-                    progress=not args.quiet, retry_failed=args.retry_failed)
+    try:
+        summary = sweep(configs, args.ledger, backend=args.backend, address=args.address,
+                        gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, fuse=fuse,
+                        progress=not args.quiet, retry_failed=args.retry_failed,
+                        checkpoints=not args.no_checkpoints)
+    except LedgerError as err:
+        print(f"isa-vae sweep: error: {err}", file=sys.stderr)
+        return 2
     if args.export:
         print(f"exported {Ledger(args.ledger).export_csv(args.export)}")
     print(json.dumps(summary))

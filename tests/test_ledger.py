@@ -1,0 +1,192 @@
+"""The ledger's guarantees beyond one row per run (isa_lib.experiments.ledger): a fused task written all or
+none, one sweep per ledger (lease), finished runs kept through a failing disk (retries, side files), and
+sweep checkpoints that resume to the same numbers."""
+import dataclasses
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from isa_lib.experiments import Ledger, LedgerBusyError, LedgerWriteError, RunConfig, expand_grid, run_group, sweep
+from isa_lib.experiments import ledger as L
+from isa_lib.experiments import run as R
+
+TINY_SUBGRID = {"shape": [0, 1], "scale": [0, 5], "orientation": [0, 10], "posX": [0, 10, 20, 31],
+                "posY": [0, 10, 20, 31]}
+TINY = dict(dataset="dsprites", epochs=4.0, batch_size=32, lr=1e-3, latent_dim=4, layout=(2, 2), p0=2.1, p=2.2,
+            hidden=32, image_size=16, subgrid=TINY_SUBGRID, mig_samples=64)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("ISA_VAE_CACHE", str(d))
+    return d
+
+
+def tiny_runs(seeds=(0, 1), model="beta_vae", **kw):
+    return [RunConfig(**{**TINY, **kw}, model=model, seed=s) for s in seeds]
+
+
+def scores(metrics: dict) -> dict:
+    """A run's numbers without what depends on the clock or the machine."""
+    return {k: v for k, v in metrics.items() if k not in ("timings", "versions")}
+
+
+def fail_updates_of(path, config_hash: str | None = None):
+    """An SQLite trigger that aborts every update of a run's row (all rows if ``config_hash`` is None):
+    a write that fails inside its transaction, as a full disk would."""
+    when = "" if config_hash is None else f"WHEN NEW.config_hash = '{config_hash}'"
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TRIGGER fail BEFORE UPDATE ON runs {when} BEGIN "
+                   f"SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END")
+
+
+def drop_trigger(path):
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER fail")
+
+
+def outcome(c, mig=0.5):
+    return {"config_hash": c.config_hash(), "status": "done", "duration": 1.0,
+            "metrics": {"mig": mig, "reconstruction": -1.0, "versions": {"torch": "x"}}}
+
+
+def test_a_fused_task_is_written_all_or_none(tmp_path):
+    path = tmp_path / "l.db"
+    ledger = Ledger(path)
+    a, b = tiny_runs()
+    ledger.add([a, b])
+    ledger.claim([a.config_hash(), b.config_hash()])
+    fail_updates_of(path, b.config_hash())   # the second row's write fails after the first one's succeeded
+    with pytest.raises(sqlite3.Error, match="disk is full"):
+        ledger.record_many([outcome(a), outcome(b)])
+    assert ledger.statuses() == {a.config_hash(): "running", b.config_hash(): "running"}
+    drop_trigger(path)
+    assert ledger.record_many([outcome(a), outcome(b)]) == 2
+    assert set(ledger.statuses().values()) == {"done"}
+
+
+def test_keep_retries_then_saves_a_side_file_that_the_next_sweep_reads_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(L, "WRITE_WAIT_S", 0.0)
+    path = tmp_path / "l.db"
+    configs = tiny_runs()
+    ledger = Ledger(path)
+    ledger.add(configs)
+    fail_updates_of(path)
+    with pytest.raises(LedgerWriteError) as err:
+        ledger.keep([outcome(c) for c in configs])
+    side = tmp_path / "l.db.unrecorded"
+    files = list(side.glob("*.json"))
+    assert len(files) == 1 and str(files[0]) in str(err.value) and "disk is full" in str(err.value)
+    assert json.loads(files[0].read_text())["outcomes"][0]["metrics"]["mig"] == 0.5
+    drop_trigger(path)
+    assert ledger.recover_side_files() == 2 and not list(side.glob("*.json"))
+    assert {r["config_hash"]: r["metrics"]["mig"] for r in ledger.rows()} == {c.config_hash(): 0.5 for c in configs}
+
+
+def test_side_files_fall_back_to_the_temporary_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr(L.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    ledger = Ledger(tmp_path / "l.db")
+    (tmp_path / "l.db.unrecorded").write_text("a file where the side-file folder should be")
+    (c,) = tiny_runs(seeds=(0,))
+    ledger.add([c])
+    side = ledger.save_side_file([outcome(c)])
+    assert side is not None and side.parent.parent == tmp_path / "tmp" / "isa-vae-unrecorded"
+    assert ledger.recover_side_files() == 1 and ledger.statuses()[c.config_hash()] == "done"
+
+
+def test_a_sweep_whose_ledger_refuses_writes_loses_no_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(L, "WRITE_WAIT_S", 0.0)
+    path = tmp_path / "l.db"
+    configs = tiny_runs()
+    Ledger(path).add(configs)
+    fail_updates_of(path)                      # the disk "fills" while the runs train
+    with pytest.raises(LedgerWriteError, match="unrecorded"):
+        sweep(configs, path, fuse=2, progress=False)
+    drop_trigger(path)
+    s = sweep(configs, path, fuse=2, progress=True)
+    assert s["ran"] == 0 and s["done"] == 2    # read back from the side file, not trained again
+    assert "2 finished run(s) read back from side files" in capsys.readouterr().err
+    assert not list((tmp_path / "l.db.checkpoints").glob("*"))   # and the kept checkpoints are cleaned up
+
+
+def test_one_sweep_per_ledger(tmp_path):
+    path = tmp_path / "l.db"
+    ledger = Ledger(path)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with sqlite3.connect(path) as db:     # a live sweep on this host holds the ledger
+            db.execute("INSERT INTO lease VALUES (1, ?, ?, ?, ?, 'isa-vae sweep --grid g.yml')",
+                       (socket.gethostname(), other.pid, time.time(), time.time()))
+        with pytest.raises(LedgerBusyError, match=rf"pid {other.pid} on {socket.gethostname()}.*g\.yml"):
+            sweep(tiny_runs(), path, progress=False)
+        assert Ledger(path).counts() == {}     # refused before anything was added or requeued
+    finally:
+        other.kill()
+        other.wait()
+    with ledger.lease():                       # its process is gone: the lease is taken over
+        assert ledger.lease_holder()["pid"] == __import__("os").getpid()
+        with ledger.lease():                   # re-entrant in the holding process
+            pass
+        assert ledger.lease_holder() is not None
+    assert ledger.lease_holder() is None       # released on exit
+
+
+def test_a_lease_on_another_host_holds_while_its_heartbeat_is_fresh(tmp_path):
+    ledger = Ledger(tmp_path / "l.db")
+    with sqlite3.connect(ledger.path) as db:
+        db.execute("INSERT INTO lease VALUES (1, 'node-7', 4242, ?, ?, 'sweep')", (time.time(), time.time()))
+    with pytest.raises(LedgerBusyError, match="node-7"):
+        with ledger.lease():
+            pass
+    with ledger.lease(stale_s=0.0):            # no heartbeat for longer than stale_s: abandoned
+        assert ledger.lease_holder()["host"] == socket.gethostname()
+
+
+def test_the_lease_heartbeat_advances(tmp_path):
+    ledger = Ledger(tmp_path / "l.db")
+    with ledger.lease(heartbeat_s=0.05):
+        first = ledger.lease_holder()["heartbeat"]
+        deadline = time.time() + 30
+        while ledger.lease_holder()["heartbeat"] == first and time.time() < deadline:
+            time.sleep(0.05)
+        assert ledger.lease_holder()["heartbeat"] > first
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_sweep_checkpoint_resumes_to_the_uninterrupted_numbers(tmp_path, fused):
+    configs = tiny_runs(seeds=(0, 1) if fused else (0,), model="isa_vae")
+    reference = [scores(o["metrics"]) for o in run_group(configs)]
+    # An interrupted task: training stopped after 5 steps, its checkpoint left behind.
+    data = R.load_data(configs[0])
+    folder = tmp_path / "ckpt"
+    R._train_models(configs, data, fused, max_steps=5, checkpoint_dir=folder)
+    (ckpt,) = folder.glob("*.pt")
+    assert R.checkpoint_interval(configs[0]) < configs[0].steps
+    resumed = run_group(configs, checkpoint_dir=folder)
+    assert [scores(o["metrics"]) for o in resumed] == reference
+    assert R.remove_checkpoints(folder, {c.config_hash() for c in configs}) == 1 and not ckpt.exists()
+
+
+def test_a_checkpoint_from_other_settings_is_discarded_not_fatal(tmp_path):
+    (c,) = tiny_runs(seeds=(0,))
+    reference = scores(run_group([c])[0]["metrics"])
+    folder = tmp_path / "ckpt"
+    data = R.load_data(c)
+    R._train_models([dataclasses.replace(c, lr=5e-4)], data, False, max_steps=3, checkpoint_dir=folder)
+    (stale,) = folder.glob("*.pt")
+    stale.rename(R.checkpoint_path(folder, [c], False))    # as if older code had written this run's file
+    assert scores(run_group([c], checkpoint_dir=folder)[0]["metrics"]) == reference
+
+
+def test_the_sweep_default_fuses_only_on_a_gpu(tmp_path):
+    from isa_lib.experiments import default_fuse
+
+    assert default_fuse("cpu") == 1 and default_fuse("cuda:0") == 4
+    runs = expand_grid({"scale": "small", "models": ["beta_vae"], "seeds": 2, **TINY})
+    assert sweep(runs, tmp_path / "l.db", progress=False)["tasks"] == 2   # CPU runs: one task each
