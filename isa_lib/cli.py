@@ -17,7 +17,7 @@ from . import runner
 
 
 def _params(pairs: list[list[str]] | None) -> dict:
-    return {name: runner.parse_cli_value(value) for name, value in (pairs or [])}
+    return {name: runner.parse_cli_value(value, name) for name, value in (pairs or [])}
 
 
 def cmd_list(args) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -98,26 +99,90 @@ def read_notebook(path: Path):
     return jupytext.read(path)
 
 
-def notebook_parameters(path: Path) -> dict[str, Any]:
-    """Names and default values of the cell tagged ``parameters`` (literal assignments only)."""
+def notebook_parameter_specs(path: Path) -> dict[str, tuple[Any, ast.expr | None]]:
+    """Each parameter of the cell tagged ``parameters``: its default and its annotation (``name: type =
+    literal``; a parameter whose default is None must be annotated, e.g. ``seeds: list[int] | None = None``)."""
     nb = read_notebook(path)
     cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
     if len(cells) != 1:
         raise ParameterError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
-    params: dict[str, Any] = {}
+    params: dict[str, tuple[Any, ast.expr | None]] = {}
     for node in ast.parse(cells[0].source).body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+        plain = isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+        annotated = isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None
+        if not (plain or annotated):
             raise ParameterError(
-                f"{path}: the parameters cell may hold only 'name = literal' lines, found {ast.unparse(node)!r}"
+                f"{path}: the parameters cell may hold only 'name = literal' or 'name: type = literal' lines, "
+                f"found {ast.unparse(node)!r}"
             )
+        name = node.targets[0].id if plain else node.target.id
         try:
-            params[node.targets[0].id] = ast.literal_eval(node.value)
+            default = ast.literal_eval(node.value)
         except ValueError:
             raise ParameterError(
-                f"{path}: parameter {node.targets[0].id!r} must have a literal default, "
-                f"not {ast.unparse(node.value)!r}"
+                f"{path}: parameter {name!r} must have a literal default, not {ast.unparse(node.value)!r}"
             ) from None
+        annotation = None if plain else node.annotation
+        if annotation is not None:
+            _check_annotation(path, name, annotation)
+            if not _accepts(annotation, default):
+                raise ParameterError(f"{path}: parameter {name!r}: default {default!r} is not a "
+                                     f"{ast.unparse(annotation)}")
+        elif default is None:
+            raise ParameterError(f"{path}: parameter {name!r} defaults to None: give its type, e.g. "
+                                 f"'{name}: int | None = None'")
+        params[name] = (default, annotation)
     return params
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values of the cell tagged ``parameters`` (literal assignments only)."""
+    return {name: default for name, (default, _) in notebook_parameter_specs(path).items()}
+
+
+_TYPES = {"int", "float", "str", "bool", "list", "dict"}
+
+
+def _check_annotation(path, name: str, node: ast.expr) -> None:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        _check_annotation(path, name, node.left)
+        _check_annotation(path, name, node.right)
+    elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "list":
+        _check_annotation(path, name, node.slice)
+    elif not ((isinstance(node, ast.Name) and node.id in _TYPES)
+              or (isinstance(node, ast.Constant) and node.value is None)):
+        raise ParameterError(f"{path}: parameter {name!r}: annotation {ast.unparse(node)!r} is not one of "
+                             f"{', '.join(sorted(_TYPES))}, None, list[...] or a union of them with |")
+
+
+def _accepts(node: ast.expr, value: Any) -> bool:
+    """Whether ``value`` is of the annotated type (int is not float's bool; float takes finite ints too)."""
+    if isinstance(node, ast.BinOp):
+        return _accepts(node.left, value) or _accepts(node.right, value)
+    if isinstance(node, ast.Constant):
+        return value is None
+    if isinstance(node, ast.Subscript):
+        return isinstance(value, list) and all(_accepts(node.slice, v) for v in value)
+    kind = node.id
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, {"str": str, "list": list, "dict": dict}[kind])
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def _annotation_of(default: Any) -> ast.expr:
+    """The type an unannotated parameter has: its default's (a float default also takes ints)."""
+    kind = "bool" if isinstance(default, bool) else type(default).__name__
+    return ast.Name(kind if kind in _TYPES else "str")
 
 
 def scale_parameters(chapter: Chapter, scale: str) -> dict[str, Any]:
@@ -132,16 +197,6 @@ def scale_parameters(chapter: Chapter, scale: str) -> dict[str, Any]:
     return dict(table[scale] or {})
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if value is None:
-        return "none"
-    return type(value).__name__
-
-
 def resolve_parameters(
     chapter: Chapter, scale: str = "small", overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -150,7 +205,8 @@ def resolve_parameters(
     Only the values that differ from the notebook's defaults need injecting, but the whole set is
     returned so that the executed notebook records exactly what it ran with.
     """
-    defaults = notebook_parameters(chapter.source)
+    specs = notebook_parameter_specs(chapter.source)
+    defaults = {name: default for name, (default, _) in specs.items()}
     resolved = dict(defaults)
     for origin, values in ((f"scale file {chapter.params_file.name} [{scale}]", scale_parameters(chapter, scale)),
                            ("the command line", dict(overrides or {}))):
@@ -161,11 +217,12 @@ def resolve_parameters(
                 f"the notebook's parameters are: {', '.join(defaults)}"
             )
         for name, value in values.items():
-            want, got = _kind(defaults[name]), _kind(value)
-            if want not in ("none", got) and got != "none":
+            default, annotation = specs[name]
+            want = annotation if annotation is not None else _annotation_of(default)
+            if not _accepts(want, value):
                 raise ParameterError(
-                    f"{chapter.name}: parameter {name!r} from {origin} should be a {want} "
-                    f"(default {defaults[name]!r}), got {value!r}"
+                    f"{chapter.name}: parameter {name!r} from {origin} should be {_a(ast.unparse(want))} "
+                    f"(finite, if a number; default {default!r}), got {value!r}"
                 )
             resolved[name] = value
     if "scale" in defaults:
@@ -173,9 +230,13 @@ def resolve_parameters(
     return resolved
 
 
-def parse_cli_value(text: str) -> Any:
+def parse_cli_value(text: str, name: str = "") -> Any:
     """A ``-p name value`` value as YAML (``4`` -> int, ``[1, 2]`` -> list, ``cpu`` -> str)."""
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        where = f" for parameter {name!r}" if name else ""
+        raise ParameterError(f"value {text!r}{where} is not valid YAML ({str(err).splitlines()[0]})") from None
 
 
 def executed_scale(path: Path) -> str | None:

@@ -46,16 +46,16 @@
 scale = "small"
 dataset = "dsprites"  # faces3d: paper scale only (conv nets on 64 x 64 images)
 seed = 0
-seeds = None  # a list, e.g. [0, 1, 2, 3]: also train these seeds and show the spread of the scores
+seeds: list[int] | None = None  # a list, e.g. [0, 1, 2, 3]: also train these seeds and show the spread of the scores
 model = "isa_vae"
 beta = 1.0
-layout = None  # ISA subspace sizes, e.g. [4, 4, 4, 4, 4]; also sets the latent size; None: the scale's
-p0 = None  # ISA outer exponent; None: the scale's (2.1)
-p = None  # fixed subspace exponent; None: the scale's (2.2 on dSprites, 1.9 on 3D faces)
-p_init = None  # start of learned exponents (model isa_vae_learned); None: 2.0
-epochs = None
+layout: list[int] | None = None  # ISA subspace sizes, e.g. [4, 4, 4, 4, 4]; also sets the latent size; None: the scale's
+p0: float | None = None  # ISA outer exponent; None: the scale's (2.1)
+p: float | None = None  # fixed subspace exponent; None: the scale's (2.2 on dSprites, 1.9 on 3D faces)
+p_init: float | None = None  # start of learned exponents (model isa_vae_learned); None: 2.0
+epochs: float | None = None
 device = "cpu"
-mig_samples = None
+mig_samples: int | None = None
 n_traversal = 9
 
 # %%

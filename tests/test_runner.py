@@ -44,7 +44,7 @@ def test_unknown_parameter_in_a_scale_file_is_rejected(tiny):
 
 
 def test_wrong_type_and_unknown_scale_are_rejected(tiny):
-    with pytest.raises(runner.ParameterError, match=r"'n'.*should be a number"):
+    with pytest.raises(runner.ParameterError, match=r"'n'.*should be an int"):
         runner.resolve_parameters(tiny, "small", {"n": "many"})
     with pytest.raises(runner.ParameterError, match="unknown scale 'huge'"):
         runner.resolve_parameters(tiny, "huge")

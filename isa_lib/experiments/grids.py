@@ -49,6 +49,9 @@ def expand_grid(spec: Mapping) -> list[RunConfig]:
     if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple)):
         raise GridError(f"'seeds' must be a count or a list, got {seeds!r}")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seeds:
+        raise GridError(f"'seeds' gives no seed ({spec.get('seeds')!r}): the grid would run nothing; "
+                        f"give a count >= 1 or a non-empty list")
     try:
         base = scale_defaults(spec.get("scale", "small"), spec.get("dataset", "dsprites"))
     except ValueError as err:
@@ -80,19 +83,27 @@ def _betas_of(model: str, betas, spec: Mapping) -> list:
         values = spec["gammas"]
     else:
         values = betas
-    return [values] if isinstance(values, (int, float)) else list(values)
+    values = [values] if isinstance(values, (int, float)) else list(values)
+    if not values:
+        raise GridError(f"model {model} gets no beta (an empty list): the grid would run nothing for it")
+    return values
 
 
 def load_grid(path) -> list[RunConfig]:
     """:func:`expand_grid` of a YAML file."""
     import yaml
 
-    text = Path(path).read_text()
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise GridError(f"grid file {path} cannot be read ({err})") from None
     try:
         spec = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise GridError(f"{path}: not valid YAML: {err}") from None
     try:
+        if not isinstance(spec, (Mapping, type(None))):
+            raise GridError(f"a grid is a mapping of keys (models, betas, seeds, ...), got {type(spec).__name__}")
         return expand_grid(spec or {})
     except GridError as err:
         raise GridError(f"{path}: {err}") from None

@@ -119,6 +119,10 @@ def evaluate(model, data, c: RunConfig, history: list[dict]) -> dict:
         res = evaluate_model(model.encoder, data, decode=model.decoder, n_samples=c.mig_samples, seed=c.seed,
                              device=c.device, batch_size=1024)
     names = [data.factor_names[k] for k in res["mig_factors"]]
+    bad = [k for k in ("mig", "reconstruction") if not math.isfinite(float(res[k]))]
+    if bad:  # stored as 'done' it would read as a missing number; it is a failed run
+        raise ValueError(f"run {c.short()}: the evaluation gave a non-finite {' and '.join(bad)} "
+                         f"({', '.join(f'{k}={float(res[k])}' for k in bad)})")
     out = {"mig": float(res["mig"]),
            "mig_per_factor": dict(zip(names, np.asarray(res["mig_per_factor"], dtype=float).tolist())),
            "reconstruction": float(res["reconstruction"]),

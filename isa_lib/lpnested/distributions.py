@@ -87,6 +87,9 @@ class LpNested(Distribution):
         if value.ndim == 0 or value.shape[-1] != self.tree.n:
             raise ValueError(f"latent size mismatch: the prior has {self.tree.n} dimensions but the value has "
                              f"shape {tuple(value.shape)} (last axis must be {self.tree.n})")
+        if self._validate_args and torch.isnan(value).any():  # as torch's own distributions do (support: real)
+            bad = torch.isnan(value).any(-1).nonzero()[0].tolist()
+            raise ValueError(f"value contains NaN (first at batch index {tuple(bad)}); the support is the reals")
         return value
 
     def _log_f(self, logabs: torch.Tensor, exps: torch.Tensor) -> torch.Tensor:
@@ -190,7 +193,8 @@ class ISA(LpNested):
     """ISA prior (Eq. 9-10): root exponent ``p0`` over subspaces of ``sizes[i]`` coordinates, each an
     L_{p_i} ball with ``p_i = exponents[i]``; with the radial law of Eq. 11 the subspaces are independent.
 
-    ``p0`` may be a float or 0-d tensor; ``exponents`` a sequence of floats/0-d tensors or a 1-D tensor.
+    ``p0`` may be a float or 0-d tensor; ``exponents`` a sequence of floats/0-d tensors or a 1-D tensor, or
+    one float/0-d tensor shared by every subspace.
     Stored by reference, so an ``nn.Parameter`` updated in place by an optimiser is picked up.
     """
 
@@ -198,9 +202,11 @@ class ISA(LpNested):
                        "scale": constraints.positive}
 
     def __init__(self, p0, sizes: Sequence[int], exponents, scale=None, validate_args=None):
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+            raise ValueError(f"sizes must be a list of subspace sizes, e.g. [4, 4, 4], got {sizes!r}")
         sizes = [int(k) if isinstance(k, numbers.Integral) and not isinstance(k, bool) else k for k in sizes]
-        if isinstance(exponents, torch.Tensor) and exponents.ndim == 0:
-            raise ValueError("exponents must have one entry per subspace, got a scalar tensor")
+        if isinstance(exponents, numbers.Real) or (isinstance(exponents, torch.Tensor) and exponents.ndim == 0):
+            exponents = [exponents] * len(sizes)  # one exponent shared by every subspace (as ISAPrior takes it)
         if len(exponents) != len(sizes):
             raise ValueError(f"sizes has {len(sizes)} subspaces but exponents has {len(exponents)} entries")
         self.sizes = list(sizes)

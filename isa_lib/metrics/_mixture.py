@@ -71,8 +71,23 @@ def _prepare(mu, logvar, device, dtype):
     logvar = _as_2d_tensor(logvar, "logvar")
     if mu.shape != logvar.shape:
         raise ValueError(f"mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)} differ in shape")
+    _check_resolvable(mu, logvar, dtype)
     dev = _pick_device(device)
     return mu.to(dev, dtype), logvar.to(dev, dtype)
+
+
+def _check_resolvable(mu, logvar, dtype) -> None:
+    """The Monte Carlo entropies need z - mu resolved in ``dtype``: a posterior standard deviation below
+    sqrt(eps) * max(1, |mu|) is lost in rounding (the MIG then comes out as a huge or NaN number), and
+    exp(logvar) must stay far from overflow."""
+    info = torch.finfo(dtype)
+    low = math.log(info.eps) + 2 * math.log(max(1.0, float(mu.abs().max())))
+    high = 0.5 * math.log(info.max)
+    lo, hi = float(logvar.min()), float(logvar.max())
+    if lo < low or hi > high:
+        raise ValueError(f"logvar spans [{lo:.4g}, {hi:.4g}], outside [{low:.1f}, {high:.1f}], the range in which "
+                         f"{dtype} resolves posterior samples (std >= sqrt(eps) * max(1, |mu|)): the posteriors "
+                         f"are degenerate; check the encoder, or use dtype=torch.float64")
 
 
 def _draw_z(mu, logvar, gen):

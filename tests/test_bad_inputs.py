@@ -1,0 +1,280 @@
+"""The bad-input catalogue: every public entry point (priors, data files, trainer, metrics, the chapter
+command line, grids, the sweep command and the ledger) answers a wrong input with a named error that says
+what is wrong and where (the path, parameter or step), before anything is lost: no file is altered, no
+ledger is created or touched, no optimiser step is taken.
+
+Each case is (what is given, a call that must fail, the exception type, a pattern the message must match).
+"""
+import math
+import pickle
+import sqlite3
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from isa_lib import cli, datasets, metrics, runner
+from isa_lib.experiments import GridError, LedgerError, RunConfig, expand_grid, load_grid, sweep_main
+from isa_lib.experiments import Ledger, run_group
+from isa_lib.lpnested import ISA
+from isa_lib.priors import ISAPrior
+from isa_lib.train import CheckpointError, TrainConfig, TrainingError, build_vae, train
+
+NET = {"hidden": 16, "image_size": 16}
+
+
+class Payload:
+    """Pickles as a call that creates a file: if the file exists after a load, the load ran code."""
+
+    def __init__(self, sentinel):
+        self.sentinel = str(sentinel)
+
+    def __reduce__(self):
+        return (open, (self.sentinel, "w"))
+
+
+def isa(**kw):
+    return ISA(**{"p0": 2.1, "sizes": [2, 2], "exponents": [2.2, 2.2], **kw})
+
+
+def tiny_model(seed=0):
+    return build_vae("mlp", 4, seed=seed, net_size=NET)
+
+
+def images(n=8, size=16):
+    return (torch.rand(n, size, size, generator=torch.Generator().manual_seed(0)) > 0.5).to(torch.uint8)
+
+
+def mig(mu=None, logvar=None, sizes=(4, 4), **kw):
+    g = torch.Generator().manual_seed(0)
+    n = math.prod(sizes)
+    mu = torch.randn(n, 3, generator=g, dtype=torch.float64) if mu is None else mu
+    logvar = torch.zeros(n, 3, dtype=torch.float64) if logvar is None else logvar
+    return metrics.mig_chen(mu, logvar, list(sizes), **kw)
+
+
+def grid(**kw):
+    return {"scale": "small", "models": ["beta_vae"], "seeds": 1, **kw}
+
+
+def run_params(*pairs):
+    """``isa-vae run 05 --dry-run -p ...`` as the command line parses it (nothing is executed)."""
+    chapter = runner.find_chapter("05")
+    values = {name: runner.parse_cli_value(text, name) for name, text in pairs}
+    return runner.resolve_parameters(chapter, "small", values)
+
+
+CASES = [
+    # ---- priors (Sec. 3)
+    ("ISA p0 <= 0", lambda: isa(p0=-1.0), ValueError, r"p0 must be > 0, got -1"),
+    ("ISA exponent NaN", lambda: isa(exponents=[2.2, float("nan")]), ValueError, r"exponents\[1\]"),
+    ("ISA exponent count", lambda: isa(exponents=[2.2]), ValueError, r"2 subspaces but exponents has 1"),
+    ("ISA subspace of size 0", lambda: isa(sizes=[0, 2]), ValueError, r"sizes\[0\] must be an int >= 1"),
+    ("ISA sizes not a list", lambda: isa(sizes="22"), ValueError, r"sizes must be a list"),
+    ("ISA value of the wrong size", lambda: isa().log_prob(torch.zeros(3, 5)), ValueError,
+     r"prior has 4 dimensions but the value has shape \(3, 5\)"),
+    ("ISA NaN value, validated", lambda: isa(validate_args=True).log_prob(torch.tensor([[0.0, 1.0, float("nan"), 0.0]])),
+     ValueError, r"NaN \(first at batch index \(0,\)\)"),
+    ("ISAPrior layout against latent size", lambda: build_vae("mlp", 5, prior="isa", sizes=[2, 2], p0=2.1,
+                                                              exponents=2.2, net_size=NET),
+     ValueError, r"ISA layout \[2, 2\] has 4 dimensions but the latent size is 5"),
+    ("ISAPrior exponent <= 0", lambda: ISAPrior(2.1, [2, 2], 0.0), ValueError,
+     r"exponents\[0\] \(subspace 0\) must be > 0, got 0\.0"),
+    # ---- data files (Sec. 4): missing, not the format, a crafted pickle, a corrupt zip member
+    ("dSprites file missing", lambda: datasets.load("dsprites", path="/nonexistent/dsprites.npz"),
+     datasets.DatasetFileNotFoundError, r"/nonexistent/dsprites\.npz"),
+    ("dSprites file of junk", "junk_npz", datasets.DatasetFormatError, r"junk\.npz"),
+    ("dSprites file is a pickle", "pickle_npz", datasets.DatasetFormatError, r"payload\.npz.*cannot be read"),
+    ("dSprites zip with a corrupt member", "corrupt_member_npz", datasets.DatasetFormatError, r"corrupt\.npz"),
+    ("3D faces file of junk", "junk_pth", datasets.DatasetFormatError, r"junk\.pth"),
+    ("cars3d file of junk", "junk_mat", datasets.DatasetError, r"junk"),
+    ("unknown data set", lambda: datasets.load("mnist3d"), KeyError, r"unknown dataset 'mnist3d'; choose one of"),
+    ("sub-grid index out of range", lambda: datasets.load("dsprites", subgrid={"posX": [0, 99]}), IndexError,
+     r"posX.*0\.\.31"),
+    ("sub-grid names no factor", lambda: datasets.load("dsprites", subgrid={"colour": [0]}), KeyError,
+     r"unknown factors \['colour'\]"),
+    # ---- the trainer (App. A.4)
+    ("batch_size as text", lambda: TrainConfig(batch_size="16"), ValueError, r"batch_size must be an integer.*'16'"),
+    ("batch_size fractional", lambda: TrainConfig(batch_size=16.5), ValueError, r"batch_size.*16\.5"),
+    ("log_every 0", lambda: TrainConfig(log_every=0), ValueError, r"log_every"),
+    ("epochs 0", lambda: TrainConfig(epochs=0), ValueError, r"epochs must be a finite number > 0, got 0"),
+    ("lr NaN", lambda: TrainConfig(lr=float("nan")), ValueError, r"lr must be a finite number"),
+    ("unknown objective", lambda: TrainConfig(objective="elbo2"), ValueError, r"unknown objective 'elbo2'"),
+    ("cuda without a GPU", lambda: TrainConfig(device="cuda") if not torch.cuda.is_available() else
+     pytest.skip("a GPU is present"), ValueError, r"no CUDA device"),
+    ("images the network cannot make", lambda: train(tiny_model(), images(size=32), TrainConfig(epochs=1)),
+     ValueError, r"\(1, 32, 32\).*makes \(1, 16, 16\)"),
+    ("divergence during training", lambda: train(tiny_model(), images(), TrainConfig(epochs=2, lr=1e12,
+                                                                                   batch_size=4), progress=False),
+     TrainingError, r"step \d+"),
+    ("a crafted checkpoint", "crafted_checkpoint", CheckpointError, r"ckpt\.pt cannot be loaded"),
+    # ---- metrics (Sec. 4)
+    ("MIG with exploding posteriors", lambda: mig(logvar=torch.full((16, 3), 1000.0, dtype=torch.float64)),
+     ValueError, r"logvar spans \[1000, 1000\]"),
+    ("MIG with collapsed posteriors", lambda: mig(logvar=torch.full((16, 3), -1000.0, dtype=torch.float64)),
+     ValueError, r"posteriors are degenerate"),
+    ("MIG with NaN means", lambda: mig(mu=torch.full((16, 3), float("nan"), dtype=torch.float64)), ValueError,
+     r"(?i)nan"),
+    ("MIG mu and logvar of other shapes", lambda: mig(logvar=torch.zeros(16, 2, dtype=torch.float64)), ValueError,
+     r"mu \(16, 3\) and logvar \(16, 2\)"),
+    ("MIG grid that is not the data", lambda: mig(sizes=(4, 4), mu=torch.zeros(15, 3, dtype=torch.float64),
+                                                  logvar=torch.zeros(15, 3, dtype=torch.float64)),
+     ValueError, r"factor_sizes.*16.*15 rows"),
+    ("MIG of one latent", lambda: mig(mu=torch.zeros(16, 1, dtype=torch.float64),
+                                      logvar=torch.zeros(16, 1, dtype=torch.float64)), ValueError, r"two latents"),
+    ("MIG n_samples 0", lambda: mig(n_samples=0), ValueError, r"n_samples must be positive"),
+    ("histogram MIG codes with NaN", lambda: metrics.mig_histogram(np.full((16, 3), np.nan),
+                                                                   np.zeros((16, 2), int)), ValueError, r"NaN"),
+    # ---- the chapter command line (papermill parameters)
+    ("-p seed 1.5", lambda: run_params(("seed", "1.5")), runner.ParameterError, r"'seed'.*should be an int.*1\.5"),
+    ("-p beta .nan", lambda: run_params(("beta", ".nan")), runner.ParameterError, r"'beta'.*finite.*nan"),
+    ("-p p0 high (default None)", lambda: run_params(("p0", "high")), runner.ParameterError,
+     r"'p0'.*should be a float \| None.*'high'"),
+    ("-p seeds [a] (default None)", lambda: run_params(("seeds", "[0, a]")), runner.ParameterError,
+     r"'seeds'.*list\[int\] \| None"),
+    ("-p mig_samples 1.5 (default None)", lambda: run_params(("mig_samples", "1.5")), runner.ParameterError,
+     r"'mig_samples'.*int \| None"),
+    ("-p malformed YAML", lambda: run_params(("layout", "[4, 4")), runner.ParameterError,
+     r"'\[4, 4'.*'layout' is not valid YAML"),
+    ("-p unknown name", lambda: run_params(("n_seeds", "3")), runner.ParameterError, r"unknown parameter.*n_seeds"),
+    ("unknown scale", lambda: runner.resolve_parameters(runner.find_chapter("05"), "huge"), runner.ParameterError,
+     r"unknown scale 'huge'"),
+    # ---- grids and run configurations (Sec. 4, Tables 1-2)
+    ("grid seeds: 0", lambda: expand_grid(grid(seeds=0)), GridError, r"'seeds' gives no seed"),
+    ("grid betas: []", lambda: expand_grid(grid(betas=[])), GridError, r"beta_vae gets no beta"),
+    ("grid seed -1", lambda: expand_grid(grid(seeds=[-1])), GridError, r"seed=-1.*seed must be an integer >= 0"),
+    ("grid unknown key", lambda: expand_grid(grid(sedes=3)), GridError, r"sedes"),
+    ("grid file a list", "list_grid", GridError, r"list_grid\.yml.*a grid is a mapping"),
+    ("grid file missing", lambda: load_grid("/nonexistent/grid.yml"), GridError, r"/nonexistent/grid\.yml"),
+    ("run seed 1.5", lambda: RunConfig(seed=1.5), ValueError, r"seed must be an integer >= 0, got 1\.5"),
+    ("run layout against latent size", lambda: RunConfig(model="isa_vae", latent_dim=10, layout=(4, 4)), ValueError,
+     r"layout \(4, 4\) sums to 8, not latent_dim 10"),
+    # ---- the ledger (a real store: nothing of another application's is touched)
+    ("ledger path a directory", lambda: Ledger("/tmp"), LedgerError, r"/tmp is a directory"),
+    ("ledger a text file", "text_ledger", LedgerError, r"notes\.db is not an SQLite database"),
+    ("ledger another application's database", "foreign_ledger", LedgerError, r"another application.*contacts"),
+    ("ledger runs table of another shape", "wrong_runs_ledger", LedgerError, r"'runs' table that is not a ledger's"),
+]
+
+
+@pytest.fixture
+def files(tmp_path):
+    """The file-based cases: each builds its bad file and returns the failing call."""
+    def junk(name):
+        p = tmp_path / name
+        p.write_bytes(b"this is not the published format " * 64)
+        return p
+
+    def corrupt_member():
+        p = tmp_path / "corrupt.npz"
+        with zipfile.ZipFile(p, "w") as z:
+            z.writestr("imgs.npy", b"\x93NUMPY garbage")
+        return p
+
+    def sqlite_with(sql):
+        p = tmp_path / "foreign.db"
+        with sqlite3.connect(p) as db:
+            db.execute(sql)
+        return p
+
+    def crafted_checkpoint():
+        p = tmp_path / "ckpt.pt"
+        torch.save({"config": Payload(tmp_path / "code_ran"), "step": 0}, p)
+        return lambda: train(tiny_model(), images(), TrainConfig(epochs=1, batch_size=4), checkpoint=p,
+                             progress=False)
+
+    def list_grid():
+        p = tmp_path / "list_grid.yml"
+        p.write_text("- beta_vae\n- isa_vae\n")
+        return lambda: load_grid(p)
+
+    payload = tmp_path / "payload.npz"
+    payload.write_bytes(pickle.dumps(Payload(tmp_path / "code_ran")))
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes, not a database\n")
+    return {
+        "junk_npz": lambda: datasets.load("dsprites", path=junk("junk.npz")),
+        "pickle_npz": lambda: datasets.load("dsprites", path=payload),
+        "corrupt_member_npz": lambda: datasets.load("dsprites", path=corrupt_member()),
+        "junk_pth": lambda: datasets.load("faces3d", path=junk("junk.pth")),
+        "junk_mat": lambda: datasets.load("cars3d", path=junk("junk.mat")),
+        "crafted_checkpoint": lambda: crafted_checkpoint()(),
+        "list_grid": lambda: list_grid()(),
+        "text_ledger": lambda: Ledger(notes),
+        "foreign_ledger": lambda: Ledger(sqlite_with("CREATE TABLE contacts (name TEXT, phone TEXT)")),
+        "wrong_runs_ledger": lambda: Ledger(sqlite_with("CREATE TABLE runs (id INTEGER, what TEXT)")),
+    }
+
+
+@pytest.mark.parametrize("what, call, error, pattern", CASES, ids=[c[0] for c in CASES])
+def test_a_bad_input_gets_a_named_error(what, call, error, pattern, files, tmp_path, monkeypatch):
+    monkeypatch.setenv("ISA_VAE_CACHE", str(tmp_path / "cache"))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(error, match=pattern):
+        (files[call] if isinstance(call, str) else call)()
+    assert not (tmp_path / "code_ran").exists(), "a data file or checkpoint ran code"
+    after = {p: p.read_bytes() for p in before if p.exists()}
+    assert after == before, "a bad input altered a file that was there before"
+
+
+def test_the_catalogue_is_large_and_spans_every_entry_point():
+    assert len(CASES) >= 40
+    for area in ("ISA", "dSprites", "batch_size", "MIG", "-p", "grid", "ledger"):
+        assert any(c[0].startswith(area) for c in CASES), area
+
+
+def test_a_refused_ledger_keeps_its_bytes_and_gets_no_runs_table(tmp_path):
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE contacts (name TEXT)")
+        db.execute("INSERT INTO contacts VALUES ('ada')")
+    raw = path.read_bytes()
+    assert sweep_main(["--grid", "experiments/grids/dsprites_small.yml", "--ledger", str(path)]) == 2
+    assert path.read_bytes() == raw
+    with sqlite3.connect(path) as db:
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["contacts"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fuse", "0"], "fuse must be a whole number >= 1"),
+    (["--fuse", "-2"], "fuse must be a whole number >= 1"),
+])
+def test_the_sweep_command_refuses_before_creating_a_ledger(tmp_path, capsys, argv, message):
+    path = tmp_path / "new.db"
+    assert sweep_main(["--grid", "experiments/grids/dsprites_small.yml", "--ledger", str(path), *argv]) == 2
+    assert message in capsys.readouterr().err and not path.exists()
+
+
+def test_a_run_whose_metric_is_nan_is_failed_not_done(tmp_path, monkeypatch):
+
+    monkeypatch.setenv("ISA_VAE_CACHE", str(tmp_path / "cache"))
+
+    from isa_lib.metrics import evaluate_model
+
+    def nan_mig(*a, **kw):
+        res = evaluate_model(*a, **kw)
+        return {**res, "mig": float("nan")}
+
+    monkeypatch.setattr("isa_lib.metrics.evaluate_model", nan_mig)
+    c = RunConfig(dataset="dsprites", model="beta_vae", epochs=1.0, batch_size=32, latent_dim=4, layout=(2, 2),
+                  hidden=16, image_size=16, mig_samples=32,
+                  subgrid={"shape": [0, 1], "scale": [0, 5], "orientation": [0, 10], "posX": [0, 10, 20, 31],
+                           "posY": [0, 10, 20, 31]})
+    (o,) = run_group([c])
+    assert o["status"] == "failed" and o["metrics"] is None
+    assert "non-finite mig (mig=nan)" in o["error"]
+
+
+def test_the_chapter_command_names_a_bad_value_and_runs_nothing(tmp_path, capsys):
+    out = tmp_path / "out.ipynb"
+    assert cli.main(["run", "05", "-p", "seed", "1.5", "--output", str(out)]) == 2
+    assert "should be an int" in capsys.readouterr().err and not out.exists()
+    assert cli.main(["run", "05", "-p", "beta", "[1, 2", "--output", str(out)]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_scalar_isa_exponent_is_shared_by_every_subspace():
+    z = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ISA(2.1, [2, 2], 2.2).log_prob(z), isa().log_prob(z))
+    assert torch.equal(ISA(2.1, [2, 2], torch.tensor(2.2)).exponents, torch.tensor([2.2, 2.2]))
