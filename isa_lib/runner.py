@@ -248,6 +248,41 @@ def executed_scale(path: Path) -> str | None:
         return None
 
 
+SCALE_NOTE = "run-scale"  # tag (and id) of the markdown cell that :func:`present_parameters` writes
+
+
+def present_parameters(path: Path) -> bool:
+    """Show readers one parameters block in an executed notebook: tag the defaults cell ``remove-cell``
+    (Jupyter Book drops it) and put before papermill's injected cell a sentence naming the scale the notebook
+    was run at. Cell metadata and that one markdown cell only; nothing is re-run. Repeatable; does nothing
+    and returns False when papermill injected no parameters."""
+    import nbformat
+
+    def tagged(cell, tag):
+        return tag in cell.metadata.get("tags", [])
+
+    nb = nbformat.read(str(path), as_version=4)
+    if not any(tagged(c, "injected-parameters") for c in nb.cells):
+        return False
+    for cell in nb.cells:
+        if tagged(cell, "parameters") and not tagged(cell, "remove-cell"):
+            cell.metadata["tags"] = list(cell.metadata.get("tags", [])) + ["remove-cell"]
+    nb.cells = [c for c in nb.cells if not tagged(c, SCALE_NOTE)]
+    scale = nb.metadata.get("papermill", {}).get("parameters", {}).get("scale")
+    if scale is not None:
+        note = nbformat.v4.new_markdown_cell(
+            f"This page was run at scale `{scale}`, with the parameters below (papermill put them in place of "
+            "the notebook's defaults).", metadata={"tags": [SCALE_NOTE]})
+        if nb.nbformat_minor >= 5:
+            note["id"] = SCALE_NOTE  # fixed, so that a repeated call writes the same file
+        else:
+            note.pop("id", None)  # cell ids came with nbformat 4.5
+        at = next(i for i, c in enumerate(nb.cells) if tagged(c, "injected-parameters"))
+        nb.cells.insert(at, note)
+    nbformat.write(nb, str(path))
+    return True
+
+
 def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
     """Delete the temporary notebooks ``.<name>.<pid>.*.ipynb`` that a killed chapter run left in ``folder``
     (its process is gone); a run still in progress, whose process is alive, keeps its file. Returns what was
@@ -276,7 +311,8 @@ def run_chapter(
     replaces the output only on success, so a failure never destroys an earlier result; the failed
     notebook is kept beside it as ``<name>.failed.ipynb`` for inspection; the temporary files of killed
     runs are deleted at the next run (:func:`remove_stale_temporaries`). Unless ``force``, a result
-    made at a larger scale is not overwritten by a smaller one.
+    made at a larger scale is not overwritten by a smaller one. The page shows one parameters block, the
+    injected one, and names its scale (:func:`present_parameters`).
     """
     import papermill
 
@@ -314,6 +350,7 @@ def run_chapter(
     finally:
         if saved_backend is not None:
             os.environ["MPLBACKEND"] = saved_backend
+    present_parameters(Path(tmp))
     os.replace(tmp, output)
     output.with_suffix(".failed.ipynb").unlink(missing_ok=True)
     return output

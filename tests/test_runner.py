@@ -65,6 +65,55 @@ def test_run_writes_executed_notebook_with_injected_parameters(tiny):
     assert runner.executed_scale(out) == "medium"
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"])
     assert "scale=medium n=30" in text
+    shown = [c for c in nb["cells"] if "remove-cell" not in c["metadata"].get("tags", [])]
+    assert sum("scale = " in "".join(c["source"]) for c in shown) == 1  # one parameters block: the injected one
+    assert "run at scale `medium`" in "".join(shown[1]["source"])
+
+
+def _executed_notebook(path, scale="medium", injected=True):
+    """A notebook shaped like papermill's output (defaults cell, injected cell), made without a kernel."""
+    import nbformat
+
+    v4 = nbformat.v4
+    cells = [v4.new_markdown_cell("# Title"),
+             v4.new_code_cell('scale = "small"\nn = 3', metadata={"tags": ["parameters"]}),
+             v4.new_code_cell(f'# Parameters\nscale = "{scale}"\nn = 30\n', metadata={"tags": ["injected-parameters"]}),
+             v4.new_code_cell("print(n)")]
+    nb = v4.new_notebook(cells=cells if injected else cells[:2] + cells[3:],
+                         metadata={"papermill": {"parameters": {"scale": scale, "n": 30}}})
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_present_parameters_hides_the_defaults_and_names_the_scale(tmp_path):
+    path = _executed_notebook(tmp_path / "nb.ipynb", scale="large")
+    assert runner.present_parameters(path) is True
+    cells = json.loads(path.read_text())["cells"]
+    tags = [c["metadata"].get("tags", []) for c in cells]
+    assert tags == [[], ["parameters", "remove-cell"], [runner.SCALE_NOTE], ["injected-parameters"], []]
+    assert "This page was run at scale `large`" in "".join(cells[2]["source"])
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    assert code == ['scale = "small"\nn = 3', '# Parameters\nscale = "large"\nn = 30\n', "print(n)"]  # sources kept
+    before = path.read_text()
+    assert runner.present_parameters(path) is True
+    assert path.read_text() == before  # a second pass changes nothing (one note, one remove-cell tag)
+
+
+def test_present_parameters_leaves_a_notebook_without_injected_parameters_alone(tmp_path):
+    path = _executed_notebook(tmp_path / "nb.ipynb", injected=False)
+    before = path.read_text()
+    assert runner.present_parameters(path) is False
+    assert path.read_text() == before
+
+
+def test_the_committed_chapters_show_one_parameters_block_and_their_scale():
+    for chapter in runner.chapters(ROOT):
+        nb = json.loads(chapter.output(ROOT).read_text())
+        shown = [c for c in nb["cells"] if "remove-cell" not in c["metadata"].get("tags", [])]
+        params = [c for c in shown if {"parameters", "injected-parameters"} & set(c["metadata"].get("tags", []))]
+        assert [c["metadata"]["tags"] for c in params] == [["injected-parameters"]], chapter.name
+        note = shown[shown.index(params[0]) - 1]
+        assert f"run at scale `{runner.executed_scale(chapter.output(ROOT))}`" in "".join(note["source"]), chapter.name
 
 
 def test_failed_run_keeps_the_previous_result(tiny):
