@@ -1,12 +1,22 @@
 """Collect the Jupytext notebooks in notebooks/ for nbval, so `pytest` runs every chapter at its defaults.
 
 nbval only collects ``.ipynb`` files; our chapters are percent-format ``.py`` files. They are read through
-jupytext and otherwise handled by nbval unchanged (lax mode: a cell fails only if it raises).
+jupytext and otherwise handled by nbval unchanged (lax mode: a cell fails only if it raises). A
+``notebooks/*.ipynb`` made from them (e.g. by jupytext for plain papermill) is not collected a second time.
+
+The tests, and the notebook kernels they start, use one torch thread unless ``OMP_NUM_THREADS`` says
+otherwise: the small networks gain nothing from more, and on a busy machine more threads than free cores
+spin against each other (isa_lib.threads).
 """
+import os
 from pathlib import Path
 from unittest import mock
 
+os.environ.setdefault("OMP_NUM_THREADS", "1")   # before torch is imported by any test or kernel
+os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+
 NOTEBOOKS = Path(__file__).parent / "notebooks"
+collect_ignore_glob = ["notebooks/*.ipynb", "notebooks/.ipynb_checkpoints/*"]
 
 
 def pytest_collect_file(file_path, parent):

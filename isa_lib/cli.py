@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
-from . import runner
+from . import runner, threads
 
 
 def _params(pairs: list[list[str]] | None) -> dict:
@@ -36,8 +37,10 @@ def cmd_run(args) -> int:
         for name, value in runner.resolve_parameters(chapter, args.scale, _params(args.param)).items():
             print(f"{name} = {value!r}")
         return 0
-    out = runner.run_chapter(chapter, args.scale, _params(args.param), args.output, force=args.force)
-    print(f"executed {chapter.name} at scale {args.scale!r} -> {out}")
+    t = time.perf_counter()
+    out = runner.run_chapter(chapter, args.scale, _params(args.param), args.output, force=args.force,
+                             threads=args.threads)
+    print(f"executed {chapter.name} at scale {args.scale!r} in {_elapsed(t)} -> {out}")
     return 0
 
 
@@ -57,6 +60,11 @@ def _printed_lines(notebook: Path, prefix: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(prefix)]
 
 
+def _elapsed(t0: float) -> str:
+    s = round(time.perf_counter() - t0)
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
 def cmd_quickstart(args) -> int:
     """Run the main experiment at a scale into _build/quickstart/ (the book's own chapters are kept),
     execute any chapter that has never been executed, and build the book."""
@@ -67,18 +75,32 @@ def cmd_quickstart(args) -> int:
         runner.resolve_parameters(ch, args.scale)
     main_chapter = runner.find_chapter(args.main, root)
     out = root / "_build" / "quickstart" / f"{main_chapter.name}.ipynb"
-    print(f"running the main experiment, {main_chapter.name}, at scale {args.scale!r} ...", flush=True)
-    runner.run_chapter(main_chapter, args.scale, output=out, force=True, progress=False)
+    t0 = time.perf_counter()
+    n = threads.choose(args.scale, args.threads)
+    print(f"running the main experiment, {main_chapter.name}, at scale {args.scale!r} ({n} torch thread(s); "
+          f"papermill's bar shows the cells) ...", flush=True)
+    runner.run_chapter(main_chapter, args.scale, output=out, force=True, progress=not args.quiet, threads=n)
     for line in _printed_lines(out, "MIG ="):
         print(f"  {line}")
-    print(f"  executed notebook: {out}")
+    print(f"  executed notebook: {out} ({_elapsed(t0)})", flush=True)
     for ch in all_chapters:
         if not ch.output(root).exists():
+            t = time.perf_counter()
             print(f"running {ch.name} at scale {args.scale!r} (no executed notebook yet) ...", flush=True)
-            runner.run_chapter(ch, args.scale, progress=False)
+            runner.run_chapter(ch, args.scale, progress=not args.quiet, threads=n)
+            print(f"  done in {_elapsed(t)}", flush=True)
+    t = time.perf_counter()
+    print("building the book ...", flush=True)
     index = runner.build_book(root, quiet=True)
-    print(f"book built: open {index}")
+    print(f"book built in {_elapsed(t)}: open {index} (quick start: {_elapsed(t0)} in all)")
     return 0
+
+
+def _threads_arg(text: str) -> int:
+    try:
+        return threads.choose(requested=text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="executed notebook path (default book/chapters/NAME.ipynb)")
     p.add_argument("--force", action="store_true", help="replace a result made at a larger scale")
     p.add_argument("--dry-run", action="store_true", help="print the resolved parameters and stop")
+    p.add_argument("--threads", type=_threads_arg, default=None,
+                   help="torch threads for the kernel (default: OMP_NUM_THREADS, else 1 at small and medium, "
+                        "else the idle cores)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("book", help="build the Jupyter Book from the executed notebooks")
@@ -111,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "chapter never executed, then build the book")
     p.add_argument("--scale", default="small", choices=runner.SCALES)
     p.add_argument("--main", default=MAIN_CHAPTER, help=f"the main experiment's chapter (default {MAIN_CHAPTER})")
+    p.add_argument("--threads", type=_threads_arg, default=None, help="torch threads (default as for `run`)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_quickstart)
     return parser
 

@@ -304,6 +304,7 @@ def run_chapter(
     output: Path | None = None,
     force: bool = False,
     progress: bool = True,
+    threads: int | None = None,
 ) -> Path:
     """Execute a chapter with papermill and write the executed ``.ipynb`` (book/chapters/ by default).
 
@@ -312,9 +313,13 @@ def run_chapter(
     notebook is kept beside it as ``<name>.failed.ipynb`` for inspection; the temporary files of killed
     runs are deleted at the next run (:func:`remove_stale_temporaries`). Unless ``force``, a result
     made at a larger scale is not overwritten by a smaller one. The page shows one parameters block, the
-    injected one, and names its scale (:func:`present_parameters`).
+    injected one, and names its scale (:func:`present_parameters`). The kernel uses ``threads`` torch threads
+    (default :func:`isa_lib.threads.choose` for the scale: one at small and medium); ``progress`` shows
+    papermill's bar (cells done, elapsed, remaining).
     """
     import papermill
+
+    from . import threads as _threads
 
     params = resolve_parameters(chapter, scale, overrides)
     output = Path(output) if output else chapter.output()
@@ -333,14 +338,15 @@ def run_chapter(
     # notebook; the kernel's inline backend is wanted here.
     saved_backend = os.environ.pop("MPLBACKEND", None)
     try:
-        papermill.execute_notebook(
-            read_notebook(chapter.source),
-            tmp,
-            parameters=params,
-            kernel_name="python3",
-            cwd=str(chapter.source.parent),
-            progress_bar=progress,
-        )
+        with _threads.for_children(_threads.choose(scale, threads)):
+            papermill.execute_notebook(
+                read_notebook(chapter.source),
+                tmp,
+                parameters=params,
+                kernel_name="python3",
+                cwd=str(chapter.source.parent),
+                progress_bar=progress,
+            )
     except Exception as err:
         failed = output.with_suffix(".failed.ipynb")
         os.replace(tmp, failed)

@@ -359,6 +359,7 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
             watch.check()
         if log_now:
             history.append({"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}})
+            bar.set_postfix(loss=f"{history[-1]['loss']:.2f}", refresh=False)  # the bar's ETA is tqdm's
         if save_now:
             save_checkpoint(checkpoint, snapshot())
     bar.close()
@@ -487,6 +488,7 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
             for k in range(k_runs):
                 histories[k].append({"step": step, "loss": losses[k].item(),
                                      **{name: v.item() for name, v in all_terms[k].items()}})
+            bar.set_postfix(mean_loss=f"{sum(h[-1]['loss'] for h in histories) / k_runs:.2f}", refresh=False)
         if save_now:
             save_checkpoint(checkpoint, snapshot())
     bar.close()

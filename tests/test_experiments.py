@@ -211,7 +211,7 @@ def test_ray_sweep(tmp_path):
     configs = expand_grid(tiny_grid())
     path = tmp_path / "ledger.db"
     t = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    E.start_ray(num_cpus=2, log_to_driver=False)   # retried if the node misses Ray's start-up wait under load
     startup = time.perf_counter() - t
     try:
         s = sweep(configs, path, backend="ray", fuse=2, progress=False)

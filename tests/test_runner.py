@@ -58,13 +58,14 @@ def test_cli_values_are_parsed_as_yaml():
 
 
 def test_run_writes_executed_notebook_with_injected_parameters(tiny):
-    out = runner.run_chapter(tiny, "medium", {"seed": 5}, progress=False)
+    out = runner.run_chapter(tiny, "medium", {"seed": 5}, progress=False, threads=2)
     assert out == tiny.output() and out.exists()
     nb = json.loads(out.read_text())
     assert nb["metadata"]["papermill"]["parameters"]["n"] == 30
     assert runner.executed_scale(out) == "medium"
     text = "".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"])
     assert "scale=medium n=30" in text
+    assert "threads=2" in text                                          # the kernel got the thread count
     shown = [c for c in nb["cells"] if "remove-cell" not in c["metadata"].get("tags", [])]
     assert sum("scale = " in "".join(c["source"]) for c in shown) == 1  # one parameters block: the injected one
     assert "run at scale `medium`" in "".join(shown[1]["source"])

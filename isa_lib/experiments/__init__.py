@@ -28,7 +28,7 @@ from .grids import GridError, expand_grid, load_grid
 from .ledger import Ledger, LedgerBusyError, LedgerError, LedgerWriteError
 from .run import (_train_config, build_model, evaluate, load_data, run_group, run_one, seconds_per_step,
                   versions)  # noqa: F401
-from .sweeps import default_fuse, execute_group, plan_groups, sweep, sweep_main  # noqa: F401
+from .sweeps import default_fuse, execute_group, plan_groups, start_ray, sweep, sweep_main  # noqa: F401
 
 __all__ = [
     "MODELS", "SCALES", "RunConfig", "scale_defaults", "expand_grid", "load_grid", "run_one", "run_group",

@@ -47,15 +47,20 @@ def default_fuse(device: str = "cpu") -> int:
 
 
 def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, retry_failed: bool = True,
-                  progress: bool = False, checkpoints: bool = True) -> list[dict]:
+                  progress: bool = False, checkpoints: bool = True, threads: int | None = None) -> list[dict]:
     """A worker's task: claim the group's runs in the ledger, run them, and write their results in one
     transaction once all are finished (all or none: an interrupted task is redone as the same group).
 
     With ``checkpoints``, training checkpoints next to the ledger (``<ledger>.checkpoints/``), so a killed
     task resumes where its last checkpoint left it; the files are deleted once the results are stored.
     Ledger writes that fail (e.g. a node that cannot see the file) are left to the driver: outcomes carry
-    ``written`` and the metrics. Returns the outcomes of the runs this call executed.
+    ``written`` and the metrics. ``threads`` sets torch's intra-op threads for the task. Returns the outcomes
+    of the runs this call executed.
     """
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(int(threads))
     worker = _worker_id()
     ledger = None
     try:
@@ -167,7 +172,8 @@ def _sweep_held(unique, ledger, backend, address, gpus_per_task, fuse, progress,
     def driver_record(outcomes: list[dict]) -> None:
         ledger.keep([o for o in outcomes if not o.get("written")], worker=f"driver:{_worker_id()}")
 
-    task_args = (ledger.path, cache, retry_failed, progress, checkpoints)
+    # One torch thread per CPU the task holds (default 1): on a busy CPU more threads than cores spin.
+    task_args = (ledger.path, cache, retry_failed, progress, checkpoints, max(1, int(cpus_per_task)))
     if backend == "local":
         for i, g in enumerate(groups, 1):
             say(f"task {i}/{len(groups)}: {len(g)} x {g[0].model} ({', '.join(c.short() for c in g)})")
@@ -187,6 +193,23 @@ def _sweep_held(unique, ledger, backend, address, gpus_per_task, fuse, progress,
     return summary
 
 
+def start_ray(address: str | None = None, attempts: int = 3, **kw) -> None:
+    """``ray.init`` (a local node unless ``address``), tried ``attempts`` times: on a loaded machine a local
+    node can miss Ray's fixed 30 s start-up wait, and a second start usually makes it."""
+    import ray
+
+    kw = dict(include_dashboard=False, ignore_reinit_error=True, **kw)
+    for k in range(attempts):
+        try:
+            ray.init(address=address, **kw) if address else ray.init(**kw)
+            return
+        except Exception as err:  # noqa: BLE001 - Ray raises a plain Exception on a start-up timeout
+            ray.shutdown()
+            if k + 1 == attempts or "timed out" not in str(err).lower():
+                raise
+            print(f"ray: the node did not start in time ({err}); starting it again", file=sys.stderr, flush=True)
+
+
 def _run_on_ray(groups: list[list[RunConfig]], ledger: Ledger, task_args: tuple, record: Callable,
                 meter: _Progress, address: str | None = None, cpus_per_task: float = 1,
                 gpus_per_task: float = 0, log: bool = True) -> None:
@@ -197,8 +220,7 @@ def _run_on_ray(groups: list[list[RunConfig]], ledger: Ledger, task_args: tuple,
 
     started = False
     if not ray.is_initialized():
-        kw = dict(include_dashboard=False, ignore_reinit_error=True, log_to_driver=log)
-        ray.init(address=address, **kw) if address else ray.init(**kw)
+        start_ray(address, log_to_driver=log)
         started = True
     try:
         remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(execute_group)
@@ -228,7 +250,9 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--backend", default="local", choices=("local", "ray"))
     ap.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     ap.add_argument("--gpus-per-task", type=float, default=0)
-    ap.add_argument("--cpus-per-task", type=float, default=1)
+    ap.add_argument("--cpus-per-task", type=float, default=1,
+                    help="CPUs each task holds, and its torch threads (default 1: on a busy CPU more threads "
+                         "than free cores spin against each other)")
     ap.add_argument("--fuse", type=int, default=None,
                     help="seeds/betas trained together per task (default: 1 on a CPU, 4 on a GPU)")
     ap.add_argument("--no-checkpoints", action="store_true",

@@ -20,6 +20,8 @@ n = 3
 fail = False
 
 # %%
+import os
+
 import numpy as np
 
 rng = np.random.default_rng(seed)
@@ -27,6 +29,7 @@ values = rng.normal(size=n)
 if fail:
     raise RuntimeError("asked to fail")
 print(f"scale={scale} n={n} sum={values.sum():.6f}")
+print(f"threads={os.environ.get('OMP_NUM_THREADS')}")
 
 # %%
 import matplotlib.pyplot as plt
