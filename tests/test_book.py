@@ -101,3 +101,17 @@ def test_pytest_runs_one_chapter_through_nbval_as_the_readme_says():
     done = subprocess.run([sys.executable, "-m", "pytest", str(chapter), "-q"], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0 and f"{n_code} passed" in done.stdout, done.stdout[-3000:]
+
+
+def test_the_readme_quick_start_is_what_ci_and_these_tests_run():
+    """The README's two quick-start commands: install the book extra and run `isa-vae quickstart` (run above
+    on a small project), then install the dev extra and run pytest (what .ci/run does on a clean clone)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert len(block) == 2, block
+    first, second = block
+    assert '-e ".[book]"' in first and first.endswith(".venv/bin/isa-vae quickstart")
+    assert '-e ".[dev]"' in second and second.endswith(".venv/bin/python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert '-e ".[dev]"' in ci and ci.strip().endswith(".venv/bin/python -m pytest")
+    assert runner.find_chapter(cli.MAIN_CHAPTER).source.exists()
