@@ -206,14 +206,14 @@ def test_log_mixture_kernel_matches_direct_logsumexp(monkeypatch):
                 assert got.dtype == torch.float64 and got.shape == (len(groups), len(z))
                 assert (got - ref).abs().max() < tol, (groups, dt, sc, rc)
     # Half the posteriors very narrow, half very wide: for the joint group the fixed shift leaves the
-    # samples of wide posteriors below exp(floor / 2) in float32; they are redone with a running maximum.
+    # samples of wide posteriors below 2^(floor / 2) in float32; they are redone with a running maximum.
     lv2 = torch.where(torch.arange(n)[:, None] < n // 2, -11.0, 25.0).double().expand(n, d)
     mu2 = mu * 0.1
     z2 = mu2 + torch.exp(0.5 * lv2) * torch.randn(n, d, generator=g, dtype=torch.float64)
     z2 = torch.cat([z2[:50], z2[-50:]])
     redone = []
-    exact = _mixture._log_sum_exact
-    monkeypatch.setattr(_mixture, "_log_sum_exact", lambda zs, *a: (redone.append(zs.shape[1]), exact(zs, *a))[1])
+    exact = _mixture._log2_sum_exact
+    monkeypatch.setattr(_mixture, "_log2_sum_exact", lambda zs, *a: (redone.append(zs.shape[1]), exact(zs, *a))[1])
     for dt in (torch.float64, torch.float32):
         _mixture._check_resolvable(mu2.to(dt), lv2.to(dt), dt)
         got = _mixture._log_mixture(z2.to(dt), mu2.to(dt), lv2.to(dt), [list(range(d))], 16, 500)
@@ -412,3 +412,14 @@ def test_encode_dataset_and_evaluate_model():
                            log_prior_fn=torch.distributions.Normal(0.0, 1.0), n_samples=None)
     assert out["mig_factors"] == [1, 2] and out["mig"] > 0.99
     assert out["reconstruction"] < 0 and "total_correlation" in out
+    assert out["mig_dtype"] == "float64"
+    fast = M.evaluate_model(encode, ds, n_samples=None, mig_dtype=torch.float32)
+    assert fast["mig_dtype"] == "float32" and abs(fast["mig"] - out["mig"]) < 1e-6
+
+    def sharp(x):              # sigma = 1e-5 at |mu| up to 3: below float32's resolution, not float64's
+        m, _ = encode(x)
+        return m, torch.full_like(m, math.log(1e-5 ** 2))
+    fallback = M.evaluate_model(sharp, ds, n_samples=None, mig_dtype=torch.float32)
+    assert fallback["mig_dtype"] == "float64" and fallback["mig"] > 0.99
+    with pytest.raises(ValueError, match="degenerate"):
+        M.mig_chen(*M.encode_dataset(sharp, ds), sizes, dtype=torch.float32)
