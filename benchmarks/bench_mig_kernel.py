@@ -1,10 +1,12 @@
 """The inner kernel of Chen et al.'s MIG (paper Sec. 4), side by side: log (1/N sum_n q(z_s|x_n)) per latent.
 
-Same input for every implementation: the synthetic dSprites posteriors of bench_metrics.py with 20 latents,
-one z per row drawn as mig_chen draws it, a random subset of S samples scored against all N posteriors.
+Same input for every implementation: the synthetic posteriors of bench_metrics.py for the full dSprites grid
+(N = 737,280) with 20 latents, one z per row drawn as mig_chen draws it, and a random subset of S = 100
+samples (mig_chen uses 10,000) scored against all N posteriors.
 
   reference  the obvious loop, written here: for each chunk of samples the (chunk, N, D) log-densities in
-             float64, then torch.logsumexp over all N;
+             float64, then torch.logsumexp over all N (chunks of ~2^20 numbers, its fastest on the 2-core
+             development machine; at the full N one sample's (N, D) block is already 14.7 M numbers);
   gemm64     the library's kernel before issue 14 (a GEMM on [z^2, z, 1], then a separate exp pass), float64;
   new64      isa_lib.metrics._mixture._log_mixture (z - mu directly, fixed-shift streamed log-sum-exp), float64;
   new32      the same in float32;
@@ -13,11 +15,12 @@ one z per row drawn as mig_chen draws it, a random subset of S samples scored ag
 Prints evals/s (one eval = one (sample, image, latent) log-density), the ratio to the reference and the
 largest difference from the reference in nats. Interleaved rounds; the fastest round counts.
 
-    python benchmarks/bench_mig_kernel.py                        # N = 46,080 (1/16 grid), S = 500, 1 thread
+    python benchmarks/bench_mig_kernel.py                        # full N, S = 100, 1 thread (minutes)
+    python benchmarks/bench_mig_kernel.py --grid 1,3,6,40,8,8    # N = 46,080, for a quick look
     python benchmarks/bench_mig_kernel.py --compile              # also the torch.compile'd block
-    python benchmarks/bench_mig_kernel.py --full                 # + the whole estimator on the full grid
-    python benchmarks/bench_mig_kernel.py --full --full-grid 1,3,6,40,16,16   # a quarter of it, extrapolated
-    python benchmarks/bench_mig_kernel.py --device cuda --grid 1,3,6,40,32,32 --n-samples 2000 --full
+    python benchmarks/bench_mig_kernel.py --full                 # + mig_chen on the full grid, S = 10,000
+    python benchmarks/bench_mig_kernel.py --full --full-grid 1,3,6,40,16,16   # a quarter of N, extrapolated
+    python benchmarks/bench_mig_kernel.py --device cuda --n-samples 2000 --full --full-dtypes float32,float64
 """
 import argparse
 import math
@@ -37,7 +40,7 @@ from isa_lib.metrics._mixture import LOG_2PI, _draw_z, _floor, _log_mixture, _su
 FACTORS = (2, 3, 4, 5)      # scale, orientation, posX, posY: the MIG's factors on dSprites
 
 
-def reference_log_mixture(z, mu, logvar, budget=2**24):
+def reference_log_mixture(z, mu, logvar, budget=2**20):
     """log (1/N sum_n N(z_sj; mu_nj, exp(logvar_nj))) per latent j, (D, S), float64: the obvious loop."""
     z, mu, logvar = z.double(), mu.double(), logvar.double()
     n, d = mu.shape
@@ -120,9 +123,8 @@ def parse_grid(text):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--grid", type=parse_grid, default=(1, 3, 6, 40, 8, 8),
-                    help="factor sizes of the kernel comparison (default: 1/16 of dSprites, N = 46,080)")
-    ap.add_argument("--n-samples", type=int, default=500, help="S of the kernel comparison")
+    ap.add_argument("--grid", type=parse_grid, default=DSPRITES, help="factor sizes of the kernel comparison")
+    ap.add_argument("--n-samples", type=int, default=100, help="S of the kernel comparison")
     ap.add_argument("--latents", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (CPU)")
@@ -175,8 +177,9 @@ def main(argv=None):
     ref_name = next(iter(cases))
     ref = results[ref_name].double()
     print(f"{'kernel':20s} {'s':>8s} {'M evals/s':>10s} {'x ' + ref_name.split()[0]:>12s} {'max |diff| nats':>16s}")
+    diffs = {}
     for name in cases:
-        diff = float((results[name].double() - ref).abs().max())
+        diff = diffs[name] = float((results[name].double() - ref).abs().max())
         print(f"{name:20s} {best[name]:8.2f} {evals / best[name] / 1e6:10.0f} {best[ref_name] / best[name]:12.1f} "
               f"{diff:16.2e}")
     rates = {name: evals / best[name] for name in cases}
@@ -201,6 +204,7 @@ def main(argv=None):
                 for name, r in rates.items():
                     print(f"    {name:20s} extrapolated (its kernel rate x {scale:.2f}): "
                           f"{full / (r * scale) / 60:8.1f} min")
+    return {"rates": rates, "diffs": diffs}
 
 
 if __name__ == "__main__":
