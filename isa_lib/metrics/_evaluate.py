@@ -18,7 +18,7 @@ def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, lo
     optional ``name``/``factor_names``/``max_value``): Chen MIG (factors default: MIG_FACTORS of the
     dataset's name, else every varying factor), reconstruction quality if ``decode`` is given, and the
     Eq. 3 decomposition if ``log_prior_fn`` is given.  ``mig_dtype``: the MIG's working precision; float32
-    scores the same samples about twice as fast as the float64 reference (see :func:`mig_chen`); posteriors
+    scores the same samples 2-3x faster than the float64 reference (see :func:`mig_chen`); posteriors
     too narrow for it are scored in float64 instead.  ``out["mig_dtype"]`` names the one used."""
     mu, lv = encode_dataset(encode, dataset, batch_size=batch_size, device=device)
     names = getattr(dataset, "factor_names", None)

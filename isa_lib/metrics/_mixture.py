@@ -25,9 +25,9 @@ def _log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, groups
     """log (1/M sum_m prod_{j in g} N(z_sj; mu_mj, exp(logvar_mj))) for every sample s and group g.
 
     z: (S, D); mu, logvar: (M, D), same device and dtype (float64 or float32).  Returns (G, S) float64.
-    The log-density of a block is computed from z - mu directly (no expanded quadratic, so float32 keeps its
-    accuracy where |mu| >> sigma), in base 2 (torch's exp2 is about twice as fast as exp), and enters a
-    log-sum-exp streamed over row chunks with a fixed shift, the group's upper bound
+    The log-density of a block is computed from z - mu directly (no expanded quadratic, so float32 keeps
+    its accuracy where |mu| >> sigma), in base 2 (torch's exp2 ran 1.8x faster than exp on the development
+    CPU), and enters a log-sum-exp streamed over row chunks with a fixed shift, the group's upper bound
     top_g = max_m log N(mu_m; mu_m, var_m): every term is 2^(a number <= 0), summed in the working dtype
     within a block and in float64 across blocks.  A sample whose sum falls below 2^(floor / 2) (far from
     every narrow posterior) is recomputed with a running maximum instead.  Groups of one size are batched;
