@@ -31,7 +31,8 @@ def _log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, groups
     top_g = max_m log N(mu_m; mu_m, var_m): every term is 2^(a number <= 0), summed in the working dtype
     within a block and in float64 across blocks.  A sample whose sum falls below 2^(floor / 2) (far from
     every narrow posterior) is recomputed with a running maximum instead.  Groups of one size are batched;
-    a block holds about ``sample_chunk * row_chunk`` numbers (twice that for groups of several latents).
+    a block holds about ``sample_chunk * row_chunk`` numbers on a CPU and G_b times that on a GPU (G_b
+    groups of one size; twice that for groups of several latents).
     """
     s_n, m_n = z.shape[0], mu.shape[0]
     dev, dt = z.device, z.dtype
@@ -52,7 +53,8 @@ def _log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, groups
         top = cb.amax(1, keepdim=True)
         cb = (cb - top).contiguous()
         acc = torch.zeros(gb, s_n, dtype=torch.float64, device=dev)
-        sc = max(1, sample_chunk // gb)
+        # CPU: blocks of ~sample_chunk x row_chunk numbers stay in cache; a GPU wants few, large launches
+        sc = sample_chunk if dev.type == "cuda" else max(1, sample_chunk // gb)
         buf = torch.empty(gb * min(sc, s_n) * min(row_chunk, m_n) * min(k, 2), dtype=dt, device=dev)
         for r0 in range(0, m_n, row_chunk):
             r1 = min(r0 + row_chunk, m_n)
