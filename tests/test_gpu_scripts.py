@@ -1,6 +1,7 @@
-"""The prepared GPU scripts, run at their CPU smoke size: benchmarks/gpu_sweep.py (budgeted, resumable) and
-benchmarks/gpu_session.sh (the one command a GPU session runs). A lent GPU is held for minutes only, so
-these must work the first time there."""
+"""The prepared GPU scripts, run at their CPU smoke size: benchmarks/gpu_sweep.py (budgeted, resumable),
+benchmarks/gpu_session.sh (the one command a GPU session runs) and the benchmarks it can call with
+--device cuda (bench_mig_kernel.py, bench_roofline.py; bench_eval_share.py is CPU-only). A lent GPU is held
+for minutes only, so these must work the first time there."""
 import importlib.util
 import os
 import subprocess
@@ -8,17 +9,61 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
+import torch
 
 from isa_lib.experiments import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_gpu_sweep():
-    spec = importlib.util.spec_from_file_location("gpu_sweep", ROOT / "benchmarks" / "gpu_sweep.py")
+@pytest.fixture
+def keep_threads():
+    """The benchmarks set torch's thread count (default 1); the test process gets its own back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_gpu_sweep():
+    return load_benchmark("gpu_sweep")
+
+
+def test_mig_kernel_benchmark_runs_and_every_kernel_agrees_with_the_reference(capsys, keep_threads):
+    bench = load_benchmark("bench_mig_kernel")
+    out = bench.main(["--grid", "1,3,6,4,4,4", "--n-samples", "30", "--latents", "6", "--rounds", "1",
+                      "--full", "--full-grid", "1,3,6,4,4,4", "--full-dtypes", "float32,float64"])
+    assert set(out["rates"]) == {"reference float64", "gemm64 (before)", "new float64", "new float32"}
+    assert max(out["diffs"][k] for k in ("gemm64 (before)", "new float64")) < 1e-10
+    assert out["diffs"]["new float32"] < 1e-4
+    text = capsys.readouterr().out
+    assert "x reference" in text and text.count("the full grid at this rate") == 2
+
+
+def test_roofline_benchmark_quick(capsys, keep_threads):
+    load_benchmark("bench_roofline").main(["--quick", "--steps", "1", "--rounds", "1", "--breakdown",
+                                           "--configs", "normal,ISA learned,beta-TCVAE"])
+    text = capsys.readouterr().out
+    assert "of matmul" in text and "overhead of ISA learned over the normal prior" in text
+    assert "overhead of beta-TCVAE" in text and "beta-TCVAE step by phase" in text
+
+
+def test_eval_share_benchmark_small(tmp_path, monkeypatch, capsys, keep_threads):
+    monkeypatch.setenv("ISA_VAE_CACHE", str(tmp_path / "cache"))
+    ledger = tmp_path / "l.csv"
+    pd.DataFrame({"status": ["done", "done", "failed"], "timings.train_s_per_run": [80.0, 40.0, 1.0],
+                  "timings.eval_s": [20.0, 10.0, 1.0]}).to_csv(ledger, index=False)
+    load_benchmark("bench_eval_share").main(["--scale", "small", "--ledger", str(ledger)])
+    text = capsys.readouterr().out
+    assert "2 finished runs" in text
+    assert "before (ledger)  eval x1.00: mean 20.0%, median 20.0%, max 20.0%, runs above 20 %: 0" in text
 
 
 def test_gpu_sweep_continues_where_a_call_stopped(tmp_path, monkeypatch, capsys):

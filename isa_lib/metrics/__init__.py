@@ -29,9 +29,14 @@ k of the same estimator restricted to the images with v_k = v (a strided slice
 of the C-ordered grid); I = H(z_j) - H(z_j|v_k) is sorted over j, clamped at
 0, and the gap of the two largest is divided by log |V_k| (the entropy of a
 uniform grid factor) and averaged over the factors that count (MIG_FACTORS).
-The sums over images are streamed in chunks (a small GEMM gives the
-log-densities of a whole block, then a log-sum-exp), so memory is bounded by
-``sample_chunk * row_chunk * D`` and results do not depend on the chunking.
+The sums over images are streamed in blocks (the log-densities of a block
+from z - mu directly, then a log-sum-exp with a fixed shift, summed in float64
+across blocks), so memory is bounded by about ``2 * sample_chunk * row_chunk``
+numbers (times the number of groups on a GPU) and results do not depend on the
+chunking beyond rounding.  The
+default ``dtype=torch.float64`` is the reference; ``torch.float32`` runs the
+same estimator on the same samples 2-3x faster and agrees with it to
+~1e-7 nats on trained-like posteriors (tests/test_metrics.py).
 
 One module per metric family, with the shared input checks in one place: ``_inputs`` (factors that count,
 shapes, seeds), ``_mixture`` (the streamed aggregate posterior), ``_mig`` (Chen MIG, grouped MIG),

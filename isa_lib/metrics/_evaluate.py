@@ -3,25 +3,36 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
+
 from ._elbo import elbo_decomposition, encode_dataset, reconstruction_log_likelihood
 from ._inputs import MIG_FACTORS
 from ._mig import mig_chen
+from ._mixture import _check_resolvable
 
 
 def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, log_prior_fn=None,
                    factors=None, n_samples: int = 10000, groups=None, batch_size: int = 1024, seed: int = 0,
-                   device=None) -> dict:
+                   device=None, mig_dtype: torch.dtype = torch.float64) -> dict:
     """The paper's numbers for a trained model on a ground-truth dataset (``images``, ``factor_sizes``,
     optional ``name``/``factor_names``/``max_value``): Chen MIG (factors default: MIG_FACTORS of the
     dataset's name, else every varying factor), reconstruction quality if ``decode`` is given, and the
-    Eq. 3 decomposition if ``log_prior_fn`` is given."""
+    Eq. 3 decomposition if ``log_prior_fn`` is given.  ``mig_dtype``: the MIG's working precision; float32
+    scores the same samples 2-3x faster than the float64 reference (see :func:`mig_chen`); posteriors
+    too narrow for it are scored in float64 instead.  ``out["mig_dtype"]`` names the one used."""
     mu, lv = encode_dataset(encode, dataset, batch_size=batch_size, device=device)
     names = getattr(dataset, "factor_names", None)
     if factors is None and getattr(dataset, "name", None) in MIG_FACTORS:
         factors = dataset.name   # resolved against the dataset's own factor_names
+    if mig_dtype != torch.float64:
+        try:
+            _check_resolvable(mu, lv, mig_dtype)
+        except ValueError:
+            mig_dtype = torch.float64
     res = mig_chen(mu, lv, dataset.factor_sizes, factors=factors, n_samples=n_samples, groups=groups,
-                   factor_names=names, seed=seed, device=device)
-    out = {"mig": res.mig, "mig_per_factor": res.per_factor, "mig_factors": res.factors}
+                   factor_names=names, seed=seed, device=device, dtype=mig_dtype)
+    out = {"mig": res.mig, "mig_per_factor": res.per_factor, "mig_factors": res.factors,
+           "mig_dtype": str(mig_dtype).replace("torch.", "")}
     if decode is not None:
         out["reconstruction"] = reconstruction_log_likelihood(encode, decode, dataset, batch_size=batch_size,
                                                               seed=seed, device=device)

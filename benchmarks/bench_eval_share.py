@@ -1,0 +1,90 @@
+"""Evaluation's share of a run at a CPU scale, before and after the new MIG kernel (issue 14: at most 20 %).
+
+Builds the scale's data and model (isa_lib.experiments.config_for, load_data, build_model; the model is
+untrained, which changes no timing) and times the parts of the sweep's evaluation (isa_lib.experiments.evaluate
+-> isa_lib.metrics.evaluate_model): encoding the whole grid, Chen's MIG (Sec. 4) on the scale's mig_samples,
+and the reconstruction term. The MIG is timed with the kernel before issue 14 (bench_mig_kernel.gemm_log_mixture,
+float64), the new kernel in float64 (the default) and in float32. Then, for the finished runs of a ledger
+CSV (read only), it prints evaluation's share eval_s / (train_s_per_run + eval_s) as recorded and as
+projected: eval_s x (encode + reconstruction + new MIG) / (encode + reconstruction + MIG before).
+
+    python benchmarks/bench_eval_share.py                                   # medium, results/dsprites_medium.csv
+    python benchmarks/bench_eval_share.py --scale large --ledger results/dsprites_large.csv
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+
+from bench_mig_kernel import gemm_log_mixture  # noqa: E402
+from isa_lib import metrics as M  # noqa: E402
+from isa_lib.experiments import build_model, config_for, load_data  # noqa: E402
+from isa_lib.metrics import _mig  # noqa: E402
+
+
+def _gemm(z, mu, logvar, groups, sample_chunk, row_chunk):
+    if any(len(g) != 1 for g in groups):
+        raise ValueError("the GEMM kernel of this benchmark takes one latent per group")
+    return gemm_log_mixture(z, mu, logvar, sample_chunk, row_chunk)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", default="medium")
+    ap.add_argument("--ledger", default=str(ROOT / "results" / "dsprites_medium.csv"))
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (the sweep's workers use 1)")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    c = config_for(a.scale, model="isa_vae")
+    data = load_data(c)
+    model = build_model(c).eval()
+    kw = dict(factors=data.name, factor_names=data.factor_names, n_samples=c.mig_samples, seed=c.seed)
+    with torch.no_grad():
+        (mu, lv), t_enc = timed(lambda: M.encode_dataset(model.encoder, data, batch_size=1024))
+        _, t_rec = timed(lambda: M.reconstruction_log_likelihood(model.encoder, model.decoder, data, batch_size=1024,
+                                                                  seed=c.seed))
+        new64, t_new64 = timed(lambda: M.mig_chen(mu, lv, data.factor_sizes, dtype=torch.float64, **kw))
+        new32, t_new32 = timed(lambda: M.mig_chen(mu, lv, data.factor_sizes, dtype=torch.float32, **kw))
+        kernel = _mig._log_mixture
+        _mig._log_mixture = _gemm
+        try:
+            old, t_old = timed(lambda: M.mig_chen(mu, lv, data.factor_sizes, dtype=torch.float64, **kw))
+        finally:
+            _mig._log_mixture = kernel
+    other = t_enc + t_rec
+    print(f"scale {a.scale}: {len(data)} images, {c.latent_dim} latents, mig_samples {c.mig_samples}, "
+          f"{torch.get_num_threads()} thread(s)")
+    print(f"encode {t_enc:.1f} s, reconstruction {t_rec:.1f} s; MIG: before {t_old:.1f} s, new float64 "
+          f"{t_new64:.1f} s (x{t_old / t_new64:.1f}), new float32 {t_new32:.1f} s (x{t_old / t_new32:.1f})")
+    print(f"MIG before/new64/new32: {old.mig:.6f} / {new64.mig:.6f} / {new32.mig:.6f}")
+    scale = {"before (ledger)": 1.0, "new float64": (other + t_new64) / (other + t_old),
+             "new float32": (other + t_new32) / (other + t_old)}
+    try:
+        import pandas as pd
+        df = pd.read_csv(a.ledger)
+    except (ImportError, OSError) as err:
+        print(f"no ledger to project ({err})")
+        return
+    df = df[df["status"] == "done"]
+    train, ev = df["timings.train_s_per_run"], df["timings.eval_s"]
+    print(f"{a.ledger}: {len(df)} finished runs; evaluation's share of train + eval per run:")
+    for name, f in scale.items():
+        share = ev * f / (train + ev * f)
+        print(f"  {name:16s} eval x{f:.2f}: mean {share.mean():.1%}, median {share.median():.1%}, "
+              f"max {share.max():.1%}, runs above 20 %: {int((share > 0.2).sum())}")
+
+
+if __name__ == "__main__":
+    main()
