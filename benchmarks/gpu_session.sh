@@ -10,11 +10,13 @@
 #   2. benchmarks/gpu_metrics.py: the full-grid MIG timing and the GPU/CPU agreement check;
 #   3. benchmarks/bench_train.py --paper: fused against separate training, and the per-step finite check
 #      read back every step against once per log step, at the paper's network sizes;
-#   4. benchmarks/gpu_sweep.py on ONE question, Fig. 5a at paper scale (experiments/grids/
+#   4. benchmarks/bench_mig_kernel.py (the streamed MIG kernel: full dSprites, S = 10,000, float32 and float64)
+#      and benchmarks/bench_roofline.py (training steps of the paper's MLP against the matmul rate);
+#   5. benchmarks/gpu_sweep.py on ONE question, Fig. 5a at paper scale (experiments/grids/
 #      dsprites_paper_beta1.yml: beta-VAE and ISA-VAE at beta = 1, seeds 0-49, 10 seeds fused per task, seeds
 #      in order and the two models interleaved, so that whatever fits is a balanced comparison), appended to
 #      results/dsprites_paper_beta1.db (so a second session continues where this one stopped);
-#   5. the ledger (a consistent SQLite backup) and its CSV export copied to $OUT, to be committed as
+#   6. the ledger (a consistent SQLite backup) and its CSV export copied to $OUT, to be committed as
 #      results/dsprites_paper_beta1.db and results/dsprites_paper_beta1.csv.
 # GRID (environment) picks another grid, e.g. GRID=experiments/grids/dsprites_paper.yml for the full Table 1.
 # SWEEP_ARGS (environment) is appended to gpu_sweep.py's arguments, e.g. SWEEP_ARGS="--max-tasks 2".
@@ -34,9 +36,13 @@ left() { echo $(( budget - ($(date +%s) - start) )); }
 if [ "$mode" = "--cpu-smoke" ]; then
     metrics_args="--cpu-small"; train_args="--k 2 --steps 3 --device cpu"
     sweep_args="--cpu-smoke --fuse 4"; ledger="$OUT/smoke.db"; reserve=10
+    kernel_args="--grid 1,3,6,4,4,4 --n-samples 30 --latents 6 --rounds 1 --full --full-grid 1,3,6,4,4,4"
+    roofline_args="--quick --steps 1 --rounds 1"; kernel_s=60; roofline_s=60
 else
     metrics_args="--skip-float64"; train_args="--paper --device cuda --k 10 --steps 20"
     sweep_args="--fuse 10"; ledger="results/$name.db"; reserve=45
+    kernel_args="--device cuda --n-samples 1000 --sample-chunk 1024 --row-chunk 16384 --full --full-dtypes float32,float64"
+    roofline_args="--device cuda --steps 20 --rounds 3 --breakdown"; kernel_s=90; roofline_s=60
 fi
 
 {
@@ -50,6 +56,10 @@ echo "== gpu_metrics ($(left) s left)"
 timeout 150 "$py" benchmarks/gpu_metrics.py $metrics_args 2>&1 | tee "$OUT/gpu_metrics.log"
 echo "== bench_train ($(left) s left)"
 timeout 120 "$py" benchmarks/bench_train.py $train_args 2>&1 | tee "$OUT/bench_train.log"
+echo "== bench_mig_kernel ($(left) s left)"
+timeout $kernel_s "$py" benchmarks/bench_mig_kernel.py $kernel_args 2>&1 | tee "$OUT/bench_mig_kernel.log"
+echo "== bench_roofline ($(left) s left)"
+timeout $roofline_s "$py" benchmarks/bench_roofline.py $roofline_args 2>&1 | tee "$OUT/bench_roofline.log"
 
 sweep_budget=$(( $(left) - reserve ))
 echo "== gpu_sweep, budget ${sweep_budget} s"

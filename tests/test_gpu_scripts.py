@@ -108,8 +108,11 @@ def test_gpu_session_script_runs_end_to_end_on_a_cpu(tmp_path):
     r = subprocess.run(["bash", "benchmarks/gpu_session.sh", "600", "--cpu-smoke"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for name in ("env.txt", "gpu_metrics.log", "bench_train.log", "gpu_sweep.log", "smoke.db", "smoke.csv"):
+    for name in ("env.txt", "gpu_metrics.log", "bench_train.log", "bench_mig_kernel.log", "bench_roofline.log",
+                 "gpu_sweep.log", "smoke.db", "smoke.csv"):
         assert (out / name).stat().st_size > 0, name
+    assert "M evals/s" in (out / "bench_mig_kernel.log").read_text()
+    assert "of matmul" in (out / "bench_roofline.log").read_text()
     assert "MIG =" in (out / "gpu_metrics.log").read_text()
     assert "s/step" in (out / "bench_train.log").read_text()
     # the session's one question: Fig. 5a (beta-VAE and ISA-VAE at beta = 1), seeds in order, models interleaved
