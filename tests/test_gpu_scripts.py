@@ -3,6 +3,7 @@ benchmarks/gpu_session.sh (the one command a GPU session runs) and the benchmark
 --device cuda (bench_mig_kernel.py, bench_roofline.py; bench_eval_share.py is CPU-only). A lent GPU is held
 for minutes only, so these must work the first time there."""
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -123,3 +124,23 @@ def test_gpu_session_script_runs_end_to_end_on_a_cpu(tmp_path):
     ledger = Ledger(out / "smoke.db")   # a consistent copy that opens on its own
     assert ledger.counts().get("done", 0) > 0
     assert len(pd.read_csv(out / "smoke.csv")) == sum(ledger.counts().values())
+
+
+def test_full_grid_mig_script_trains_encodes_and_scores_in_both_precisions(tmp_path, monkeypatch):
+    """benchmarks/full_grid_mig.py at its smoke size: float32 and float64 MIG of the same samples agree."""
+    monkeypatch.setenv("ISA_VAE_CACHE", str(tmp_path / "cache"))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("full_grid_mig", ROOT / "benchmarks" / "full_grid_mig.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out, state = tmp_path / "full.json", tmp_path / "model.pt"
+    mod.main(["--smoke", "--n-samples", "100", "--dtypes", "float32", "float64", "--out", str(out),
+              "--state", str(state)])
+    res = json.loads(out.read_text())
+    assert res["n_images"] == 3072 and state.exists() and "train_s" in res["trained"]
+    assert abs(res["mig"]["float32"]["mig"] - res["mig"]["float64"]["mig"]) < 1e-3
+    mod.main(["--smoke", "--n-samples", "100", "--out", str(out), "--state", str(state)])   # loads, no training
+    again = json.loads(out.read_text())
+    assert again["trained"] == {"loaded": str(state)}
+    assert again["mig"]["float32"]["mig"] == res["mig"]["float32"]["mig"]
