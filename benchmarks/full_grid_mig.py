@@ -76,7 +76,7 @@ def main(argv=None):
     for name in a.dtypes:
         t = time.perf_counter()
         res = mig_chen(mu, lv, data.factor_sizes, factors="dsprites", factor_names=data.factor_names,
-                       n_samples=a.n_samples, seed=0, dtype=getattr(torch, name))
+                       n_samples=a.n_samples, seed=0, dtype=getattr(torch, name), progress=not a.smoke)
         scores[name] = {"mig": res.mig, "seconds": time.perf_counter() - t,
                         "mig_per_factor": dict(zip([data.factor_names[k] for k in res.factors],
                                                    [float(v) for v in res.per_factor]))}

@@ -423,3 +423,12 @@ def test_encode_dataset_and_evaluate_model():
     assert fallback["mig_dtype"] == "float64" and fallback["mig"] > 0.99
     with pytest.raises(ValueError, match="degenerate"):
         M.mig_chen(*M.encode_dataset(sharp, ds), sizes, dtype=torch.float32)
+
+
+def test_mig_progress_bar_counts_passes_and_changes_nothing(capsys):
+    g = torch.Generator().manual_seed(0)
+    mu, lv = torch.randn(64, 3, generator=g, dtype=torch.float64), torch.zeros(64, 3, dtype=torch.float64)
+    quiet = M.mig_chen(mu, lv, [4, 4, 4], n_samples=16)
+    shown = M.mig_chen(mu, lv, [4, 4, 4], n_samples=16, progress=True)
+    assert shown.mig == quiet.mig
+    assert "4.00/4 passes" in capsys.readouterr().err    # marginals + three factors' conditionals

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ._inputs import _check_groups, _check_sizes, _generator, resolve_factors
 from ._mixture import _draw_z, _log_mixture, _prepare, _subset
@@ -45,7 +46,7 @@ def _gap(mi: np.ndarray, norm: np.ndarray) -> np.ndarray:
 def mig_chen(mu, logvar, factor_sizes: Sequence[int], factors=None, n_samples: int | None = 10000,
              groups=None, factor_names: Sequence[str] | None = None, seed: int = 0,
              generator: torch.Generator | None = None, sample_chunk: int = 256, row_chunk: int = 4096,
-             device=None, dtype=torch.float64) -> MIGResult:
+             device=None, dtype=torch.float64, progress: bool = False) -> MIGResult:
     """MIG of Chen et al. (2018), the metric of the paper (Sec. 4), from the posteriors of the full grid.
 
     mu, logvar: (N, D) posterior means and log-variances of every image of the factor grid in C order
@@ -56,7 +57,8 @@ def mig_chen(mu, logvar, factor_sizes: Sequence[int], factors=None, n_samples: i
     Randomness: ``generator`` or ``seed`` (CPU generator; same seed -> same numbers on the CPU).
     dtype: the working precision.  float64 (default) is the reference; float32 draws the same samples and
     subsets and, since log-densities are taken from z - mu directly, agrees with it to ~1e-7 nats on
-    trained-like posteriors at 2-3x the speed (benchmarks/bench_mig_kernel.py).
+    trained-like posteriors at 2-3x the speed (benchmarks/bench_mig_kernel.py).  progress: a bar counting
+    passes over the grid (the marginal entropies, then each factor's conditional ones), with an ETA.
     """
     mu, logvar = _prepare(mu, logvar, device, dtype)
     n, d = mu.shape
@@ -74,7 +76,10 @@ def mig_chen(mu, logvar, factor_sizes: Sequence[int], factors=None, n_samples: i
     z = _draw_z(mu, logvar, gen)
     # H(z_g): a subset of the samples against the posteriors of all N images.
     sel = _subset(n, n_samples, gen).to(mu.device)
+    bar = tqdm(total=1 + len(ks), disable=not progress, unit="pass", desc=f"MIG, {n:,} posteriors",
+               bar_format="{l_bar}{bar}| {n:.2f}/{total} passes [{elapsed}<{remaining}]")
     h_marg = -_log_mixture(z[sel], mu, logvar, groups, sc, rc).mean(1)
+    bar.update(1)
     # H(z_g | v_k) = mean_v H(z_g | v_k = v); the rows with v_k = v are a strided slice of the grid.
     shape = sizes + (d,)
     mu_g, lv_g, z_g = mu.view(shape), logvar.view(shape), z.view(shape)
@@ -87,6 +92,8 @@ def mig_chen(mu, logvar, factor_sizes: Sequence[int], factors=None, n_samples: i
             sel_v = _subset(m_v.shape[0], n_samples, gen).to(mu.device)
             lq = _log_mixture(z_v[sel_v], m_v, l_v, groups, sc, rc)
             h_cond[i] += (-lq.mean(1)).double().cpu() / sizes[k]
+            bar.update(1 / sizes[k])
+    bar.close()
     h_marg = h_marg.double().cpu().numpy()
     h_cond = h_cond.numpy()
     mi = h_marg[None, :] - h_cond
