@@ -1,11 +1,14 @@
 """How many threads torch uses for CPU work, for chapters, sweeps, the quick start and the tests.
 
 torch's default is one intra-op thread per core. On a loaded 2-core machine two such processes spin
-against each other: a small run took 620 ms per step with 2 threads against 35 ms with one. The policy,
-measured in ``benchmarks/bench_threads.py``: one thread for the ``small`` and ``medium`` networks (they
-gain little from a second thread even on an idle machine, and lose many times that under load); for other
-work, the cores not already busy (cores minus the 1-minute load average, at least one). An explicit
-request wins, then ``OMP_NUM_THREADS`` from the environment, then the policy.
+against each other: a small run took 620 ms per step with 2 threads against 35 ms with one. Measured
+side by side (``benchmarks/bench_threads.py``, 2 cores): on the idle machine a second thread makes a
+training step 28-30 % faster at the small and medium scales and 38 % at large; with two busy processes
+beside it, it makes the step as fast (small), 2x slower (medium) and 7x slower (large). So the policy is
+one thread for the ``small`` and ``medium`` networks (the quick start, the tests, most chapters), which
+gives up at most 30 % on an idle machine to avoid losing 2x or more on a busy one; for other work, the
+cores not already busy (cores minus the 1-minute load average, at least one). An explicit request wins,
+then ``OMP_NUM_THREADS`` from the environment, then the policy.
 """
 from __future__ import annotations
 
