@@ -70,6 +70,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
         if self.estimator not in ("mss", "mws"):
             raise ValueError(f"estimator must be 'mss' or 'mws', got {self.estimator!r}")
+        if not isinstance(self.amp, bool):
+            raise ValueError(f"amp must be True or False, got {self.amp!r}")
         if not isinstance(self.device, str):
             raise ValueError(f"device must be a string such as 'cpu' or 'cuda', got {self.device!r}")
         dev = self.device.split(":")[0]

@@ -101,6 +101,7 @@ CASES = [
     ("epochs 0", lambda: TrainConfig(epochs=0), ValueError, r"epochs must be a finite number > 0, got 0"),
     ("lr NaN", lambda: TrainConfig(lr=float("nan")), ValueError, r"lr must be a finite number"),
     ("unknown objective", lambda: TrainConfig(objective="elbo2"), ValueError, r"unknown objective 'elbo2'"),
+    ("amp as text", lambda: TrainConfig(amp="yes"), ValueError, r"amp must be True or False, got 'yes'"),
     ("cuda without a GPU", lambda: TrainConfig(device="cuda") if not torch.cuda.is_available() else
      pytest.skip("a GPU is present"), ValueError, r"no CUDA device"),
     ("images the network cannot make", lambda: train(tiny_model(), images(size=32), TrainConfig(epochs=1)),
@@ -148,6 +149,11 @@ CASES = [
     ("grid file a list", "list_grid", GridError, r"list_grid\.yml.*a grid is a mapping"),
     ("grid file missing", lambda: load_grid("/nonexistent/grid.yml"), GridError, r"/nonexistent/grid\.yml"),
     ("run seed 1.5", lambda: RunConfig(seed=1.5), ValueError, r"seed must be an integer >= 0, got 1\.5"),
+    ("run layout of fractions", lambda: RunConfig(model="isa_vae", latent_dim=20, layout=(4.5, 4, 4, 4, 3.5)),
+     ValueError, r"layout must be whole subspace sizes.*4\.5"),
+    ("run p0 as text", lambda: RunConfig(model="isa_vae", p0="2.1"), ValueError,
+     r"p0 must be a finite number > 0 for model 'isa_vae', got '2\.1'"),
+    ("run amp as text", lambda: RunConfig(amp="yes"), ValueError, r"amp must be True or False"),
     ("run layout against latent size", lambda: RunConfig(model="isa_vae", latent_dim=10, layout=(4, 4)), ValueError,
      r"layout \(4, 4\) sums to 8, not latent_dim 10"),
     # ---- the ledger (a real store: nothing of another application's is touched)

@@ -174,6 +174,8 @@ class RunConfig:
             self._put("hidden", int(hidden))
         if not isinstance(self.device, str) or not self.device.split(":")[0] in ("cpu", "cuda", "mps"):
             raise ValueError(f"device must be 'cpu', 'cuda[:i]' or 'mps', got {self.device!r}")
+        if not isinstance(self.amp, (bool, np.bool_)):
+            raise ValueError(f"amp must be True or False, got {self.amp!r}")
         self._put("amp", bool(self.amp))
         dv = generator_version(self.dataset) if self.data_version is None else self.data_version
         known = generator_versions(self.dataset)
@@ -194,6 +196,9 @@ class RunConfig:
             return
         if self.layout is None:
             raise ValueError(f"model {self.model!r} needs an ISA layout (subspace sizes), e.g. (4,) * 5")
+        if isinstance(self.layout, (str, bytes)) or not all(
+                isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in self.layout):
+            raise ValueError(f"layout must be whole subspace sizes, e.g. (4, 4, 4, 4, 4), got {self.layout!r}")
         layout = tuple(int(k) for k in self.layout)
         if not layout or any(k < 1 for k in layout):
             raise ValueError(f"layout must be positive subspace sizes, got {self.layout!r}")
@@ -203,7 +208,8 @@ class RunConfig:
         for name in ("p0",) + (("p_init",) if spec.learn else ("p",)):
             v = getattr(self, name)
             v = _DEFAULTS[name] if v is None else v   # None: cleared by a non-ISA model, take the default
-            if v is None or isinstance(v, bool) or not math.isfinite(float(v)) or float(v) <= 0:
+            if (not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool)
+                    or not math.isfinite(float(v)) or float(v) <= 0):
                 raise ValueError(f"{name} must be a finite number > 0 for model {self.model!r}, got {v!r}")
             self._put(name, float(v))
         if spec.learn and not _LEARN_BOUNDS[0] < self.p_init < _LEARN_BOUNDS[1]:
