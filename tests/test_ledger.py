@@ -190,3 +190,12 @@ def test_the_sweep_default_fuses_only_on_a_gpu(tmp_path):
     assert default_fuse("cpu") == 1 and default_fuse("cuda:0") == 4
     runs = expand_grid({"scale": "small", "models": ["beta_vae"], "seeds": 2, **TINY})
     assert sweep(runs, tmp_path / "l.db", progress=False)["tasks"] == 2   # CPU runs: one task each
+
+
+def test_a_sweep_reports_each_run_and_its_progress_with_an_eta(tmp_path, capsys):
+    runs = tiny_runs(seeds=(0, 1, 2))
+    sweep(runs, tmp_path / "l.db", progress=True)
+    err = capsys.readouterr().err
+    assert err.count("  done   beta_vae") == 3                        # one line per finished run
+    assert "[1/3 runs," in err and "ETA 0:" in err and "[3/3 runs," in err
+    assert "3 to run in 3 task(s) of up to 1 on local" in err         # a CPU sweep: one run per task
