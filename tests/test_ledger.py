@@ -118,6 +118,8 @@ def test_a_sweep_whose_ledger_refuses_writes_loses_no_training(tmp_path, monkeyp
 def test_one_sweep_per_ledger(tmp_path):
     path = tmp_path / "l.db"
     ledger = Ledger(path)
+    with ledger.lease():                       # (makes the lease table)
+        pass
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         with sqlite3.connect(path) as db:     # a live sweep on this host holds the ledger
@@ -139,6 +141,8 @@ def test_one_sweep_per_ledger(tmp_path):
 
 def test_a_lease_on_another_host_holds_while_its_heartbeat_is_fresh(tmp_path):
     ledger = Ledger(tmp_path / "l.db")
+    with ledger.lease():                       # (makes the lease table)
+        pass
     with sqlite3.connect(ledger.path) as db:
         db.execute("INSERT INTO lease VALUES (1, 'node-7', 4242, ?, ?, 'sweep')", (time.time(), time.time()))
     with pytest.raises(LedgerBusyError, match="node-7"):
@@ -199,3 +203,12 @@ def test_a_sweep_reports_each_run_and_its_progress_with_an_eta(tmp_path, capsys)
     assert err.count("  done   beta_vae") == 3                        # one line per finished run
     assert "[1/3 runs," in err and "ETA 0:" in err and "[3/3 runs," in err
     assert "3 to run in 3 task(s) of up to 1 on local" in err         # a CPU sweep: one run per task
+
+
+def test_opening_an_existing_ledger_leaves_its_bytes_alone(tmp_path):
+    path = tmp_path / "l.db"
+    Ledger(path).add(tiny_runs())
+    raw = path.read_bytes()
+    ledger = Ledger(path)
+    assert ledger.counts() == {"pending": 2} and ledger.lease_holder() is None
+    assert path.read_bytes() == raw

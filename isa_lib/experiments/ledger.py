@@ -72,11 +72,12 @@ CREATE TABLE IF NOT EXISTS runs (
     attempts    INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
-CREATE TABLE IF NOT EXISTS lease (
+"""
+# Made by the first sweep that takes the lease, so that merely opening an older ledger leaves its bytes alone.
+_LEASE_SCHEMA = """CREATE TABLE IF NOT EXISTS lease (
     id        INTEGER PRIMARY KEY CHECK (id = 1),
     host      TEXT, pid INTEGER, started REAL, heartbeat REAL, command TEXT
-);
-"""
+)"""
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _OUR_TABLES = {"runs", "lease"}
 
@@ -383,6 +384,8 @@ class Ledger:
     def lease_holder(self) -> dict | None:
         """The sweep that holds the ledger (host, pid, started, heartbeat, command), or None."""
         with self._connect() as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'lease'").fetchone():
+                return None
             row = db.execute("SELECT * FROM lease WHERE id = 1").fetchone()
         return None if row is None else dict(row)
 
@@ -395,6 +398,7 @@ class Ledger:
         me = (socket.gethostname(), os.getpid())
         now = time.time()
         with self._tx() as db:
+            db.execute(_LEASE_SCHEMA)
             row = db.execute("SELECT * FROM lease WHERE id = 1").fetchone()
             held = row is not None and (row["host"], row["pid"]) == me
             if row is not None and not held and not _stale(row, stale_s):
