@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from unittest import mock
 
+import pytest
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")   # before torch is imported by any test or kernel
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
@@ -19,8 +21,25 @@ NOTEBOOKS = Path(__file__).parent / "notebooks"
 collect_ignore_glob = ["notebooks/*.ipynb", "notebooks/.ipynb_checkpoints/*"]
 
 
+def _is_chapter(path) -> bool:
+    return path.suffix == ".py" and path.parent == NOTEBOOKS and path.name[:1].isdigit()
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    """A chapter named on the command line (`pytest notebooks/06_...py`) is a notebook, not a test module:
+    importing it would run the chapter outside its folder."""
+    if _is_chapter(module_path):
+        return _NotAModule.from_parent(parent, path=module_path)
+    return None
+
+
+class _NotAModule(pytest.File):
+    def collect(self):
+        return []
+
+
 def pytest_collect_file(file_path, parent):
-    if file_path.suffix != ".py" or file_path.parent != NOTEBOOKS or not file_path.name[:1].isdigit():
+    if not _is_chapter(file_path):
         return None
     opt = parent.config.option
     if not (getattr(opt, "nbval", False) or getattr(opt, "nbval_lax", False)):

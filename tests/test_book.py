@@ -103,6 +103,18 @@ def test_pytest_runs_one_chapter_through_nbval_as_the_readme_says():
     assert done.returncode == 0 and f"{n_code} passed" in done.stdout, done.stdout[-3000:]
 
 
+def test_a_chapter_named_on_the_command_line_is_run_as_a_notebook_not_imported():
+    """Chapter 06 reads ../results/ relative to notebooks/: imported as a module from the root it would fail."""
+    chapter = ROOT / "notebooks" / "06_sweep_analysis.py"
+    import jupytext
+
+    n_code = sum(c.cell_type == "code" for c in jupytext.read(chapter).cells)
+    done = subprocess.run([sys.executable, "-m", "pytest", str(chapter), "-q"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and f"{n_code} passed" in done.stdout and "error" not in done.stdout.lower(), \
+        done.stdout[-3000:]
+
+
 def test_the_readme_quick_start_is_what_ci_and_these_tests_run():
     """The README's two quick-start commands: install the book extra and run `isa-vae quickstart` (run above
     on a small project), then install the dev extra and run pytest (what .ci/run does on a clean clone)."""
