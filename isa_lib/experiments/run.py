@@ -137,6 +137,11 @@ def evaluate(model, data, c: RunConfig, history: list[dict]) -> dict:
     return _jsonable(out)
 
 
+def checkpoint_folder(ledger_path) -> Path:
+    """The folder where a sweep on this ledger keeps its training checkpoints: ``<ledger>.checkpoints``."""
+    return Path(str(ledger_path) + ".checkpoints")
+
+
 def checkpoint_path(folder, configs: Sequence[RunConfig], fused: bool) -> Path:
     """Where the training of ``configs`` (one fused call, or one run alone) keeps its checkpoint: a name
     made from the runs' hashes, so a resumed sweep that forms the same group finds it."""
@@ -185,18 +190,22 @@ def _train_models(configs: list[RunConfig], data, fused: bool, max_steps: int | 
         every = min(checkpoint_interval(c) for c in configs)
         cfgs = [dataclasses.replace(cfg, checkpoint_every=every) for cfg in cfgs]
     kw = dict(progress=False, max_value=data.max_value, max_steps=max_steps)
+
+    def ckpt(members: list[RunConfig], together: bool) -> Path | None:
+        if checkpoint_dir is None:
+            return None
+        path = checkpoint_path(checkpoint_dir, members, together)
+        note_checkpoint(path, members)
+        return path
+
     if fused and len(configs) > 1:
-        ckpt = None if checkpoint_dir is None else checkpoint_path(checkpoint_dir, configs, True)
-        if ckpt is not None:
-            note_checkpoint(ckpt, configs)
-        hists = _resuming(lambda: train_many(models, data.images, cfgs, checkpoint=ckpt, **kw), ckpt)
+        path = ckpt(configs, True)
+        hists = _resuming(lambda: train_many(models, data.images, cfgs, checkpoint=path, **kw), path)
     else:
         hists = []
         for m, cfg, c in zip(models, cfgs, configs):
-            ckpt = None if checkpoint_dir is None else checkpoint_path(checkpoint_dir, [c], False)
-            if ckpt is not None:
-                note_checkpoint(ckpt, [c])
-            hists.append(_resuming(lambda: train(m, data.images, cfg, checkpoint=ckpt, **kw), ckpt))
+            path = ckpt([c], False)
+            hists.append(_resuming(lambda: train(m, data.images, cfg, checkpoint=path, **kw), path))
     return models, hists
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 from .config import RunConfig
 from .grids import GridError, load_grid
 from .ledger import Ledger, LedgerError, _worker_id
-from .run import _error_text, remove_checkpoints, run_group
+from .run import _error_text, checkpoint_folder, remove_checkpoints, run_group
 
 
 def plan_groups(configs: Sequence[RunConfig], fuse: int = 1) -> list[list[RunConfig]]:
@@ -72,7 +72,7 @@ def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, re
     if not todo:
         return []
     by_hash = {c.config_hash(): c for c in todo}
-    folder = Path(str(ledger_path) + ".checkpoints") if checkpoints else None
+    folder = checkpoint_folder(ledger_path) if checkpoints else None
     if folder is not None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -145,52 +145,46 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
     fuse = _check_fuse(default_fuse(unique[0].device) if fuse is None else fuse)
     ledger = Ledger(ledger_path)
     with ledger.lease():
-        return _sweep_held(unique, ledger, backend, address, gpus_per_task, fuse, progress, cpus_per_task,
-                           retry_failed, cache, checkpoints)
+        say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+        recovered = ledger.recover_side_files()
+        if recovered:
+            say(f"sweep: {recovered} finished run(s) read back from side files into {ledger.path}")
+        requeued = ledger.requeue_running()
+        todo = ledger.runs_to_do(unique, retry_failed)
+        groups = plan_groups(todo, fuse)
+        repeats = sum(1 for c in unique if c.equivalent() != c)
+        say(f"sweep: {len(unique)} runs ({repeats} repeat another exactly: copied, not run), {len(todo)} to run in "
+            f"{len(groups)} task(s) of up to {fuse} on {backend}"
+            + (f"; {requeued} interrupted run(s) requeued" if requeued else ""))
+        t0 = time.perf_counter()
+        # Build each dataset cache once here, not concurrently in every worker.
+        for key in OrderedDict.fromkeys((c.dataset, c.subgrid, c.data_version) for c in todo):
+            from .. import datasets
+            datasets.load(key[0], subgrid=dict(key[1]) if key[1] else None, cache=cache, version=key[2])
+        meter = _Progress(len(todo), say)
 
+        def driver_record(outcomes: list[dict]) -> None:
+            ledger.keep([o for o in outcomes if not o.get("written")], worker=f"driver:{_worker_id()}")
 
-def _sweep_held(unique, ledger, backend, address, gpus_per_task, fuse, progress, cpus_per_task, retry_failed,
-                cache, checkpoints) -> dict:
-    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
-    recovered = ledger.recover_side_files()
-    if recovered:
-        say(f"sweep: {recovered} finished run(s) read back from side files into {ledger.path}")
-    requeued = ledger.requeue_running()
-    todo = ledger.runs_to_do(unique, retry_failed)
-    groups = plan_groups(todo, fuse)
-    repeats = sum(1 for c in unique if c.equivalent() != c)
-    say(f"sweep: {len(unique)} runs ({repeats} repeat another exactly: copied, not run), {len(todo)} to run in "
-        f"{len(groups)} task(s) of up to {fuse} on {backend}"
-        + (f"; {requeued} interrupted run(s) requeued" if requeued else ""))
-    t0 = time.perf_counter()
-    # Build each dataset cache once here, not concurrently in every worker.
-    for key in OrderedDict.fromkeys((c.dataset, c.subgrid, c.data_version) for c in todo):
-        from .. import datasets
-        datasets.load(key[0], subgrid=dict(key[1]) if key[1] else None, cache=cache, version=key[2])
-    meter = _Progress(len(todo), say)
-
-    def driver_record(outcomes: list[dict]) -> None:
-        ledger.keep([o for o in outcomes if not o.get("written")], worker=f"driver:{_worker_id()}")
-
-    # One torch thread per CPU the task holds (default 1): on a busy CPU more threads than cores spin.
-    task_args = (ledger.path, cache, retry_failed, progress, checkpoints, max(1, int(cpus_per_task)))
-    if backend == "local":
-        for i, g in enumerate(groups, 1):
-            say(f"task {i}/{len(groups)}: {len(g)} x {g[0].model} ({', '.join(c.short() for c in g)})")
-            driver_record(execute_group(g, *task_args))
-            meter.task_done(len(g), f"task {i}/{len(groups)} finished")
-    else:
-        _run_on_ray(groups, ledger, task_args, driver_record, meter, address=address,
-                    cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, log=progress)
-    ledger.fill_equivalents(unique)
-    finished = {h for h, st in ledger.statuses().items() if st in ("done", "failed")}
-    remove_checkpoints(ledger.path + ".checkpoints", finished)  # also those of runs read back from side files
-    final = ledger.statuses([c.config_hash() for c in unique])
-    counts = {s: sum(1 for v in final.values() if v == s) for s in ("done", "failed", "pending", "running")}
-    summary = {"total": len(unique), "ran": len(todo), "tasks": len(groups), **counts,
-               "elapsed_s": time.perf_counter() - t0}
-    say(f"sweep finished in {summary['elapsed_s']:.1f} s: {counts['done']} done, {counts['failed']} failed")
-    return summary
+        # One torch thread per CPU the task holds (default 1): on a busy CPU more threads than cores spin.
+        task_args = (ledger.path, cache, retry_failed, progress, checkpoints, max(1, int(cpus_per_task)))
+        if backend == "local":
+            for i, g in enumerate(groups, 1):
+                say(f"task {i}/{len(groups)}: {len(g)} x {g[0].model} ({', '.join(c.short() for c in g)})")
+                driver_record(execute_group(g, *task_args))
+                meter.task_done(len(g), f"task {i}/{len(groups)} finished")
+        else:
+            _run_on_ray(groups, ledger, task_args, driver_record, meter, address=address,
+                        cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task, log=progress)
+        ledger.fill_equivalents(unique)
+        finished = {h for h, st in ledger.statuses().items() if st in ("done", "failed")}
+        remove_checkpoints(checkpoint_folder(ledger.path), finished)  # also those of runs read back from side files
+        final = ledger.statuses([c.config_hash() for c in unique])
+        counts = {s: sum(1 for v in final.values() if v == s) for s in ("done", "failed", "pending", "running")}
+        summary = {"total": len(unique), "ran": len(todo), "tasks": len(groups), **counts,
+                   "elapsed_s": time.perf_counter() - t0}
+        say(f"sweep finished in {summary['elapsed_s']:.1f} s: {counts['done']} done, {counts['failed']} failed")
+        return summary
 
 
 def start_ray(address: str | None = None, attempts: int = 3, **kw) -> None:
