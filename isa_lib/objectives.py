@@ -114,30 +114,54 @@ def aggregate_log_weights(batch: int, dataset_size: int, estimator: str, device=
     raise ValueError(f"unknown estimator {estimator!r}; choose 'mws' or 'mss'")
 
 
-def decomposed_kl(out: Outputs, prior: D.Distribution, dataset_size: int, estimator: str = "mss") -> dict:
+#: How :func:`decomposed_kl` computes the minibatch aggregate posterior (the same estimate, to float rounding):
+#: ``dense`` holds the (M, M, d) log-densities and lets autograd differentiate them (the reference);
+#: ``streamed`` visits blocks of rows and recomputes them in its own backward pass, in O(M^2) memory;
+#: ``compiled`` is ``streamed`` with its block loops fused by torch.compile, the fast choice at large batches
+#: (:mod:`isa_lib.aggregate_posterior`; benchmarks/bench_roofline.py measures all three).
+AGGREGATE_KERNELS = ("dense", "streamed", "compiled")
+
+
+def check_aggregate(kernel) -> str:
+    if kernel not in AGGREGATE_KERNELS:
+        raise ValueError(f"unknown aggregate kernel {kernel!r}; choose one of {list(AGGREGATE_KERNELS)}")
+    return kernel
+
+
+def decomposed_kl(out: Outputs, prior: D.Distribution, dataset_size: int, estimator: str = "mss",
+                  aggregate: str = "dense") -> dict:
     """Per-sample terms of the KL decomposition, Eq. 3, with the aggregate posterior estimated on the batch.
 
     Returns (B,)-tensors ``mi`` = log q(z|x) - log q(z), ``tc`` = log q(z) - sum_j log q(z_j) and
     ``dwkl`` = sum_j log q(z_j) - log p(z); the last is the dimension-wise KL generalised to priors that do
     not factorise (Eq. 3, generalised in the appendix "Equations"). The three sum to log q(z|x) - log p(z), the
-    KL estimate of Eq. 12.
+    KL estimate of Eq. 12. ``aggregate`` picks how log q(z) and log q(z_j) are computed (:data:`AGGREGATE_KERNELS`).
     """
     _check(out, dataset_size)
+    check_aggregate(aggregate)
     m = out.z.shape[0]
-    logq = log_q_batch(out.z, out.mu, out.logvar)  # (M, M, d)
     logw = aggregate_log_weights(m, dataset_size, estimator, out.z.device, out.z.dtype)
-    log_qz = torch.logsumexp(logq.sum(-1) + logw, dim=1)
-    log_qz_marginals = torch.logsumexp(logq + logw[:, :, None], dim=1).sum(-1)
+    if aggregate == "dense":
+        logq = log_q_batch(out.z, out.mu, out.logvar)  # (M, M, d)
+        log_qz = torch.logsumexp(logq.sum(-1) + logw, dim=1)
+        log_qz_marginals = torch.logsumexp(logq + logw[:, :, None], dim=1).sum(-1)
+    else:
+        from .aggregate_posterior import log_aggregate
+
+        log_qz, marginals = log_aggregate(out.z, out.mu, out.logvar, logw, compiled=aggregate == "compiled")
+        log_qz_marginals = marginals.sum(-1)
     log_qzx = gaussian_log_density(out.z, out.mu, out.logvar).sum(-1)
     log_pz = prior.log_prob(out.z)
     return {"mi": log_qzx - log_qz, "tc": log_qz - log_qz_marginals, "dwkl": log_qz_marginals - log_pz}
 
 
 def beta_tcvae(out: Outputs, prior: D.Distribution, dataset_size: int, beta: float = 1.0,
-               alpha: float = 1.0, gamma: float = 1.0, estimator: str = "mss") -> tuple[torch.Tensor, dict]:
-    """Negative beta-TCVAE objective: E_q[log p(x|z)] - alpha MI - beta TC - gamma dimension-wise KL (Eq. 3)."""
+               alpha: float = 1.0, gamma: float = 1.0, estimator: str = "mss",
+               aggregate: str = "dense") -> tuple[torch.Tensor, dict]:
+    """Negative beta-TCVAE objective: E_q[log p(x|z)] - alpha MI - beta TC - gamma dimension-wise KL (Eq. 3).
+    ``aggregate``: how the minibatch aggregate posterior is computed (:data:`AGGREGATE_KERNELS`)."""
     recon = bernoulli_log_likelihood(out.x, out.logits)
-    t = decomposed_kl(out, prior, dataset_size, estimator)
+    t = decomposed_kl(out, prior, dataset_size, estimator, aggregate)
     penalty = alpha * t["mi"] + beta * t["tc"] + gamma * t["dwkl"]
     loss = -(recon - penalty).mean()
     terms = {k: v.mean().detach() for k, v in t.items()}

@@ -49,6 +49,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
     log_every: int = 50
     beta_warmup_steps: int = 0  # beta (FactorVAE: gamma) rises linearly from 0 over these steps; 0: off
+    aggregate: str = "dense"  # beta-TCVAE: how the minibatch aggregate posterior is computed (O.AGGREGATE_KERNELS)
 
     def __post_init__(self):
         # Types as well as values: a "16" or 16.5 batch size, or epochs = 0 (which would train one step),
@@ -70,6 +71,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
         if self.estimator not in ("mss", "mws"):
             raise ValueError(f"estimator must be 'mss' or 'mws', got {self.estimator!r}")
+        O.check_aggregate(self.aggregate)
         if not isinstance(self.amp, bool):
             raise ValueError(f"amp must be True or False, got {self.amp!r}")
         if not isinstance(self.device, str):
@@ -125,7 +127,8 @@ def objective_on(out: O.Outputs, prior, cfg: TrainConfig, dataset_size: int,
     if cfg.objective in ("vae", "beta_vae"):
         return O.elbo(out, prior, dataset_size, beta=cfg.beta * w)
     if cfg.objective == "beta_tcvae":
-        return O.beta_tcvae(out, prior, dataset_size, beta=cfg.beta * w, estimator=cfg.estimator)
+        return O.beta_tcvae(out, prior, dataset_size, beta=cfg.beta * w, estimator=cfg.estimator,
+                            aggregate=cfg.aggregate)
     return O.factor_vae(out, prior, dataset_size, gamma=cfg.gamma * w, discriminator=discriminator)
 
 

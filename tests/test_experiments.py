@@ -56,12 +56,13 @@ def test_hash_is_stable_and_distinct():
     assert RunConfig(model="isa_vae", beta=2.0, seed=3).data_version == 2
     assert RunConfig(model="isa_vae", beta=2.0, seed=3).config_hash() != \
         "4a1e1d6ee16db3afba5a20c602c9915992c10683aaf2be394e4577d11a34e64f"
-    legacy = {k: v for k, v in a.to_dict().items() if k not in ("data_version", "beta_warmup_steps")}
+    legacy = {k: v for k, v in a.to_dict().items() if k not in ("data_version", "beta_warmup_steps", "aggregate")}
     assert RunConfig.from_dict(legacy).data_version == 1      # an old ledger row: made with generator 1
     assert RunConfig().config_hash() == RunConfig(**E.scale_defaults("paper")).config_hash()
     others = [dataclasses.replace(a, seed=2), dataclasses.replace(a, beta=2.5), dataclasses.replace(a, model="isa_tcvae"),
               dataclasses.replace(a, p=2.0), dataclasses.replace(a, hidden=64), dataclasses.replace(a, device="cuda"),
-              dataclasses.replace(a, data_version=1), dataclasses.replace(a, beta_warmup_steps=100)]
+              dataclasses.replace(a, data_version=1), dataclasses.replace(a, beta_warmup_steps=100),
+              dataclasses.replace(a, model="isa_tcvae", aggregate="compiled")]
     hashes = {c.config_hash() for c in [a] + others}
     assert len(hashes) == len(others) + 1
     # Settings a model does not use do not split its runs.
@@ -321,8 +322,9 @@ def test_run_one_returns_model_and_data():
 
 
 # ------------------------------------------------------------------------------------------ repeated runs
-@pytest.mark.parametrize("prior,estimator", [("normal", "mss"), ("isa", "mws")])
-def test_beta_tcvae_at_beta_one_trains_exactly_like_the_vae(prior, estimator):
+@pytest.mark.parametrize("prior,estimator,aggregate", [("normal", "mss", "dense"), ("isa", "mws", "dense"),
+                                                       ("normal", "mss", "streamed")])
+def test_beta_tcvae_at_beta_one_trains_exactly_like_the_vae(prior, estimator, aggregate):
     """The equivalence the sweep relies on (RunConfig.equivalent): at beta = 1 the beta-TCVAE penalty
     telescopes to the ELBO's KL and its extra gradients cancel, so the weights agree bit for bit."""
     import torch
@@ -334,13 +336,14 @@ def test_beta_tcvae_at_beta_one_trains_exactly_like_the_vae(prior, estimator):
     for objective in ("beta_vae", "beta_tcvae"):
         model = build_vae("mlp", 4, prior, seed=1, net_size={"hidden": 32, "image_size": 16}, **kw)
         train(model, images, TrainConfig(objective=objective, estimator=estimator, beta=1.0, epochs=3,
-                                         batch_size=32, seed=2), progress=False)
+                                         batch_size=32, seed=2, aggregate=aggregate), progress=False)
         weights[objective] = model.state_dict()
     assert all(torch.equal(weights["beta_vae"][k], weights["beta_tcvae"][k]) for k in weights["beta_vae"])
     # ... and only at beta = 1
     c = tiny(model="isa_tcvae", beta=1.0)
     assert c.equivalent() == tiny(model="isa_vae", beta=1.0)
     assert tiny(model="beta_tcvae", beta=1.0).equivalent().model == "beta_vae"
+    assert tiny(model="beta_tcvae", beta=1.0, aggregate="compiled").equivalent() == tiny(model="beta_vae")
     for other in (tiny(model="isa_tcvae", beta=2.0), tiny(model="beta_vae"), tiny(model="factor_vae", beta=1.0)):
         assert other.equivalent() is other
 

@@ -98,7 +98,9 @@ class RunConfig:
     ``data_version`` is the built-in generator's version (None: the newest; dSprites 1 is the rasteriser of
     the older studies, see :mod:`isa_lib.datasets.dsprites`). ``beta_warmup_steps`` raises beta linearly
     from 0 over that many steps (0: off; the authors' code can warm up over 7,000 iterations on dSprites,
-    whether the paper did is not stated).
+    whether the paper did is not stated). ``aggregate`` is how beta-TCVAE computes its minibatch aggregate
+    posterior (``dense``, ``streamed`` or ``compiled``, :data:`isa_lib.objectives.AGGREGATE_KERNELS`: the same
+    estimate to float rounding, so a different run; ``dense`` for every other model).
     """
 
     dataset: str = "dsprites"
@@ -124,6 +126,7 @@ class RunConfig:
     amp: bool = False
     data_version: int | None = None
     beta_warmup_steps: int = 0
+    aggregate: str = "dense"
 
     def __post_init__(self):
         from ..datasets import NAMES
@@ -218,14 +221,18 @@ class RunConfig:
 
     def _check_objective(self) -> None:
         """The beta-TCVAE estimator and the FactorVAE discriminator: validated where used, else cleared."""
+        from ..objectives import check_aggregate
+
         objective = self.spec.objective
         if objective == "beta_tcvae":
             if self.estimator is None:
                 self._put("estimator", _DEFAULTS["estimator"])
             if self.estimator not in ("mss", "mws"):
                 raise ValueError(f"estimator must be 'mss' or 'mws', got {self.estimator!r}")
+            check_aggregate(self.aggregate)
         else:
             self._put("estimator", None)
+            self._put("aggregate", _DEFAULTS["aggregate"])
         if objective == "factor_vae":
             dh = _DEFAULTS["disc_hidden"] if self.disc_hidden is None else self.disc_hidden
             if isinstance(dh, bool) or not isinstance(dh, (int, np.integer)) or dh < 1:
@@ -303,7 +310,7 @@ class RunConfig:
         """sha256 of the canonical JSON of the fields (sorted keys, no spaces): the ledger's key.
 
         Fields added after the first ledgers were written are left out at the value those ledgers implied
-        (``data_version`` 1, ``beta_warmup_steps`` 0), so older rows keep their keys."""
+        (``data_version`` 1, ``beta_warmup_steps`` 0, ``aggregate`` dense), so older rows keep their keys."""
         payload = {"v": HASH_VERSION, **self.to_dict()}
         for name, implied in _IMPLIED_BEFORE_FIELD.items():
             if payload[name] == implied:
@@ -339,7 +346,7 @@ class RunConfig:
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 #: Fields added after HASH_VERSION 1 ledgers existed, and the value every earlier row had.
-_IMPLIED_BEFORE_FIELD = {"data_version": 1, "beta_warmup_steps": 0}
+_IMPLIED_BEFORE_FIELD = {"data_version": 1, "beta_warmup_steps": 0, "aggregate": "dense"}
 
 
 # ---------------------------------------------------------------------------------------------- scales

@@ -74,7 +74,7 @@ def _train_config(c: RunConfig, n_images: int):
                        gamma=c.beta if spec.objective == "factor_vae" else 10.0,
                        estimator=c.estimator or "mss", epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
                        disc_hidden=c.disc_hidden or 1000, seed=c.seed, device=c.device, amp=c.amp,
-                       log_every=log_every, beta_warmup_steps=c.beta_warmup_steps)
+                       log_every=log_every, beta_warmup_steps=c.beta_warmup_steps, aggregate=c.aggregate)
 
 
 def build_model(c: RunConfig, channels: int = 1):

@@ -1,0 +1,140 @@
+"""The streamed minibatch aggregate posterior (isa_lib.aggregate_posterior) against the dense reference of
+beta-TCVAE's decomposition (Eq. 3): values, gradients (also against finite differences), block sizes, the
+underflow fallback, the polynomial exp2 of the compiled kernel, and training through it."""
+import shutil
+
+import pytest
+import torch
+
+from isa_lib import objectives as O
+from isa_lib.aggregate_posterior import exp2_poly, log_aggregate
+from isa_lib.train import TrainConfig, build_vae, train
+
+HAS_COMPILER = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile on a CPU needs a C++ compiler")
+
+
+def posteriors(m=12, d=3, seed=0, dtype=torch.float64, n=1000, estimator="mss"):
+    g = torch.Generator().manual_seed(seed)
+    mu = (1.5 * torch.randn(m, d, generator=g, dtype=dtype)).requires_grad_()
+    logvar = (torch.randn(m, d, generator=g, dtype=dtype) - 2.0).requires_grad_()
+    z = (mu + torch.exp(0.5 * logvar) * torch.randn(m, d, generator=g, dtype=dtype)).detach().requires_grad_()
+    return z, mu, logvar, O.aggregate_log_weights(m, n, estimator, dtype=dtype)
+
+
+def dense(z, mu, logvar, logw):
+    logq = O.log_q_batch(z, mu, logvar)
+    return torch.logsumexp(logq.sum(-1) + logw, 1), torch.logsumexp(logq + logw[:, :, None], 1)
+
+
+def grads(fn, z, mu, logvar, logw, g_joint, g_marg):
+    for t in (z, mu, logvar):
+        t.grad = None
+    joint, marg = fn(z, mu, logvar, logw)
+    loss = (0 if g_joint is None else (joint * g_joint).sum()) + (0 if g_marg is None else (marg * g_marg).sum())
+    loss.backward()
+    return joint.detach(), marg.detach(), [t.grad.clone() for t in (z, mu, logvar)]
+
+
+@pytest.mark.parametrize("estimator", ["mss", "mws"])
+@pytest.mark.parametrize("which", ["both", "joint", "marginals"])
+def test_streamed_matches_dense_values_and_gradients(estimator, which):
+    z, mu, logvar, logw = posteriors(estimator=estimator)
+    g = torch.Generator().manual_seed(5)
+    gj = None if which == "marginals" else torch.randn(12, generator=g, dtype=torch.float64)
+    gm = None if which == "joint" else torch.randn(12, 3, generator=g, dtype=torch.float64)
+    ref = grads(dense, z, mu, logvar, logw, gj, gm)
+    got = grads(lambda *a: log_aggregate(*a, block=5), z, mu, logvar, logw, gj, gm)
+    torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(got[1], ref[1], rtol=0, atol=1e-12)
+    for a, b in zip(got[2], ref[2]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_streamed_gradients_against_finite_differences():
+    z, mu, logvar, logw = posteriors(m=6, d=2, seed=3)
+    assert torch.autograd.gradcheck(lambda a, b, c: log_aggregate(a, b, c, logw, block=4), (z, mu, logvar))
+
+
+@pytest.mark.parametrize("block", [1, 3, 12, 50])
+def test_block_size_changes_nothing(block):
+    z, mu, logvar, logw = posteriors(seed=1)
+    ref = log_aggregate(z, mu, logvar, logw, block=4)
+    got = log_aggregate(z, mu, logvar, logw, block=block)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+
+
+def test_a_sample_far_from_every_posterior_falls_back_to_its_exact_maximum():
+    # Every posterior narrow around 0 and one sample 50 away: its terms are 2^-(tens of millions) below the
+    # shared upper bound, so the shifted sums underflow to 0 and are recomputed with their own maximum.
+    z, mu, logvar, logw = posteriors(m=8, d=2, dtype=torch.float32)
+    with torch.no_grad():
+        mu.mul_(0.01)
+        logvar.fill_(-9.0)
+        z.copy_(mu + 0.01 * torch.randn(8, 2, generator=torch.Generator().manual_seed(0)))
+        z[3, 1] = 50.0
+    g = torch.ones(8), torch.ones(8, 2)
+    ref = grads(dense, z, mu, logvar, logw, *g)
+    got = grads(log_aggregate, z, mu, logvar, logw, *g)
+    assert got[1][3, 1] < -1e6 and torch.isfinite(got[1]).all()
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-6, atol=1e-4)
+    for a, b in zip(got[2], ref[2]):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3 * float(b.abs().max()))
+
+
+def test_exp2_poly_is_within_four_ulps_of_exp2():
+    x = torch.linspace(-125.9, 0.0, 400_001, dtype=torch.float64)
+    for dtype, ulps in ((torch.float32, 4), (torch.float64, None)):
+        got, ref = exp2_poly(x.to(dtype)).double(), torch.exp2(x.to(dtype).double())
+        rel = ((got - ref) / ref).abs().max().item()
+        assert rel < (ulps * torch.finfo(dtype).eps if ulps else 1e-8), (dtype, rel)
+    # below the smallest normal exponent: 2^-126 (float32), never 0 or a subnormal
+    assert exp2_poly(torch.tensor([-200.0, -126.0])).tolist() == [2.0 ** -126] * 2
+
+
+def test_bad_shapes_and_blocks_are_named():
+    z, mu, logvar, logw = posteriors()
+    with pytest.raises(ValueError, match=r"logw be \(M, M\)"):
+        log_aggregate(z, mu, logvar, logw[:5])
+    with pytest.raises(ValueError, match="block must be a positive integer"):
+        log_aggregate(z, mu, logvar, logw, block=0)
+    with pytest.raises(ValueError, match="unknown aggregate kernel 'fast'"):
+        TrainConfig(objective="beta_tcvae", aggregate="fast")
+
+
+@pytest.mark.parametrize("aggregate", ["streamed", pytest.param("compiled", marks=needs_compiler)])
+def test_decomposed_kl_is_the_same_estimate_with_every_kernel(aggregate):
+    z, mu, logvar, _ = posteriors(m=64, d=4, dtype=torch.float32, seed=2)
+    x = torch.zeros(64, 1, 2, 2)
+    out = O.Outputs(x, mu, logvar, z, torch.zeros_like(x))
+    prior = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(4), torch.ones(4)), 1)
+    ref = O.decomposed_kl(out, prior, 5000)
+    got = O.decomposed_kl(out, prior, 5000, aggregate=aggregate)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-5, atol=1e-4)
+    loss = {}
+    for name, terms in (("ref", ref), ("got", got)):
+        for t in (z, mu, logvar):
+            t.grad = None
+        (terms["mi"] + 3.0 * terms["tc"] + terms["dwkl"]).sum().backward(inputs=[z, mu, logvar])
+        loss[name] = [t.grad.clone() for t in (z, mu, logvar)]
+    for a, b in zip(loss["got"], loss["ref"]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
+@needs_compiler
+def test_training_with_the_compiled_kernel_follows_the_dense_one():
+    images = (torch.rand(256, 16, 16, generator=torch.Generator().manual_seed(0)) > 0.7).to(torch.uint8)
+    hist = {}
+    for aggregate in ("dense", "compiled"):
+        model = build_vae("mlp", 4, seed=0, net_size={"hidden": 32, "image_size": 16})
+        cfg = TrainConfig(objective="beta_tcvae", beta=4.0, batch_size=64, epochs=2, log_every=1,
+                          aggregate=aggregate)
+        hist[aggregate] = train(model, images, cfg, progress=False)
+    a = torch.tensor([h["loss"] for h in hist["dense"]])
+    b = torch.tensor([h["loss"] for h in hist["compiled"]])
+    assert len(a) == 8 and torch.isfinite(b).all()
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-3)
