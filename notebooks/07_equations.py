@@ -26,7 +26,7 @@
 #
 # 1. the evidence lower bound and its $\beta$ variants (Eq. 1, 2, 4, 12);
 # 2. the split of the KL term (Eq. 3) for a prior that does not factorise;
-# 3. the aggregate posterior on a minibatch: the MWS and MSS weights;
+# 3. the aggregate posterior on a minibatch: the MWS and MSS weights, and its gradients at a large batch;
 # 4. the p-generalised normal (Eq. 5);
 # 5. Lp-nested functions (Eq. 6, 9) and the surface area of their unit sphere (Eq. 8);
 # 6. the Lp-nested density (Eq. 7) and its radial law with a scale $s$ (Eq. 11);
@@ -52,6 +52,7 @@ from scipy import integrate, stats
 
 from isa_lib import metrics
 from isa_lib import objectives as O
+from isa_lib.aggregate_posterior import log_aggregate
 from isa_lib.experiments import scale_defaults
 from isa_lib.lpnested import (
     ISA,
@@ -239,6 +240,45 @@ q_hat = torch.logsumexp(log_q_pairs[0][members] + w_mss[0], 1).exp()
 ratio = q_hat / exact[0].exp()
 print(f"MSS, M = {m_small} < N: mean of q_hat(z_1) / q(z_1) over {n_batches} random batches = "
       f"{float(ratio.mean()):.4f} +- {float(ratio.std()) / math.sqrt(n_batches):.4f}")
+
+# %% [markdown]
+# **At the paper's batch.** Both sums need $\log q(z_{ik}\mid x_j)$ for every pair $(i, j)$ and latent $k$:
+# $M \times M \times d$ numbers, $2048 \times 2048 \times 20 \approx 8.4 \times 10^7$ at the paper's batch. Held
+# whole, with autograd keeping each intermediate, the estimate cost more than the networks' own training step
+# (`benchmarks/bench_roofline.py`). The gradients have a closed form that needs no stored intermediate: with
+# $\ell_{ijk} = \log q(z_{ik}\mid x_j)$ and the softmax weights
+# $\pi_{ijk} = w_{ij}\, e^{\ell_{ijk}} / \hat q(z_{ik})$ of the marginal (and $\pi_{ij}$ of the joint,
+# with $\sum_k \ell_{ijk}$),
+#
+# $$\frac{\partial \log \hat q(z_{ik})}{\partial z_{ik}} = -\sum_j \pi_{ijk}\,\frac{z_{ik} - \mu_{jk}}{\sigma^2_{jk}},
+#   \qquad \frac{\partial \log \hat q(z_{ik})}{\partial \mu_{jk}} = \pi_{ijk}\,\frac{z_{ik} - \mu_{jk}}{\sigma^2_{jk}},
+#   \qquad \frac{\partial \log \hat q(z_{ik})}{\partial \log \sigma^2_{jk}}
+#   = \frac{\pi_{ijk}}{2}\Big(\frac{(z_{ik} - \mu_{jk})^2}{\sigma^2_{jk}} - 1\Big).$$
+#
+# `isa_lib.aggregate_posterior` therefore streams blocks of rows $i$ through both passes, recomputing each
+# block's $\ell$ in the backward pass, and keeps only $O(M^2)$ numbers; `aggregate="compiled"` fuses the block
+# loops with `torch.compile`. The check: its values and gradients against autograd through the dense
+# $M \times M \times d$ computation above, for the MSS weights.
+
+# %%
+z_g, mu_g, lv_g = (t.clone().requires_grad_() for t in (z_n, mu_n, lv_n))
+up_joint, up_marg = torch.randn(n_small, generator=gen, dtype=f64), torch.randn(n_small, d, generator=gen, dtype=f64)
+w_full = O.aggregate_log_weights(n_small, n_small * 10, "mss", dtype=f64)
+results = {}
+for name in ("dense", "streamed"):
+    for t in (z_g, mu_g, lv_g):
+        t.grad = None
+    if name == "dense":
+        pairs = O.log_q_batch(z_g, mu_g, lv_g)
+        joint = torch.logsumexp(pairs.sum(-1) + w_full, 1)
+        marg = torch.logsumexp(pairs + w_full[:, :, None], 1)
+    else:
+        joint, marg = log_aggregate(z_g, mu_g, lv_g, w_full, block=5)
+    ((joint * up_joint).sum() + (marg * up_marg).sum()).backward()
+    results[name] = [joint.detach(), marg.detach()] + [t.grad for t in (z_g, mu_g, lv_g)]
+gaps = [float((a - b).abs().max()) for a, b in zip(results["streamed"], results["dense"])]
+print("streamed against dense, max |difference| of log q(z), log q(z_k), d/dz, d/dmu, d/dlogvar: "
+      + ", ".join(f"{g:.1e}" for g in gaps))
 
 # %% [markdown]
 # ## 4. The p-generalised normal (Eq. 5)

@@ -138,3 +138,13 @@ def test_training_with_the_compiled_kernel_follows_the_dense_one():
     b = torch.tensor([h["loss"] for h in hist["compiled"]])
     assert len(a) == 8 and torch.isfinite(b).all()
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-3)
+
+
+def test_half_precision_inputs_are_computed_in_float32():
+    z, mu, logvar, logw = posteriors(m=16, d=2, dtype=torch.float32, seed=4)
+    ref = log_aggregate(z, mu, logvar, logw)
+    got = log_aggregate(z.bfloat16(), mu.bfloat16(), logvar.bfloat16(), logw)
+    assert got[0].dtype == torch.float32
+    torch.testing.assert_close(got[1], ref[1], rtol=0.05, atol=0.1)     # bfloat16 inputs: 3 digits
+    with pytest.raises(TypeError, match="float32 or float64"):
+        exp2_poly(torch.zeros(3, dtype=torch.bfloat16))
