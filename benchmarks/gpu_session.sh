@@ -42,7 +42,7 @@ else
     metrics_args="--skip-float64"; train_args="--paper --device cuda --k 10 --steps 20"
     sweep_args="--fuse 10"; ledger="results/$name.db"; reserve=45
     kernel_args="--device cuda --n-samples 1000 --sample-chunk 1024 --row-chunk 16384 --full --full-dtypes float32,float64"
-    roofline_args="--device cuda --steps 20 --rounds 3 --breakdown"; kernel_s=90; roofline_s=60
+    roofline_args="--device cuda --steps 20 --rounds 3 --breakdown"; kernel_s=90; roofline_s=120  # TC compiled: Triton
 fi
 
 {
