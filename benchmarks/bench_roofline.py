@@ -14,7 +14,9 @@ uint8 -> float per batch, reparameterisation, the objective, backward, the finit
   TC compiled     the same, the block loops fused by torch.compile (aggregate="compiled"); its compilation
                   (seconds, once per process) happens in the warm-up step
 
-A step is counted as 6 x parameters x batch FLOP (2 forward, 4 backward; the first layer's input gradient,
+Each configuration's CPU time (this process's, all its threads) is printed beside its wall time: on a shared
+machine it is the steadier measure of the overheads (on a GPU it is only the host's time). A step is counted
+as 6 x parameters x batch FLOP (2 forward, 4 backward; the first layer's input gradient,
 which autograd skips, is included, so the fractions are slight overestimates). Prints each configuration's
 FLOP rate as a fraction of the matmul's, the ISA prior's overhead over the normal prior and
 beta-TCVAE's, and (``--breakdown``) where each step's time goes. The fastest of the interleaved
@@ -139,24 +141,28 @@ def main(argv=None):
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
 
     best = {k: float("inf") for k in chosen}
+    best_cpu = dict(best)    # CPU seconds of this process: less sensitive than wall time to other processes
     mm = 0.0
     for _ in range(a.rounds):                   # interleaved, so that a change of machine load hits every case
         mm = max(mm, matmul_rate(device, n_mm))
         for name in chosen:
+            c0 = time.process_time()
             s = timed(lambda: train(models[name], images, cfgs[name], progress=False, max_steps=a.steps), device)
             best[name] = min(best[name], s / a.steps)
+            best_cpu[name] = min(best_cpu[name], (time.process_time() - c0) / a.steps)
     mm = max(mm, matmul_rate(device, n_mm))
 
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s); batch {batch}, "
           f"{size} x {size} images, {params['normal']:,} parameters; {a.steps} steps x {a.rounds} rounds")
     print(f"matmul {n_mm}^3 float32: {mm / 1e9:.1f} GFLOP/s")
-    print(f"{'configuration':14s} {'s/step':>8s} {'GFLOP/s':>8s} {'of matmul':>10s} {'img/s':>8s}")
+    print(f"{'configuration':14s} {'s/step':>8s} {'GFLOP/s':>8s} {'of matmul':>10s} {'img/s':>8s} {'CPU s/step':>10s}")
     for name in chosen:
         rate = 6 * params[name] * batch / best[name]
-        print(f"{name:14s} {best[name]:8.3f} {rate / 1e9:8.1f} {rate / mm:10.1%} {batch / best[name]:8.0f}")
-    base = best["normal"]
+        print(f"{name:14s} {best[name]:8.3f} {rate / 1e9:8.1f} {rate / mm:10.1%} {batch / best[name]:8.0f} "
+              f"{best_cpu[name]:10.3f}")
     for name in [k for k in chosen if k != "normal"]:
-        print(f"overhead of {name} over the normal prior: {best[name] / base - 1:+.1%}")
+        print(f"overhead of {name} over the normal prior: {best[name] / best['normal'] - 1:+.1%} "
+              f"(CPU time: {best_cpu[name] / best_cpu['normal'] - 1:+.1%})")
     if a.breakdown:
         for name in chosen:
             t = breakdown(models[name], images, cfgs[name], device, a.steps)
