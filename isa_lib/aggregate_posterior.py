@@ -170,7 +170,8 @@ def log_aggregate(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, logw:
     """log q(z_i) (M,) and log q(z_ik) (M, d) of the minibatch aggregate posterior (Eq. 3), with the log
     weights ``logw`` (M, M) of :func:`isa_lib.objectives.aggregate_log_weights`, differentiable in z, mu and
     logvar, computed ``block`` rows at a time (:class:`StreamedAggregate`); ``compiled`` uses torch.compile
-    (one compilation per shape and dtype, seconds on a CPU). Half-precision inputs are computed in float32."""
+    (one compilation per block shape and dtype, seconds on a CPU; beyond torch.compile's recompile limit, 8 by
+    default, further shapes run uncompiled). Half-precision inputs are computed in float32."""
     if not (z.shape == mu.shape == logvar.shape) or z.dim() != 2 or logw.shape != (z.shape[0], z.shape[0]):
         raise ValueError(f"z, mu and logvar must share one (M, d) shape and logw be (M, M); got {tuple(z.shape)}, "
                          f"{tuple(mu.shape)}, {tuple(logvar.shape)}, {tuple(logw.shape)}")

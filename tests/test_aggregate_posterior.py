@@ -107,8 +107,8 @@ def test_bad_shapes_and_blocks_are_named():
 
 @pytest.mark.parametrize("aggregate", ["streamed", pytest.param("compiled", marks=needs_compiler)])
 def test_decomposed_kl_is_the_same_estimate_with_every_kernel(aggregate):
-    z, mu, logvar, _ = posteriors(m=64, d=4, dtype=torch.float32, seed=2)
-    x = torch.zeros(64, 1, 2, 2)
+    z, mu, logvar, _ = posteriors(m=72, d=4, dtype=torch.float32, seed=2)     # blocks of 32, 32 and 8 rows
+    x = torch.zeros(72, 1, 2, 2)
     out = O.Outputs(x, mu, logvar, z, torch.zeros_like(x))
     prior = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(4), torch.ones(4)), 1)
     ref = O.decomposed_kl(out, prior, 5000)
