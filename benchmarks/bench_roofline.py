@@ -13,6 +13,7 @@ uint8 -> float per batch, reparameterisation, the objective, backward, the finit
   TC streamed     the same, the aggregate posterior streamed in blocks of rows (aggregate="streamed")
   TC compiled     the same, the block loops fused by torch.compile (aggregate="compiled"); its compilation
                   (seconds, once per process) happens in the warm-up step
+  TC native       the same in one C pass forward and one backward (aggregate="native", CPU only)
 
 Each configuration's CPU time (this process's, all its threads) is printed beside its wall time: on a shared
 machine it is the steadier measure of the overheads (on a GPU it is only the host's time). A step is counted
@@ -45,6 +46,7 @@ CONFIGS = {
     "beta-TCVAE": ("beta_tcvae", dict(prior="normal"), {}),
     "TC streamed": ("beta_tcvae", dict(prior="normal"), dict(aggregate="streamed")),
     "TC compiled": ("beta_tcvae", dict(prior="normal"), dict(aggregate="compiled")),
+    "TC native": ("beta_tcvae", dict(prior="normal"), dict(aggregate="native")),
 }
 
 

@@ -1,23 +1,38 @@
 """The aggregate posterior on a minibatch, for training: log q(z_i) and log q(z_ik) of beta-TCVAE's
-decomposition (Eq. 3), with gradients, streamed in blocks of rows instead of held as (M, M, d) tensors.
+decomposition (Eq. 3), with gradients, without (M, M, d) tensors.
 
 beta-TCVAE estimates q(z) = sum_j w_ij q(z|x_j) on the minibatch (Chen et al. 2018, Sec. 4.1), which needs
 the log-density of every sample z_i under every posterior q(.|x_j) in every latent k: M x M x d numbers.
-Held whole, with autograd keeping each intermediate for the backward pass (``kernel="dense"`` in
+Held whole, with autograd keeping each intermediate for the backward pass (``aggregate="dense"`` in
 :func:`isa_lib.objectives.decomposed_kl`), that costs more than the networks' own step at the paper's batch
-of 2048 (``benchmarks/bench_roofline.py``). :class:`StreamedAggregate` computes the same two log-sum-exps a
-block of rows at a time and keeps only its inputs, the (M, M) joint log-densities and (d, M) sums; the
-backward pass recomputes each block once and accumulates the gradients of z, mu and log-variance from the
-joint and the marginal weights together. ``compiled=True`` runs the two block functions through
-``torch.compile`` (fused loops, no block-sized temporaries; needs a C++ compiler on a CPU, Triton on a GPU).
+of 2048 (``benchmarks/bench_roofline.py``). :class:`StreamedAggregate` computes the same two log-sum-exps and
+keeps only its inputs, the (M, M) joint terms and (d, M) sums; its backward pass recomputes the
+log-densities from closed-form gradients (chapter 07) and accumulates the gradients of z, mu and log-variance
+from the joint and the marginal weights together. Three kernels do the work (:func:`log_aggregate`):
+
+- ``streamed``: blocks of rows in eager torch, on any device and dtype;
+- ``compiled``: the same block functions through ``torch.compile`` (a C++ compiler on a CPU, Triton on a GPU),
+  with :func:`exp2_poly` on a CPU;
+- ``native``: ``_aggregate_kernel.c``, one pass over the (i, k, j) triples forward and one backward, each
+  row's numbers kept in cache and each exponential computed once per pass; compiled with the system's C
+  compiler at first use (:func:`native_kernel`), float32 on a CPU, threaded over rows (the same numbers for
+  a given thread count).
 
 The marginal sums use a fixed shift, an upper bound on every term (max_j of the log-normaliser plus max_j of
-the weight), instead of a running maximum; a sum that falls below 2^-100 (a sample far from every posterior,
+the weight), instead of a running maximum; a sum that falls below 2^-80 (a sample far from every posterior,
 not seen in training) is recomputed with its exact maximum.
 """
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -111,14 +126,86 @@ def _exact_marginal(z, mu, logvar, logw, k: int, i: int) -> tuple[torch.Tensor, 
     return top, torch.exp2(t - top).sum()
 
 
+_NATIVE: dict = {}
+_NATIVE_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
+
+
+def _cpu_signature() -> str:
+    """What a -march=native build depends on: the machine, the compiler and the CPU's flags."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()} {flags}"
+
+
+def native_kernel():
+    """The C kernel of ``aggregate="native"`` (``_aggregate_kernel.c`` next to this module), compiled with the
+    system's C compiler at first use (well under a second) into a per-user cache keyed by the source, the
+    flags, the compiler and the CPU, and loaded with ctypes."""
+    if "lib" in _NATIVE:
+        return _NATIVE["lib"]
+    source = Path(__file__).with_name("_aggregate_kernel.c")
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        raise RuntimeError("aggregate='native' compiles a C kernel at first use and found no C compiler "
+                           "(cc, gcc or clang); install one, or use aggregate='streamed'")
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\n".join([source.read_text(), " ".join(_NATIVE_FLAGS), cc, version,
+                                     _cpu_signature()]).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "isa_lib"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        cache = Path(tempfile.gettempdir()) / f"isa_lib-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+        cache.mkdir(parents=True, exist_ok=True)
+    lib_path = cache / f"aggregate_{key}.so"
+    if not lib_path.exists():
+        tmp = cache / f"aggregate_{key}.{os.getpid()}.tmp.so"
+        done = subprocess.run([cc, *_NATIVE_FLAGS, str(source), "-o", str(tmp), "-lm"], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"aggregate='native': compiling {source.name} with {cc} failed:\n{done.stderr[-2000:]}")
+        os.replace(tmp, lib_path)     # atomic: a concurrent process sees the old state or the whole library
+    lib = ctypes.CDLL(str(lib_path))
+    f, i = ctypes.c_void_p, ctypes.c_int
+    lib.aggregate_forward.argtypes = [i, i] + [f] * 9 + [i]
+    lib.aggregate_backward.argtypes = [i, i] + [f] * 13 + [i]
+    lib.aggregate_forward.restype = lib.aggregate_backward.restype = None
+    _NATIVE["lib"] = lib
+    return lib
+
+
+def _ptr(t: torch.Tensor):
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def _native_forward(zt, mut, c2, h2, lw2, shift2):
+    """log q(z_i) (M,), the joint's softmax pi_ij = w_ij q(z_i | x_j) / q(z_i) (M, M) and the marginals'
+    shifted sums (d, M), from the C kernel (float32, contiguous, CPU)."""
+    d, m = zt.shape
+    log_qz, pi, sums = zt.new_empty(m), zt.new_empty(m, m), zt.new_empty(d, m)
+    native_kernel().aggregate_forward(m, d, *map(_ptr, (zt, mut, c2, h2, lw2, shift2, log_qz, pi, sums)),
+                                      torch.get_num_threads())
+    return log_qz, pi, sums
+
+
+def _native_backward(zt, mut, c2, h2, prec, lw2, shift2, r, pi, g_joint):
+    d, m = zt.shape
+    gz, gmu, glv = (zt.new_empty(d, m) for _ in range(3))
+    native_kernel().aggregate_backward(
+        m, d, *map(_ptr, (zt, mut, c2, h2, prec, lw2, shift2, r, pi, g_joint, gz, gmu, glv)), torch.get_num_threads())
+    return gz, gmu, glv
+
+
 class StreamedAggregate(torch.autograd.Function):
     """(log q(z_i) (M,), log q(z_ik) (M, d)) with q(.) = sum_j exp(logw_ij) N(.; mu_j, diag exp(logvar_j)),
     Eq. 3's aggregate posterior on the batch; z, mu, logvar (M, d); logw (M, M) is a constant.
     Forward and backward visit ``block`` rows at a time."""
 
     @staticmethod
-    def forward(ctx, z, mu, logvar, logw, block: int, compiled: bool):
-        fwd = _kernels(compiled, z.device)[0]
+    def forward(ctx, z, mu, logvar, logw, block: int, kernel: str):
         m, d = z.shape
         zt, mut, lvt = (t.detach().t().contiguous() for t in (z, mu, logvar))
         c2 = (-0.5 * _LOG2_E) * (LOG_2PI + lvt)                       # log2 of each posterior's normaliser
@@ -126,23 +213,25 @@ class StreamedAggregate(torch.autograd.Function):
         lw2 = logw * _LOG2_E
         # an upper bound on every term of a marginal sum, so that no term overflows
         shift2 = (c2.amax(1)[:, None] + lw2.amax(1)[None, :]).contiguous()                 # (d, M)
-        joint = z.new_empty(m, m)
-        sums = z.new_empty(d, m)
-        for r0 in range(0, m, block):
-            r1 = min(r0 + block, m)
-            joint[r0:r1], sums[:, r0:r1] = fwd(zt[:, r0:r1], mut, c2, h2, lw2[r0:r1], shift2[:, r0:r1])
+        if kernel == "native":      # `joint` holds the joint's softmax here, computed in the kernel
+            log_qz, joint, sums = _native_forward(zt, mut, c2, h2, lw2, shift2)
+        else:
+            fwd = _kernels(kernel == "compiled", z.device)[0]
+            joint, sums = z.new_empty(m, m), z.new_empty(d, m)
+            for r0 in range(0, m, block):
+                r1 = min(r0 + block, m)
+                joint[r0:r1], sums[:, r0:r1] = fwd(zt[:, r0:r1], mut, c2, h2, lw2[r0:r1], shift2[:, r0:r1])
+            log_qz = _logsumexp_rows(joint + logw)
         for k, i in (sums < _LOW).nonzero().tolist():
             shift2[k, i], sums[k, i] = _exact_marginal(z.detach(), mu.detach(), logvar.detach(), logw, k, i)
-        log_qz = _logsumexp_rows(joint + logw)
         log_marg = (sums.log() + shift2 * _LN_2).t()
         ctx.save_for_backward(z, mu, logvar, logw, lw2, joint, log_qz, shift2, sums)
-        ctx.block, ctx.compiled = block, compiled
+        ctx.block, ctx.kernel = block, kernel
         return log_qz, log_marg
 
     @staticmethod
     def backward(ctx, g_joint, g_marg):
         z, mu, logvar, logw, lw2, joint, log_qz, shift2, sums = ctx.saved_tensors
-        _, weights, reduce = _kernels(ctx.compiled, z.device)
         m, d = z.shape
         g_joint = torch.zeros_like(log_qz) if g_joint is None else g_joint
         g_marg = torch.zeros(m, d, dtype=z.dtype, device=z.device) if g_marg is None else g_marg
@@ -151,7 +240,11 @@ class StreamedAggregate(torch.autograd.Function):
         c2 = (-0.5 * _LOG2_E) * (LOG_2PI + lvt)
         h2 = (0.5 * _LOG2_E) * prec
         r = (g_marg.t() / sums).contiguous()                                                # (d, M)
+        if ctx.kernel == "native":
+            gz, gmu, glv = _native_backward(zt, mut, c2, h2, prec, lw2, shift2, r, joint, g_joint.contiguous())
+            return gz.t(), gmu.t(), glv.t(), None, None, None
         wj = _exp_normal(joint + logw - log_qz[:, None]).mul_(g_joint[:, None])            # (M, M)
+        _, weights, reduce = _kernels(ctx.kernel == "compiled", z.device)
         gz = torch.empty_like(zt)
         gmu = torch.zeros_like(mut)
         glv = torch.zeros_like(lvt)
@@ -165,18 +258,32 @@ class StreamedAggregate(torch.autograd.Function):
         return gz.t(), gmu.t(), glv.t(), None, None, None
 
 
+KERNELS = ("streamed", "compiled", "native")
+
+
 def log_aggregate(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, logw: torch.Tensor,
-                  block: int = 32, compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                  block: int = 32, kernel: str = "streamed") -> tuple[torch.Tensor, torch.Tensor]:
     """log q(z_i) (M,) and log q(z_ik) (M, d) of the minibatch aggregate posterior (Eq. 3), with the log
     weights ``logw`` (M, M) of :func:`isa_lib.objectives.aggregate_log_weights`, differentiable in z, mu and
-    logvar, computed ``block`` rows at a time (:class:`StreamedAggregate`); ``compiled`` uses torch.compile
-    (one compilation per block shape and dtype, seconds on a CPU; beyond torch.compile's recompile limit, 8 by
-    default, further shapes run uncompiled). Half-precision inputs are computed in float32."""
+    logvar (:class:`StreamedAggregate`). ``kernel``:
+
+    - ``streamed``: ``block`` rows at a time in eager torch (any device and dtype);
+    - ``compiled``: the same blocks through torch.compile (one compilation per block shape and dtype, seconds
+      on a CPU; beyond torch.compile's recompile limit, 8 by default, further shapes run uncompiled);
+    - ``native``: one pass forward and one backward in a C kernel (:func:`native_kernel`; float32 on a CPU),
+      threaded over rows with torch's thread count.
+
+    Half-precision inputs are computed in float32."""
     if not (z.shape == mu.shape == logvar.shape) or z.dim() != 2 or logw.shape != (z.shape[0], z.shape[0]):
         raise ValueError(f"z, mu and logvar must share one (M, d) shape and logw be (M, M); got {tuple(z.shape)}, "
                          f"{tuple(mu.shape)}, {tuple(logvar.shape)}, {tuple(logw.shape)}")
     if isinstance(block, bool) or not isinstance(block, int) or block < 1:
         raise ValueError(f"block must be a positive integer, got {block!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; choose one of {list(KERNELS)}")
     if z.dtype in (torch.float16, torch.bfloat16):   # e.g. under autocast: the sums need float32's range
         z, mu, logvar = z.float(), mu.float(), logvar.float()
-    return StreamedAggregate.apply(z, mu, logvar, logw.detach().to(z.dtype), block, bool(compiled))
+    if kernel == "native" and (z.dtype != torch.float32 or z.device.type != "cpu"):
+        raise ValueError(f"kernel 'native' computes float32 on a CPU, got {z.dtype} on {z.device}; "
+                         f"use 'streamed' or 'compiled'")
+    return StreamedAggregate.apply(z, mu, logvar, logw.detach().to(z.dtype), block, kernel)

@@ -117,9 +117,10 @@ def aggregate_log_weights(batch: int, dataset_size: int, estimator: str, device=
 #: How :func:`decomposed_kl` computes the minibatch aggregate posterior (the same estimate, to float rounding):
 #: ``dense`` holds the (M, M, d) log-densities and lets autograd differentiate them (the reference);
 #: ``streamed`` visits blocks of rows and recomputes them in its own backward pass, in O(M^2) memory;
-#: ``compiled`` is ``streamed`` with its block loops fused by torch.compile, the fast choice at large batches
-#: (:mod:`isa_lib.aggregate_posterior`; benchmarks/bench_roofline.py measures all three).
-AGGREGATE_KERNELS = ("dense", "streamed", "compiled")
+#: ``compiled`` is ``streamed`` with its block loops fused by torch.compile (CPU or GPU); ``native`` does one pass
+#: forward and one backward in a C kernel built at first use, the fast choice on a CPU (float32)
+#: (:mod:`isa_lib.aggregate_posterior`; benchmarks/bench_roofline.py measures all four).
+AGGREGATE_KERNELS = ("dense", "streamed", "compiled", "native")
 
 
 def check_aggregate(kernel) -> str:
@@ -148,7 +149,7 @@ def decomposed_kl(out: Outputs, prior: D.Distribution, dataset_size: int, estima
     else:
         from .aggregate_posterior import log_aggregate
 
-        log_qz, marginals = log_aggregate(out.z, out.mu, out.logvar, logw, compiled=aggregate == "compiled")
+        log_qz, marginals = log_aggregate(out.z, out.mu, out.logvar, logw, kernel=aggregate)
         log_qz_marginals = marginals.sum(-1)
     log_qzx = gaussian_log_density(out.z, out.mu, out.logvar).sum(-1)
     log_pz = prior.log_prob(out.z)

@@ -12,6 +12,8 @@ from isa_lib.train import TrainConfig, build_vae, train
 
 HAS_COMPILER = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
 needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile on a CPU needs a C++ compiler")
+HAS_CC = any(shutil.which(c) for c in ("cc", "gcc", "clang"))
+needs_cc = pytest.mark.skipif(not HAS_CC, reason="aggregate='native' compiles a C kernel and needs a C compiler")
 
 
 def posteriors(m=12, d=3, seed=0, dtype=torch.float64, n=1000, estimator="mss"):
@@ -105,7 +107,8 @@ def test_bad_shapes_and_blocks_are_named():
         TrainConfig(objective="beta_tcvae", aggregate="fast")
 
 
-@pytest.mark.parametrize("aggregate", ["streamed", pytest.param("compiled", marks=needs_compiler)])
+@pytest.mark.parametrize("aggregate", ["streamed", pytest.param("compiled", marks=needs_compiler),
+                                       pytest.param("native", marks=needs_cc)])
 def test_decomposed_kl_is_the_same_estimate_with_every_kernel(aggregate):
     z, mu, logvar, _ = posteriors(m=72, d=4, dtype=torch.float32, seed=2)     # blocks of 32, 32 and 8 rows
     x = torch.zeros(72, 1, 2, 2)
@@ -125,17 +128,18 @@ def test_decomposed_kl_is_the_same_estimate_with_every_kernel(aggregate):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
-@needs_compiler
-def test_training_with_the_compiled_kernel_follows_the_dense_one():
+@pytest.mark.parametrize("kernel", [pytest.param("compiled", marks=needs_compiler),
+                                    pytest.param("native", marks=needs_cc)])
+def test_training_with_a_fast_kernel_follows_the_dense_one(kernel):
     images = (torch.rand(256, 16, 16, generator=torch.Generator().manual_seed(0)) > 0.7).to(torch.uint8)
     hist = {}
-    for aggregate in ("dense", "compiled"):
+    for aggregate in ("dense", kernel):
         model = build_vae("mlp", 4, seed=0, net_size={"hidden": 32, "image_size": 16})
         cfg = TrainConfig(objective="beta_tcvae", beta=4.0, batch_size=64, epochs=2, log_every=1,
                           aggregate=aggregate)
         hist[aggregate] = train(model, images, cfg, progress=False)
     a = torch.tensor([h["loss"] for h in hist["dense"]])
-    b = torch.tensor([h["loss"] for h in hist["compiled"]])
+    b = torch.tensor([h["loss"] for h in hist[kernel]])
     assert len(a) == 8 and torch.isfinite(b).all()
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-3)
 
@@ -148,3 +152,45 @@ def test_half_precision_inputs_are_computed_in_float32():
     torch.testing.assert_close(got[1], ref[1], rtol=0.05, atol=0.1)     # bfloat16 inputs: 3 digits
     with pytest.raises(TypeError, match="float32 or float64"):
         exp2_poly(torch.zeros(3, dtype=torch.bfloat16))
+
+
+@needs_cc
+@pytest.mark.parametrize("which", ["both", "joint", "marginals"])
+def test_native_kernel_matches_dense_values_and_gradients(which):
+    z, mu, logvar, logw = posteriors(m=45, d=3, dtype=torch.float32, seed=6)     # 45: no multiple of a vector
+    g = torch.Generator().manual_seed(7)
+    gj = None if which == "marginals" else torch.randn(45, generator=g)
+    gm = None if which == "joint" else torch.randn(45, 3, generator=g)
+    ref = grads(dense, z, mu, logvar, logw, gj, gm)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):                          # rows shared out between threads: same numbers
+            torch.set_num_threads(threads)
+            got = grads(lambda *a: log_aggregate(*a, kernel="native"), z, mu, logvar, logw, gj, gm)
+            torch.testing.assert_close(got[0], ref[0], rtol=1e-6, atol=1e-5)
+            torch.testing.assert_close(got[1], ref[1], rtol=1e-6, atol=1e-5)
+            for a, b in zip(got[2], ref[2]):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_cc
+def test_native_kernel_falls_back_for_far_samples_and_refuses_what_it_cannot_compute():
+    z, mu, logvar, logw = posteriors(m=8, d=2, dtype=torch.float32)
+    with torch.no_grad():
+        mu.mul_(0.01)
+        logvar.fill_(-9.0)
+        z.copy_(mu + 0.01 * torch.randn(8, 2, generator=torch.Generator().manual_seed(0)))
+        z[3, 1] = 50.0
+    ref = grads(dense, z, mu, logvar, logw, torch.ones(8), torch.ones(8, 2))
+    got = grads(lambda *a: log_aggregate(*a, kernel="native"), z, mu, logvar, logw, torch.ones(8), torch.ones(8, 2))
+    assert got[1][3, 1] < -1e6
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-6, atol=1e-4)
+    for a, b in zip(got[2], ref[2]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3 * float(b.abs().max()))
+    z64, mu64, lv64, w64 = posteriors()
+    with pytest.raises(ValueError, match="'native' computes float32 on a CPU"):
+        log_aggregate(z64, mu64, lv64, w64, kernel="native")
+    with pytest.raises(ValueError, match="unknown kernel 'fast'"):
+        log_aggregate(z64, mu64, lv64, w64, kernel="fast")

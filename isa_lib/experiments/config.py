@@ -99,8 +99,8 @@ class RunConfig:
     the older studies, see :mod:`isa_lib.datasets.dsprites`). ``beta_warmup_steps`` raises beta linearly
     from 0 over that many steps (0: off; the authors' code can warm up over 7,000 iterations on dSprites,
     whether the paper did is not stated). ``aggregate`` is how beta-TCVAE computes its minibatch aggregate
-    posterior (``dense``, ``streamed`` or ``compiled``, :data:`isa_lib.objectives.AGGREGATE_KERNELS`: the same
-    estimate to float rounding, so a different run; ``dense`` for every other model).
+    posterior (``dense``, ``streamed``, ``compiled`` or ``native``, :data:`isa_lib.objectives.AGGREGATE_KERNELS`:
+    the same estimate to float rounding, so a different run; ``dense`` for every other model).
     """
 
     dataset: str = "dsprites"
