@@ -123,9 +123,12 @@ def aggregate_log_weights(batch: int, dataset_size: int, estimator: str, device=
 AGGREGATE_KERNELS = ("dense", "streamed", "compiled", "native")
 
 
-def check_aggregate(kernel) -> str:
+def check_aggregate(kernel, device: str | None = None) -> str:
+    """``kernel`` if it is one of :data:`AGGREGATE_KERNELS` and runs on ``device`` (``native``: CPU only)."""
     if kernel not in AGGREGATE_KERNELS:
         raise ValueError(f"unknown aggregate kernel {kernel!r}; choose one of {list(AGGREGATE_KERNELS)}")
+    if kernel == "native" and device is not None and not str(device).startswith("cpu"):
+        raise ValueError(f"aggregate 'native' runs on a CPU, not on {device!r}; use 'compiled' or 'streamed'")
     return kernel
 
 

@@ -71,7 +71,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
         if self.estimator not in ("mss", "mws"):
             raise ValueError(f"estimator must be 'mss' or 'mws', got {self.estimator!r}")
-        O.check_aggregate(self.aggregate)
+        O.check_aggregate(self.aggregate, self.device)
         if not isinstance(self.amp, bool):
             raise ValueError(f"amp must be True or False, got {self.amp!r}")
         if not isinstance(self.device, str):

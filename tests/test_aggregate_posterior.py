@@ -105,6 +105,11 @@ def test_bad_shapes_and_blocks_are_named():
         log_aggregate(z, mu, logvar, logw, block=0)
     with pytest.raises(ValueError, match="unknown aggregate kernel 'fast'"):
         TrainConfig(objective="beta_tcvae", aggregate="fast")
+    with pytest.raises(ValueError, match="aggregate 'native' runs on a CPU, not on 'cuda'"):
+        TrainConfig(objective="beta_tcvae", aggregate="native", device="cuda")
+    from isa_lib.experiments import RunConfig
+    with pytest.raises(ValueError, match="aggregate 'native' runs on a CPU, not on 'cuda'"):
+        RunConfig(model="beta_tcvae", aggregate="native", device="cuda")
 
 
 @pytest.mark.parametrize("aggregate", ["streamed", pytest.param("compiled", marks=needs_compiler),

@@ -229,7 +229,7 @@ class RunConfig:
                 self._put("estimator", _DEFAULTS["estimator"])
             if self.estimator not in ("mss", "mws"):
                 raise ValueError(f"estimator must be 'mss' or 'mws', got {self.estimator!r}")
-            check_aggregate(self.aggregate)
+            check_aggregate(self.aggregate, self.device)
         else:
             self._put("estimator", None)
             self._put("aggregate", _DEFAULTS["aggregate"])
