@@ -130,15 +130,16 @@ def main(argv=None):
     for name in chosen:
         objective, prior, extra = CONFIGS[name]
         models[name] = build_vae("mlp", 20, seed=0, net_size=net, **prior).to(device)
-        cfgs[name] = TrainConfig(objective=objective, batch_size=batch, epochs=1, device=str(device), log_every=10**9,
-                                 **extra)
         try:
+            cfgs[name] = TrainConfig(objective=objective, batch_size=batch, epochs=1, device=str(device),
+                                     log_every=10**9, **extra)
             train(models[name], images, cfgs[name], progress=False, max_steps=1)      # warm-up (and compilation)
         except Exception as err:   # e.g. torch.compile without a C++ compiler or Triton: report, measure the rest
             if name == "normal":
                 raise
             print(f"{name}: left out, its warm-up step failed: {type(err).__name__}: {str(err).splitlines()[0]}")
-            del models[name], cfgs[name]
+            models.pop(name)
+            cfgs.pop(name, None)
     chosen = [k for k in chosen if k in models]
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}
 
