@@ -67,18 +67,24 @@ def test_block_size_changes_nothing(block):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
 
 
-def test_a_sample_far_from_every_posterior_falls_back_to_its_exact_maximum():
-    # Every posterior narrow around 0 and one sample 50 away: its terms are 2^-(tens of millions) below the
-    # shared upper bound, so the shifted sums underflow to 0 and are recomputed with their own maximum.
+def far_sample():
+    """Every posterior narrow around 0 and one sample 50 away: its terms are 2^-(tens of millions) below the
+    shared upper bound, so its shifted sum underflows to 0 and must be recomputed with its own maximum."""
     z, mu, logvar, logw = posteriors(m=8, d=2, dtype=torch.float32)
     with torch.no_grad():
         mu.mul_(0.01)
         logvar.fill_(-9.0)
         z.copy_(mu + 0.01 * torch.randn(8, 2, generator=torch.Generator().manual_seed(0)))
         z[3, 1] = 50.0
+    return z, mu, logvar, logw
+
+
+@pytest.mark.parametrize("kernel", ["streamed", pytest.param("native", marks=needs_cc)])
+def test_a_sample_far_from_every_posterior_falls_back_to_its_exact_maximum(kernel):
+    z, mu, logvar, logw = far_sample()
     g = torch.ones(8), torch.ones(8, 2)
     ref = grads(dense, z, mu, logvar, logw, *g)
-    got = grads(log_aggregate, z, mu, logvar, logw, *g)
+    got = grads(lambda *a: log_aggregate(*a, kernel=kernel), z, mu, logvar, logw, *g)
     assert got[1][3, 1] < -1e6 and torch.isfinite(got[1]).all()
     torch.testing.assert_close(got[1], ref[1], rtol=1e-6, atol=1e-4)
     torch.testing.assert_close(got[0], ref[0], rtol=1e-6, atol=1e-4)
@@ -180,20 +186,7 @@ def test_native_kernel_matches_dense_values_and_gradients(which):
         torch.set_num_threads(before)
 
 
-@needs_cc
-def test_native_kernel_falls_back_for_far_samples_and_refuses_what_it_cannot_compute():
-    z, mu, logvar, logw = posteriors(m=8, d=2, dtype=torch.float32)
-    with torch.no_grad():
-        mu.mul_(0.01)
-        logvar.fill_(-9.0)
-        z.copy_(mu + 0.01 * torch.randn(8, 2, generator=torch.Generator().manual_seed(0)))
-        z[3, 1] = 50.0
-    ref = grads(dense, z, mu, logvar, logw, torch.ones(8), torch.ones(8, 2))
-    got = grads(lambda *a: log_aggregate(*a, kernel="native"), z, mu, logvar, logw, torch.ones(8), torch.ones(8, 2))
-    assert got[1][3, 1] < -1e6
-    torch.testing.assert_close(got[1], ref[1], rtol=1e-6, atol=1e-4)
-    for a, b in zip(got[2], ref[2]):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3 * float(b.abs().max()))
+def test_kernels_refuse_what_they_cannot_compute():
     z64, mu64, lv64, w64 = posteriors()
     with pytest.raises(ValueError, match="'native' computes float32 on a CPU"):
         log_aggregate(z64, mu64, lv64, w64, kernel="native")
