@@ -126,6 +126,8 @@ def _exact_marginal(z, mu, logvar, logw, k: int, i: int) -> tuple[torch.Tensor, 
     return top, torch.exp2(t - top).sum()
 
 
+#: The kernels of :func:`log_aggregate` (``aggregate=`` in isa_lib.objectives adds ``dense``, the reference).
+KERNELS = ("streamed", "compiled", "native")
 _NATIVE: dict = {}
 _NATIVE_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
 
@@ -202,14 +204,16 @@ def _native_backward(zt, mut, c2, h2, prec, lw2, shift2, r, pi, g_joint):
 class StreamedAggregate(torch.autograd.Function):
     """(log q(z_i) (M,), log q(z_ik) (M, d)) with q(.) = sum_j exp(logw_ij) N(.; mu_j, diag exp(logvar_j)),
     Eq. 3's aggregate posterior on the batch; z, mu, logvar (M, d); logw (M, M) is a constant.
-    Forward and backward visit ``block`` rows at a time."""
+    ``kernel`` as in :func:`log_aggregate`: the block functions visit ``block`` rows at a time, the native
+    kernel one row at a time."""
 
     @staticmethod
     def forward(ctx, z, mu, logvar, logw, block: int, kernel: str):
         m, d = z.shape
         zt, mut, lvt = (t.detach().t().contiguous() for t in (z, mu, logvar))
         c2 = (-0.5 * _LOG2_E) * (LOG_2PI + lvt)                       # log2 of each posterior's normaliser
-        h2 = (0.5 * _LOG2_E) * torch.exp(-lvt)
+        prec = torch.exp(-lvt)
+        h2 = (0.5 * _LOG2_E) * prec
         lw2 = logw * _LOG2_E
         # an upper bound on every term of a marginal sum, so that no term overflows
         shift2 = (c2.amax(1)[:, None] + lw2.amax(1)[None, :]).contiguous()                 # (d, M)
@@ -225,29 +229,26 @@ class StreamedAggregate(torch.autograd.Function):
         for k, i in (sums < _LOW).nonzero().tolist():
             shift2[k, i], sums[k, i] = _exact_marginal(z.detach(), mu.detach(), logvar.detach(), logw, k, i)
         log_marg = (sums.log() + shift2 * _LN_2).t()
-        ctx.save_for_backward(z, mu, logvar, logw, lw2, joint, log_qz, shift2, sums)
+        # the backward pass reuses the latent-major copies and their derived (d, M) terms
+        ctx.save_for_backward(zt, mut, c2, h2, prec, logw, lw2, joint, log_qz, shift2, sums)
         ctx.block, ctx.kernel = block, kernel
         return log_qz, log_marg
 
     @staticmethod
     def backward(ctx, g_joint, g_marg):
-        z, mu, logvar, logw, lw2, joint, log_qz, shift2, sums = ctx.saved_tensors
-        m, d = z.shape
+        zt, mut, c2, h2, prec, logw, lw2, joint, log_qz, shift2, sums = ctx.saved_tensors
+        d, m = zt.shape
         g_joint = torch.zeros_like(log_qz) if g_joint is None else g_joint
-        g_marg = torch.zeros(m, d, dtype=z.dtype, device=z.device) if g_marg is None else g_marg
-        zt, mut, lvt = (t.detach().t().contiguous() for t in (z, mu, logvar))
-        prec = torch.exp(-lvt)
-        c2 = (-0.5 * _LOG2_E) * (LOG_2PI + lvt)
-        h2 = (0.5 * _LOG2_E) * prec
+        g_marg = torch.zeros(m, d, dtype=zt.dtype, device=zt.device) if g_marg is None else g_marg
         r = (g_marg.t() / sums).contiguous()                                                # (d, M)
         if ctx.kernel == "native":
             gz, gmu, glv = _native_backward(zt, mut, c2, h2, prec, lw2, shift2, r, joint, g_joint.contiguous())
             return gz.t(), gmu.t(), glv.t(), None, None, None
         wj = _exp_normal(joint + logw - log_qz[:, None]).mul_(g_joint[:, None])            # (M, M)
-        _, weights, reduce = _kernels(ctx.kernel == "compiled", z.device)
+        _, weights, reduce = _kernels(ctx.kernel == "compiled", zt.device)
         gz = torch.empty_like(zt)
         gmu = torch.zeros_like(mut)
-        glv = torch.zeros_like(lvt)
+        glv = torch.zeros_like(mut)
         for r0 in range(0, m, ctx.block):
             r1 = min(r0 + ctx.block, m)
             w = weights(zt[:, r0:r1], mut, c2, h2, lw2[r0:r1], shift2[:, r0:r1], r[:, r0:r1], wj[r0:r1])
@@ -256,9 +257,6 @@ class StreamedAggregate(torch.autograd.Function):
             gmu += b
             glv += c
         return gz.t(), gmu.t(), glv.t(), None, None, None
-
-
-KERNELS = ("streamed", "compiled", "native")
 
 
 def log_aggregate(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, logw: torch.Tensor,

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import distributions as D
 
+from . import aggregate_posterior
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -120,7 +122,7 @@ def aggregate_log_weights(batch: int, dataset_size: int, estimator: str, device=
 #: ``compiled`` is ``streamed`` with its block loops fused by torch.compile (CPU or GPU); ``native`` does one pass
 #: forward and one backward in a C kernel built at first use, the fast choice on a CPU (float32)
 #: (:mod:`isa_lib.aggregate_posterior`; benchmarks/bench_roofline.py measures all four).
-AGGREGATE_KERNELS = ("dense", "streamed", "compiled", "native")
+AGGREGATE_KERNELS = ("dense",) + aggregate_posterior.KERNELS
 
 
 def check_aggregate(kernel, device: str | None = None) -> str:
@@ -150,9 +152,7 @@ def decomposed_kl(out: Outputs, prior: D.Distribution, dataset_size: int, estima
         log_qz = torch.logsumexp(logq.sum(-1) + logw, dim=1)
         log_qz_marginals = torch.logsumexp(logq + logw[:, :, None], dim=1).sum(-1)
     else:
-        from .aggregate_posterior import log_aggregate
-
-        log_qz, marginals = log_aggregate(out.z, out.mu, out.logvar, logw, kernel=aggregate)
+        log_qz, marginals = aggregate_posterior.log_aggregate(out.z, out.mu, out.logvar, logw, kernel=aggregate)
         log_qz_marginals = marginals.sum(-1)
     log_qzx = gaussian_log_density(out.z, out.mu, out.logvar).sum(-1)
     log_pz = prior.log_prob(out.z)
