@@ -75,14 +75,15 @@ void aggregate_forward(int m, int d, const float *z, const float *mu, const floa
 
 /* Backward: with pi_ijk = 2^(t2 + lw2_ij - shift2_ki) r_ki + pi_ij gj_i (dL / dlog N(z_ik; mu_jk, var_jk)),
  * gz[k][i] = -sum_j pi (z - mu) prec, gmu[k][j] = sum_i pi (z - mu) prec, glv[k][j] = sum_i pi ((z - mu)^2 prec - 1) / 2.
- * Each thread sums its rows' shares of gmu and glv privately; the shares are added in thread order. */
-void aggregate_backward(int m, int d, const float *z, const float *mu, const float *c2, const float *h2,
+ * Each thread sums its rows' shares of gmu and glv privately; the shares are added in thread order.
+ * Returns 0, or -1 (gradients not written) when the threads' scratch cannot be allocated. */
+int aggregate_backward(int m, int d, const float *z, const float *mu, const float *c2, const float *h2,
                         const float *prec, const float *lw2, const float *shift2, const float *r, const float *pi,
                         const float *gj, float *gz, float *gmu, float *glv, int threads) {
     if (threads < 1) threads = 1;
     size_t n = (size_t)d * m;
     float *priv = (float *)calloc((size_t)threads * 2 * n, sizeof(float));
-    if (!priv) return;
+    if (!priv) return -1;
 #pragma omp parallel num_threads(threads)
     {
         int t = 0;
@@ -124,4 +125,5 @@ void aggregate_backward(int m, int d, const float *z, const float *mu, const flo
         }
     }
     free(priv);
+    return 0;
 }

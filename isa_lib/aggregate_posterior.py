@@ -25,6 +25,7 @@ not seen in training) is recomputed with its exact maximum.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import math
 import os
@@ -128,7 +129,6 @@ def _exact_marginal(z, mu, logvar, logw, k: int, i: int) -> tuple[torch.Tensor, 
 
 #: The kernels of :func:`log_aggregate` (``aggregate=`` in isa_lib.objectives adds ``dense``, the reference).
 KERNELS = ("streamed", "compiled", "native")
-_NATIVE: dict = {}
 _NATIVE_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
 
 
@@ -143,12 +143,11 @@ def _cpu_signature() -> str:
     return f"{platform.machine()} {platform.processor()} {flags}"
 
 
+@functools.cache
 def native_kernel():
     """The C kernel of ``aggregate="native"`` (``_aggregate_kernel.c`` next to this module), compiled with the
     system's C compiler at first use (well under a second) into a per-user cache keyed by the source, the
     flags, the compiler and the CPU, and loaded with ctypes."""
-    if "lib" in _NATIVE:
-        return _NATIVE["lib"]
     source = Path(__file__).with_name("_aggregate_kernel.c")
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
@@ -174,8 +173,8 @@ def native_kernel():
     f, i = ctypes.c_void_p, ctypes.c_int
     lib.aggregate_forward.argtypes = [i, i] + [f] * 9 + [i]
     lib.aggregate_backward.argtypes = [i, i] + [f] * 13 + [i]
-    lib.aggregate_forward.restype = lib.aggregate_backward.restype = None
-    _NATIVE["lib"] = lib
+    lib.aggregate_forward.restype = None
+    lib.aggregate_backward.restype = ctypes.c_int
     return lib
 
 
@@ -196,8 +195,11 @@ def _native_forward(zt, mut, c2, h2, lw2, shift2):
 def _native_backward(zt, mut, c2, h2, prec, lw2, shift2, r, pi, g_joint):
     d, m = zt.shape
     gz, gmu, glv = (zt.new_empty(d, m) for _ in range(3))
-    native_kernel().aggregate_backward(
-        m, d, *map(_ptr, (zt, mut, c2, h2, prec, lw2, shift2, r, pi, g_joint, gz, gmu, glv)), torch.get_num_threads())
+    threads = torch.get_num_threads()
+    if native_kernel().aggregate_backward(
+            m, d, *map(_ptr, (zt, mut, c2, h2, prec, lw2, shift2, r, pi, g_joint, gz, gmu, glv)), threads):
+        raise MemoryError(f"aggregate='native': the backward pass could not allocate its per-thread sums "
+                          f"({threads} x 2 x {d} x {m} floats)")
     return gz, gmu, glv
 
 
