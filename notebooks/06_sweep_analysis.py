@@ -219,14 +219,15 @@ if verdicts:
 
 # %% [markdown]
 # How to read this at the `large` scale, in the paper's regime (64 x 64 binary images, the KL levelled off as
-# the curves at the top show): the comparisons of priors are the paper's claims, and the line above says how many of them
-# hold. Two things the paper reports do show in this regime. MIG rises with $\beta$ for every model (the
-# regime table at the top of the chapter), where in the medium study below it fell. And the learned
-# exponents do not collapse to $p_0$ (the Fig. 7 table: the lowest ranks sit below $p_0$ and the highest
-# above it, several standard errors away; they did not collapse in the medium study either). What does not show is the prior's own effect on MIG or on
-# reconstruction at a given $\beta$: with 12 seeds a side at $\beta = 1$ and 4 at $\beta = 2, 4$ the
-# differences stay within about two standard errors, in both directions. A real effect smaller than that
-# cannot be ruled out at this number of seeds; the paper-scale grid below, with 50 seeds, is the test that would.
+# the curves at the top show): the comparisons of priors are the paper's claims, and the line above says how
+# many of them hold. Two things the paper reports do show in this regime. MIG rises with $\beta$ for every
+# model (the regime table at the top of the chapter), where in the medium study below it fell. And the learned
+# exponents do not collapse to $p_0$ (the Fig. 7 table: the lowest ranks sit below $p_0$ and the highest above
+# it, several standard errors away; they did not collapse in the medium study either). What does not show is
+# the prior's own effect on MIG or on reconstruction at a given $\beta$: with 12 seeds a side at $\beta = 1$
+# and 4 at $\beta = 2, 4$ the differences stay within about two standard errors, in both directions. A real
+# effect smaller than that cannot be ruled out at this number of seeds; the paper-scale grid below, with 50
+# seeds, is the test that would.
 
 # %% [markdown]
 # ## Fig. 5a at the paper's scale on a GPU
