@@ -26,6 +26,11 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed: not plain tensors and numbers, or another configuration's."""
 
 
+class CheckpointAheadError(CheckpointError):
+    """A checkpoint of this run that is already past the step the caller asked to stop at: training cannot
+    go back, so the caller trains afresh (and keeps the checkpoint for the longer run)."""
+
+
 class TrainingError(RuntimeError):
     """Training produced a non-finite loss, term or gradient; names the step and the term."""
 
@@ -260,6 +265,13 @@ def total_steps(n: int, cfg: TrainConfig) -> int:
     return max(1, int(round(cfg.epochs * (n // cfg.batch_size))))
 
 
+def _check_not_ahead(path, step: int, total: int, max_steps: int | None) -> None:
+    """A checkpoint at a step beyond where this call stops cannot be resumed (training does not go back)."""
+    stop = total if max_steps is None else min(total, max_steps)
+    if step > stop:
+        raise CheckpointAheadError(f"checkpoint {path} is at step {step}, past this call's stop at step {stop}")
+
+
 def load_checkpoint(path, device) -> dict:
     """A checkpoint written by :func:`save_checkpoint`, loaded with ``weights_only=True``: tensors, numbers,
     strings and containers only, so a crafted file cannot run code; anything else is a named error."""
@@ -316,6 +328,7 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
         state = load_checkpoint(checkpoint, device)
         if state["config"] != asdict(cfg):
             raise CheckpointError(f"checkpoint {checkpoint} was written with another configuration: {state['config']}")
+        _check_not_ahead(checkpoint, state["step"], total, max_steps)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"].to("cpu") if device.type == "cpu" else state["generator"])
@@ -437,6 +450,7 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
         state = load_checkpoint(checkpoint, device)
         if state["configs"] != [asdict(c) for c in cfgs]:
             raise CheckpointError(f"checkpoint {checkpoint} was written with other configurations")
+        _check_not_ahead(checkpoint, state["step"], total, max_steps)
         with torch.no_grad():
             for name, t in params.items():
                 t.copy_(state["params"][name])

@@ -22,8 +22,8 @@ One module per concern, each importable on its own; this package re-exports thei
 from __future__ import annotations
 
 # Besides __all__, the names that notebooks, benchmarks and tests use from the former single module.
-from .config import (HASH_VERSION, LARGE_DSPRITES, LARGE_FACES, MODELS, SCALES, ModelSpec, RunConfig,
-                     config_for, scale_defaults)  # noqa: F401
+from .config import (BUDGET_DSPRITES, BUDGET_HIDDEN, HASH_VERSION, LARGE_DSPRITES, LARGE_FACES, MODELS, SCALES,
+                     ModelSpec, RunConfig, config_for, scale_defaults)  # noqa: F401
 from .grids import GridError, expand_grid, load_grid
 from .ledger import Ledger, LedgerBusyError, LedgerError, LedgerWriteError
 from .run import (_train_config, build_model, evaluate, load_data, run_group, run_one, seconds_per_step,

@@ -23,6 +23,13 @@ Scales are parameter sets, as for the book's chapters:
   For 3D faces, ``large`` is the paper's conv nets and Table 2 prior on 10 identities with every azimuth,
   elevation and lighting (25,410 images), batch 64.
 
+* ``budget``: the paper's data, batch and number of updates (Table 1): all 737,280 images at 64 x 64 binary,
+  20 epochs of batch 2048 = 7,200 steps (14.7 M images), Adam lr 1e-3, latent 20 with the 5 x 4 ISA layout,
+  Chen's MIG on the full grid with 10,000 samples in float32 (float64 where float32 cannot resolve the
+  posteriors); only the MLP is narrower than the paper's 1200 units (:data:`BUDGET_HIDDEN`, chosen by the
+  measured cost of a step; benchmarks/bench_budget_width.py). Runs are made breadth-first in
+  ``budget_fraction`` (1/8, 1/4, 1/2, 1 of the steps), each fraction continuing the last one's checkpoint.
+
 small and medium use version 1 of the dSprites generator (the data their committed studies were made with);
 large and paper use the newest (areas proportional to scale^2, :mod:`isa_lib.datasets.dsprites`).
 """
@@ -40,7 +47,7 @@ import numpy as np
 #: Version of the run semantics; part of every hash, so a change of meaning never reuses old rows.
 HASH_VERSION = 1
 
-SCALES = ("small", "medium", "large", "paper")
+SCALES = ("small", "medium", "large", "budget", "paper")
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,13 @@ class RunConfig:
     whether the paper did is not stated). ``aggregate`` is how beta-TCVAE computes its minibatch aggregate
     posterior (``dense``, ``streamed``, ``compiled`` or ``native``, :data:`isa_lib.objectives.AGGREGATE_KERNELS`:
     the same estimate to float rounding, so a different run; ``dense`` for every other model).
+
+    ``budget_fraction`` trains the run's schedule (``epochs`` of ``batch_size``, :attr:`steps`) only up to
+    that fraction of its steps (:attr:`train_steps`) and scores the model there. The data order and the
+    constant learning rate do not depend on it, so runs of one :meth:`lineage` (equal but for the fraction)
+    share one training: a run at 1/4 continues the checkpoint its run at 1/8 left, with the numbers a
+    straight run to 1/4 gives. ``mig_dtype`` is the working precision of Chen's MIG (``float64``, the
+    reference, or ``float32``, 2-3x faster, with a float64 fall-back for posteriors it cannot resolve).
     """
 
     dataset: str = "dsprites"
@@ -127,6 +141,8 @@ class RunConfig:
     data_version: int | None = None
     beta_warmup_steps: int = 0
     aggregate: str = "dense"
+    budget_fraction: float = 1.0
+    mig_dtype: str = "float64"
 
     def __post_init__(self):
         from ..datasets import NAMES
@@ -146,12 +162,17 @@ class RunConfig:
 
     def _check_numbers(self) -> None:
         """beta, epochs, lr: finite and > 0 (as floats); seed and the sizes: integers above their minimum."""
-        for name in ("beta", "epochs", "lr"):
+        for name in ("beta", "epochs", "lr", "budget_fraction"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 what = "gamma (beta field)" if name == "beta" and self.model == "factor_vae" else name
                 raise ValueError(f"{what} must be a finite number > 0, got {v!r}")
             self._put(name, float(v))
+        if self.budget_fraction > 1:
+            raise ValueError(f"budget_fraction must lie in (0, 1] (a fraction of the run's steps), "
+                             f"got {self.budget_fraction!r}")
+        if self.mig_dtype not in ("float32", "float64"):
+            raise ValueError(f"mig_dtype must be 'float32' or 'float64', got {self.mig_dtype!r}")
         for name, low in (("seed", 0), ("latent_dim", 2), ("batch_size", 2), ("mig_samples", 1),
                           ("image_size", 4)):
             v = getattr(self, name)
@@ -286,6 +307,21 @@ class RunConfig:
         """Optimiser steps of the run (as :func:`isa_lib.train.total_steps`)."""
         return max(1, int(round(self.epochs * (self.n_images // self.batch_size))))
 
+    @property
+    def train_steps(self) -> int:
+        """Steps this run trains: ``budget_fraction`` of :attr:`steps`, rounded (at least 1)."""
+        return max(1, min(self.steps, int(round(self.budget_fraction * self.steps))))
+
+    @property
+    def images_seen(self) -> int:
+        """Training images this run has seen: :attr:`train_steps` x ``batch_size``."""
+        return self.train_steps * self.batch_size
+
+    def lineage(self) -> "RunConfig":
+        """The run at the whole budget of which this run is a prefix (itself when ``budget_fraction`` is 1):
+        runs with one lineage share one training and one checkpoint."""
+        return dataclasses.replace(self, budget_fraction=1.0)
+
     def subgrid_dict(self) -> dict | None:
         return None if self.subgrid is None else {n: list(c) for n, c in self.subgrid}
 
@@ -346,7 +382,8 @@ class RunConfig:
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 #: Fields added after HASH_VERSION 1 ledgers existed, and the value every earlier row had.
-_IMPLIED_BEFORE_FIELD = {"data_version": 1, "beta_warmup_steps": 0, "aggregate": "dense"}
+_IMPLIED_BEFORE_FIELD = {"data_version": 1, "beta_warmup_steps": 0, "aggregate": "dense",
+                         "budget_fraction": 1.0, "mig_dtype": "float64"}
 
 
 # ---------------------------------------------------------------------------------------------- scales
@@ -368,8 +405,17 @@ LARGE_DSPRITES = dict(epochs=3.0, batch_size=128, hidden=512, image_size=64,
 LARGE_FACES = dict(epochs=8.0, batch_size=64, subgrid=_freeze_subgrid(_FACES_LARGE), mig_samples=1000)
 
 
+#: Hidden units of the ``budget`` scale's MLP: the widest whose whole 7,200-step run trains in about two
+#: hours on one idle core. benchmarks/bench_budget_width.py, side by side on one idle thread: 0.30 s per
+#: step at 256 units, 0.49 at 512 (1.0 h a run), 1.28 at the paper's 1200 (2.6 h, 4.3x of 256). 512 is also
+#: the width of the ``large`` scale, so the two CPU studies differ only in data and budget.
+BUDGET_HIDDEN = 512
+#: The budget scale: the paper's dSprites run but for the MLP's width; MIG in float32 (float64 fall-back).
+BUDGET_DSPRITES = dict(hidden=BUDGET_HIDDEN, mig_dtype="float32")
+
+
 def scale_defaults(scale: str, dataset: str = "dsprites") -> dict:
-    """RunConfig fields of a scale (``small``, ``medium``, ``paper``) for a dataset.
+    """RunConfig fields of a scale (``small``, ``medium``, ``large``, ``budget``, ``paper``) for a dataset.
 
     paper: Tables 1-2 and App. A.3-A.4 (dSprites: 20 epochs, batch 2048, lr 1e-3, MLP 1200, latent 20 with
     l0 = 5 subspaces of 4, p0 = 2.1, p = 2.2, MIG on 10,000 samples; 3D faces: conv nets, latent 10, p = 1.9,
@@ -385,6 +431,8 @@ def scale_defaults(scale: str, dataset: str = "dsprites") -> dict:
             return paper
         if scale == "large":
             return {**paper, **LARGE_DSPRITES}
+        if scale == "budget":
+            return {**paper, **BUDGET_DSPRITES}
         # small and medium keep the dSprites generator of the studies made with them (version 1)
         if scale == "small":
             return {**paper, "epochs": 40.0, "batch_size": 64, "hidden": 256, "image_size": 32,
@@ -400,7 +448,8 @@ def scale_defaults(scale: str, dataset: str = "dsprites") -> dict:
             return paper
         if scale == "large":
             return {**paper, **LARGE_FACES}
-        raise ValueError("faces3d has the 'large' (CPU) and 'paper' scales only (conv nets need 64 x 64 images)")
+        raise ValueError(f"faces3d has the 'large' (CPU) and 'paper' scales only (conv nets need 64 x 64 "
+                         f"images), not {scale!r}")
     raise ValueError(f"no scales defined for dataset {dataset!r}")
 
 

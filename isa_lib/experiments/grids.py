@@ -13,7 +13,8 @@ class GridError(ValueError):
     """A sweep grid that names an unknown key, model or value; raised before any run starts."""
 
 
-_GRID_KEYS = {"models", "betas", "gammas", "seeds", "scale", "dataset", "description", "estimate"}
+_GRID_KEYS = {"models", "betas", "gammas", "seeds", "scale", "dataset", "description", "estimate",
+              "budget_fractions", "arms"}
 _PER_RUN = {"model", "beta", "seed"}
 
 
@@ -23,8 +24,13 @@ def expand_grid(spec: Mapping) -> list[RunConfig]:
     Keys: ``models`` (list), ``betas`` (list, or a mapping model -> list), ``gammas`` (FactorVAE's gammas,
     default the betas), ``seeds`` (a count n meaning 0..n-1, or a list), ``scale`` (default small),
     ``dataset``, ``description``/``estimate`` (free text), and any RunConfig field but model/beta/seed.
+    ``arms`` adds variants of a model: a list of mappings, each with ``model``, RunConfig fields that
+    override the grid's (e.g. ``p: 4.0``) and optionally its own ``seeds``. ``budget_fractions`` (a list
+    in (0, 1]) makes every run once per fraction of its training budget (``RunConfig.budget_fraction``).
     Every key, model name and value is checked (all configurations are built) before anything runs.
-    The list is ordered seed first, so that a partial sweep has every model and beta for its seeds.
+    The list is ordered budget fraction first, then seed, so that a partial sweep has every model and beta
+    for its seeds, and every run at a smaller fraction before any at a larger one (a study stopped
+    part-way is balanced at the largest fraction it reached).
     """
     if not isinstance(spec, Mapping):
         raise GridError(f"a grid must be a mapping, got {type(spec).__name__}")
@@ -45,13 +51,9 @@ def expand_grid(spec: Mapping) -> list[RunConfig]:
         extra = sorted(set(betas) - set(models))
         if extra:
             raise GridError(f"'betas' names model(s) {extra} that are not in 'models'")
-    seeds = spec.get("seeds", 1)
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple)):
-        raise GridError(f"'seeds' must be a count or a list, got {seeds!r}")
-    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not seeds:
-        raise GridError(f"'seeds' gives no seed ({spec.get('seeds')!r}): the grid would run nothing; "
-                        f"give a count >= 1 or a non-empty list")
+    seeds = _seed_list(spec.get("seeds", 1), spec.get("seeds"))
+    fractions = _fractions(spec.get("budget_fractions"))
+    arms = [(m, {}, seeds) for m in models] + _arms(spec.get("arms"), seeds)
     try:
         base = scale_defaults(spec.get("scale", "small"), spec.get("dataset", "dsprites"))
     except ValueError as err:
@@ -60,18 +62,65 @@ def expand_grid(spec: Mapping) -> list[RunConfig]:
     if "subgrid" in spec:
         base["subgrid"] = spec["subgrid"]
     out, seen = [], set()
-    for model in models:
+    for model, extra, arm_seeds in arms:
         for beta in _betas_of(model, betas, spec):
-            for seed in seeds:
-                try:
-                    cfg = RunConfig(**{**base, "model": model, "beta": beta, "seed": seed})
-                except (TypeError, ValueError) as err:
-                    raise GridError(f"{model} beta={beta} seed={seed}: {err}") from None
-                if cfg.config_hash() not in seen:
-                    seen.add(cfg.config_hash())
-                    out.append(cfg)
-    # Seed first (stable): a sweep stopped part-way has then covered every model and beta evenly.
-    out.sort(key=lambda c: seeds.index(c.seed))
+            for seed in arm_seeds:
+                for fraction in fractions or [None]:
+                    fields = {**base, **extra, "model": model, "beta": beta, "seed": seed}
+                    if fraction is not None:
+                        fields["budget_fraction"] = fraction
+                    try:
+                        cfg = RunConfig(**fields)
+                    except (TypeError, ValueError) as err:
+                        raise GridError(f"{model} {extra or ''} beta={beta} seed={seed}: {err}") from None
+                    if cfg.config_hash() not in seen:
+                        seen.add(cfg.config_hash())
+                        out.append(cfg)
+    # Budget fraction, then seed first (stable): a sweep stopped part-way has then covered every model and
+    # beta evenly, at every fraction below the one it reached.
+    order = list(dict.fromkeys(seeds + [s for _, _, arm_seeds in arms for s in arm_seeds]))
+    out.sort(key=lambda c: (c.budget_fraction, order.index(c.seed)))
+    return out
+
+
+def _seed_list(seeds, given) -> list:
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple)):
+        raise GridError(f"'seeds' must be a count or a list, got {seeds!r}")
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seeds:
+        raise GridError(f"'seeds' gives no seed ({given!r}): the grid would run nothing; "
+                        f"give a count >= 1 or a non-empty list")
+    return seeds
+
+
+def _fractions(fractions) -> list:
+    """The grid's budget fractions, sorted: numbers in (0, 1]."""
+    if fractions is None:
+        return []
+    if not isinstance(fractions, (list, tuple)) or not fractions:
+        raise GridError(f"'budget_fractions' must be a non-empty list of fractions in (0, 1], got {fractions!r}")
+    bad = [f for f in fractions if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1]
+    if bad:
+        raise GridError(f"'budget_fractions' must lie in (0, 1], got {bad}")
+    return sorted({float(f) for f in fractions})
+
+
+def _arms(arms, seeds: list) -> list:
+    """The grid's extra arms as (model, fields, seeds): model variants such as ISA-VAE with p = 4."""
+    if arms is None:
+        return []
+    if not isinstance(arms, (list, tuple)):
+        raise GridError(f"'arms' must be a list of mappings (model and fields), got {arms!r}")
+    fields = {f.name for f in dataclasses.fields(RunConfig)} - _PER_RUN
+    out = []
+    for arm in arms:
+        if not isinstance(arm, Mapping) or arm.get("model") not in MODELS:
+            raise GridError(f"each arm needs a 'model' from {sorted(MODELS)}, got {arm!r}")
+        unknown = sorted(set(arm) - fields - {"model", "seeds"})
+        if unknown:
+            raise GridError(f"arm {arm!r}: unknown key(s) {unknown}; allowed: model, seeds and RunConfig fields")
+        extra = {k: v for k, v in arm.items() if k not in ("model", "seeds")}
+        out.append((arm["model"], extra, _seed_list(arm.get("seeds", seeds), arm.get("seeds"))))
     return out
 
 

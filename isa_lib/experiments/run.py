@@ -117,7 +117,7 @@ def evaluate(model, data, c: RunConfig, history: list[dict]) -> dict:
     t = time.perf_counter()
     with torch.no_grad():
         res = evaluate_model(model.encoder, data, decode=model.decoder, n_samples=c.mig_samples, seed=c.seed,
-                             device=c.device, batch_size=1024)
+                             device=c.device, batch_size=1024, mig_dtype=getattr(torch, c.mig_dtype))
     names = [data.factor_names[k] for k in res["mig_factors"]]
     bad = [k for k in ("mig", "reconstruction") if not math.isfinite(float(res[k]))]
     if bad:  # stored as 'done' it would read as a missing number; it is a failed run
@@ -128,7 +128,9 @@ def evaluate(model, data, c: RunConfig, history: list[dict]) -> dict:
            "reconstruction": float(res["reconstruction"]),
            "final": dict(history[-1]) if history else {},
            "history": history,
-           "n_images": len(data), "steps": c.steps}
+           "n_images": len(data), "steps": c.steps, "mig_dtype": res["mig_dtype"]}
+    if c.budget_fraction != 1.0:  # a prefix of its lineage's training: where it stopped
+        out.update(budget_fraction=c.budget_fraction, train_steps=c.train_steps, images_seen=c.images_seen)
     if c.spec.prior == "isa":
         exps = model.prior.exponents.detach().cpu().double().numpy()
         out["exponents"] = exps.tolist()
@@ -144,15 +146,17 @@ def checkpoint_folder(ledger_path) -> Path:
 
 def checkpoint_path(folder, configs: Sequence[RunConfig], fused: bool) -> Path:
     """Where the training of ``configs`` (one fused call, or one run alone) keeps its checkpoint: a name
-    made from the runs' hashes, so a resumed sweep that forms the same group finds it."""
-    key = hashlib.sha1("|".join(sorted(c.config_hash() for c in configs)).encode()).hexdigest()[:16]
+    made from the hashes of the runs' lineages (:meth:`RunConfig.lineage`), so a resumed sweep that forms
+    the same group finds it, and a run at a larger ``budget_fraction`` continues the training of a smaller one."""
+    key = hashlib.sha1("|".join(sorted(c.lineage().config_hash() for c in configs)).encode()).hexdigest()[:16]
     return Path(folder) / f"{key}.{'fused' if fused else 'alone'}.pt"
 
 
 def note_checkpoint(path: Path, configs: Sequence[RunConfig]) -> None:
-    """Write ``<checkpoint>.runs`` (the runs' hashes) beside a checkpoint, for :func:`remove_checkpoints`."""
+    """Write ``<checkpoint>.runs`` (the hashes of the runs' lineages, :meth:`RunConfig.lineage`) beside a
+    checkpoint, for :func:`remove_checkpoints`: it is kept until the runs at the whole budget are finished."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".runs").write_text("\n".join(c.config_hash() for c in configs) + "\n")
+    path.with_suffix(".runs").write_text("\n".join(c.lineage().config_hash() for c in configs) + "\n")
 
 
 def remove_checkpoints(folder, finished: set[str]) -> int:
@@ -186,6 +190,11 @@ def _train_models(configs: list[RunConfig], data, fused: bool, max_steps: int | 
     channels = data.images.shape[1]
     models = [build_model(c, channels) for c in configs]
     cfgs = [_train_config(c, len(data)) for c in configs]
+    stops = {c.train_steps for c in configs}
+    if len(stops) != 1:
+        raise ValueError(f"runs trained together must stop at one step, got {sorted(stops)}")
+    stop = stops.pop()
+    max_steps = stop if max_steps is None else min(stop, max_steps)
     if checkpoint_dir is not None:
         every = min(checkpoint_interval(c) for c in configs)
         cfgs = [dataclasses.replace(cfg, checkpoint_every=every) for cfg in cfgs]
@@ -200,27 +209,31 @@ def _train_models(configs: list[RunConfig], data, fused: bool, max_steps: int | 
 
     if fused and len(configs) > 1:
         path = ckpt(configs, True)
-        hists = _resuming(lambda: train_many(models, data.images, cfgs, checkpoint=path, **kw), path)
+        hists = _resuming(lambda p: train_many(models, data.images, cfgs, checkpoint=p, **kw), path)
     else:
         hists = []
         for m, cfg, c in zip(models, cfgs, configs):
             path = ckpt([c], False)
-            hists.append(_resuming(lambda: train(m, data.images, cfg, checkpoint=path, **kw), path))
+            hists.append(_resuming(lambda p: train(m, data.images, cfg, checkpoint=p, **kw), path))
     return models, hists
 
 
 def _resuming(fit: Callable, ckpt: Path | None):
-    """``fit()``; a checkpoint it cannot resume (written by other code or settings) is deleted and the
-    training starts afresh, which gives the same numbers as a resume would have."""
-    from ..train import CheckpointError
+    """``fit(ckpt)``; a checkpoint it cannot resume (written by other code or settings) is deleted and the
+    training starts afresh, which gives the same numbers as a resume would have. A checkpoint already past
+    the run's stop (its lineage went further, e.g. a 1/8 run retried after the 1/4 run) is kept for the
+    lineage, and this run trains from the start without checkpoints."""
+    from ..train import CheckpointAheadError, CheckpointError
 
     try:
-        return fit()
+        return fit(ckpt)
+    except CheckpointAheadError:
+        return fit(None)
     except CheckpointError:
         if ckpt is None:
             raise
         Path(ckpt).unlink(missing_ok=True)
-        return fit()
+        return fit(ckpt)
 
 
 def seconds_per_step(configs: Sequence[RunConfig], steps: int = 10, cache=None) -> float:
