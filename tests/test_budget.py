@@ -164,3 +164,15 @@ def test_the_shipped_budget_grid():
     for c in configs:
         assert (c.n_images, c.batch_size, c.steps, c.mig_samples, c.beta) == (737280, 2048, 7200, 10000, 1.0)
     assert [c.budget_fraction for c in configs] == sorted(c.budget_fraction for c in configs)
+
+
+def test_the_width_benchmark_runs(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_budget_width", ROOT / "benchmarks" / "bench_budget_width.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    best = bench.main(["--scale", "small", "--steps", "1", "--rounds", "1", "--widths", "16", "32"])
+    assert set(best) == {16, 32} and all(s > 0 for s in best.values())
+    out = capsys.readouterr().out
+    assert "MLP    16" in out and "whole run" in out and "x1.00 of MLP 16" in out

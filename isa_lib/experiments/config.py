@@ -16,7 +16,7 @@ Scales are parameter sets, as for the book's chapters:
   32 x 32, a 256-unit MLP, 10 epochs = 1,800 steps of batch 128, MIG on 2,000 samples: 1-4 minutes per run
   on a 2-core CPU depending on load (experiments/grids/dsprites_medium.yml gives the measurements).
 
-* ``large``: the paper's regime on a CPU: 64 x 64 binary dSprites (no averaging) on a 184,320-image
+* ``large``: the paper's images on a CPU at 1/27 of its training budget: 64 x 64 binary dSprites (no averaging) on a 184,320-image
   sub-grid that keeps every shape, all 6 scales and all 40 orientations with 16 x 16 positions, an MLP with
   512 hidden units (the paper's 1200 costs 2.7x more per image on a CPU, measured), lr 1e-3, batch 128,
   3 epochs = 4,320 steps (the KL at beta = 1 levels off after ~2,000, measured), MIG on 1,000 samples.
@@ -397,7 +397,7 @@ _DSPRITES_LARGE = {"posX": list(range(0, 32, 2)), "posY": list(range(0, 32, 2))}
 _FACES_LARGE = {"identity": list(range(10))}
 
 
-#: The CPU scale in the paper's regime (module notes): 64 x 64 binary dSprites, every shape, scale and
+#: The CPU scale with the paper's images at 1/27 of its budget (module notes): 64 x 64 binary dSprites, every shape, scale and
 #: orientation, 16 x 16 positions; see experiments/grids/dsprites_large.yml for the measured cost.
 LARGE_DSPRITES = dict(epochs=3.0, batch_size=128, hidden=512, image_size=64,
                       subgrid=_freeze_subgrid(_DSPRITES_LARGE), mig_samples=1000)
