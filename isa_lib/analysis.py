@@ -3,14 +3,20 @@
 Every function takes the table of :meth:`isa_lib.experiments.Ledger.to_dataframe` (or its CSV export):
 one row per run with at least ``model``, ``beta``, ``seed``, ``status``, ``mig`` and ``reconstruction``
 (E_q[log p(x|z)] in nats per image), and ``exponents`` (JSON text) for learned-exponent models.
+The tests of the paper's claims (:func:`claims`, :func:`paired_test`, :func:`welch_test`, :func:`holm`,
+:func:`dose_response`, :func:`exponent_tests`) hold at the 4-12 seeds of a study: paired by seed, t-based,
+Holm-corrected, each with the smallest difference it could detect.
 """
 from __future__ import annotations
 
 import json
+import warnings
+from dataclasses import asdict, dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import optimize, stats
 
 #: The paper's names for the models of the comparison (Sec. 4).
 MODEL_LABELS = {"beta_vae": "beta-VAE", "beta_tcvae": "beta-TCVAE", "isa_vae": "ISA-VAE",
@@ -90,14 +96,16 @@ def representative_runs(df: pd.DataFrame, by: Sequence[str] = ("model", "beta"))
 
 
 def learned_exponents(df: pd.DataFrame, model: str = "isa_vae_learned") -> np.ndarray:
-    """The learned subspace exponents of every run of ``model``, each run's sorted p_1 <= p_2 <= ... (Fig. 7,
-    App. A.2): shape (runs, subspaces)."""
+    """The learned subspace exponents of every run of ``model`` (Fig. 7, App. A.2), **unsorted**: shape
+    (runs, subspaces), column i is subspace i of the prior's layout (the table's ``exponents`` JSON column,
+    never ``exponents_sorted``). Sort a copy only for display (``np.sort(e, axis=1)``); :func:`exponent_tests`
+    needs them by subspace identity. Rows without exponents are skipped."""
     rows = df[df["model"] == model]
-    if rows.empty:
+    if rows.empty or "exponents" not in rows.columns:
         return np.zeros((0, 0))
-    col = "exponents_sorted" if "exponents_sorted" in rows.columns else "exponents"
-    values = [json.loads(v) if isinstance(v, str) else list(v) for v in rows[col]]
-    return np.sort(np.asarray(values, dtype=float), axis=1)
+    values = [json.loads(v) if isinstance(v, str) else list(v) for v in rows["exponents"]
+              if isinstance(v, (str, list, tuple, np.ndarray))]
+    return np.asarray(values, dtype=float) if values else np.zeros((0, 0))
 
 
 def _seed_range(df: pd.DataFrame) -> str:
@@ -148,10 +156,348 @@ def run_config(row: pd.Series):
     return config
 
 
+# --- Tests of the paper's comparative claims (Sec. 4: Fig. 5a, Figs. 5b-c, Fig. 7, Table 2) -------------------
+#
+# Runs of two models with the same ``seed`` share initial weights and data order, so the natural test of
+# "model scores higher than baseline" is paired (Student 1908 paired t on the per-seed differences), with a
+# t distribution because a study has 4-12 seeds, and Holm's (1979) step-down correction because a chapter
+# tests several claims at once. Each verdict also states the smallest true difference the study had an 80 %
+# chance to detect (``mde80``, from the noncentral t; Cohen 1988, ch. 2), so "not shown" reads as
+# "not shown at this resolution", not as "no difference".
+
+
+def _check_sample(x, name: str) -> np.ndarray:
+    v = np.asarray(x, dtype=float)
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {v.shape}")
+    if np.isnan(v).any():
+        raise ValueError(f"{name} contains NaN: drop unfinished runs first")
+    if len(v) < 2:
+        raise ValueError(f"{name} has {len(v)} value(s): a t test needs at least 2")
+    return v
+
+
+def _t_p(t: float, df: float) -> float:
+    """Two-sided p of a t statistic (NaN stays NaN; +-inf gives 0)."""
+    return float(2 * stats.t.sf(abs(t), df)) if not np.isnan(t) else np.nan
+
+
+def _ratio(num: float, den: float) -> float:
+    """num / den, with a zero denominator giving +-inf (or NaN for 0 / 0) instead of a warning."""
+    if den > 0:
+        return num / den
+    return np.nan if num == 0 else float(np.sign(num) * np.inf)
+
+
+def _mde(se: float, df: float, alpha: float, power: float = 0.8) -> float:
+    """The smallest true difference delta that a two-sided t test at level ``alpha`` with standard error ``se``
+    and ``df`` degrees of freedom rejects with probability ``power``: the root in delta of
+    P(|T'| > t_{1-alpha/2, df}) = power with T' ~ noncentral t(df, delta / se) (Cohen 1988, ch. 2)."""
+    if not np.isfinite(se) or se < 0:
+        return np.nan
+    if se == 0:
+        return 0.0
+    crit = stats.t.ppf(1 - alpha / 2, df)
+
+    def gap(delta):
+        nc = delta / se
+        return stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc) - power
+
+    hi = (crit + 1.0) * se
+    while gap(hi) < 0:
+        hi *= 2
+    return float(optimize.brentq(gap, 0.0, hi, xtol=1e-12 * max(se, 1e-300), rtol=1e-10))
+
+
+def _percentile_ci(boot: np.ndarray, alpha: float) -> tuple[float, float]:
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Result of :func:`paired_test` (differences are a - b)."""
+    n: int
+    difference: float
+    sd: float
+    se: float
+    t: float
+    df: int
+    p: float
+    ci_low: float
+    ci_high: float
+    p_wilcoxon: float
+    mde80: float
+    alpha: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WelchTest:
+    """Result of :func:`welch_test` (difference is mean(a) - mean(b))."""
+    n_a: int
+    n_b: int
+    difference: float
+    sd_a: float
+    sd_b: float
+    se: float
+    t: float
+    df: float
+    p: float
+    ci_low: float
+    ci_high: float
+    mde80: float
+    alpha: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def paired_test(a, b, n_boot: int = 10000, seed: int = 0, alpha: float = 0.05) -> PairedTest:
+    """Paired comparison of two models run with the same seeds (Sec. 4, Fig. 5a): ``a[i]`` and ``b[i]`` are
+    the metric of the two models at seed i. Returns the mean difference a - b, the sd of the differences,
+    its standard error, the paired t (Student 1908) with df = n - 1 and its two-sided p, a percentile
+    bootstrap CI at level 1 - alpha of the mean difference (``n_boot`` resamples of the seeds, reproducible
+    from ``seed``; Efron & Tibshirani 1993), the Wilcoxon (1945) signed-rank p (scipy: exact for small n
+    without ties; NaN when every difference is 0), and ``mde80``, the smallest true mean difference this
+    test detects with 80 % power at this n and sd (noncentral t, see :func:`_mde`)."""
+    a, b = _check_sample(a, "a"), _check_sample(b, "b")
+    if len(a) != len(b):
+        raise ValueError(f"paired samples must align seed by seed: {len(a)} and {len(b)} values")
+    d = a - b
+    n, df = len(d), len(d) - 1
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    se = sd / np.sqrt(n)
+    t = _ratio(mean, se)
+    rng = np.random.default_rng(seed)
+    boot = d[rng.integers(0, n, size=(n_boot, n))].mean(1)
+    lo, hi = _percentile_ci(boot, alpha)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p_w = float(stats.wilcoxon(d).pvalue)
+    except ValueError:  # every difference is zero
+        p_w = np.nan
+    return PairedTest(n=n, difference=mean, sd=sd, se=float(se), t=float(t), df=df, p=_t_p(t, df), ci_low=lo,
+                      ci_high=hi, p_wilcoxon=p_w, mde80=_mde(se, df, alpha), alpha=alpha)
+
+
+def welch_test(a, b, n_boot: int = 10000, seed: int = 0, alpha: float = 0.05) -> WelchTest:
+    """Comparison of two models run with different seeds (no pairing): Welch's (1947) t of mean(a) - mean(b)
+    with the Welch-Satterthwaite df and its two-sided p, a percentile bootstrap CI (each arm resampled on
+    its own, reproducible from ``seed``), and ``mde80``: the smallest true difference this test detects with
+    80 % power at these sample sizes and sds (noncentral t with the Welch df, the usual approximation)."""
+    a, b = _check_sample(a, "a"), _check_sample(b, "b")
+    na, nb = len(a), len(b)
+    va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
+    se = float(np.sqrt(va + vb))
+    diff = float(a.mean() - b.mean())
+    df = float((va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))) if se > 0 else float(na + nb - 2)
+    t = _ratio(diff, se)
+    rng = np.random.default_rng(seed)
+    boot = a[rng.integers(0, na, size=(n_boot, na))].mean(1) - b[rng.integers(0, nb, size=(n_boot, nb))].mean(1)
+    lo, hi = _percentile_ci(boot, alpha)
+    return WelchTest(n_a=na, n_b=nb, difference=diff, sd_a=float(a.std(ddof=1)), sd_b=float(b.std(ddof=1)),
+                     se=se, t=float(t), df=df, p=_t_p(t, df), ci_low=lo, ci_high=hi, mde80=_mde(se, df, alpha),
+                     alpha=alpha)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p-values, in the input order: the i-th smallest of m p-values is
+    multiplied by m - i + 1, made non-decreasing along the sorted order and capped at 1. NaN entries pass
+    through as NaN and do not count in m. Reject at family-wise level alpha where the adjusted p < alpha."""
+    p = np.asarray(pvalues, dtype=float).ravel()
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok)
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    scaled = p[order] * (m - np.arange(m))
+    out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return out
+
+
+def _select(df: pd.DataFrame, model: str | None, beta, where: Mapping | None) -> pd.DataFrame:
+    """Finished rows of ``model`` at ``beta`` matching every column=value of ``where`` (floats by np.isclose)."""
+    mask = np.ones(len(df), dtype=bool)
+    if model is not None:
+        mask &= (df["model"] == model).to_numpy()
+    if "status" in df.columns:
+        mask &= (df["status"] == "done").to_numpy()
+    conditions = dict(where or {})
+    if beta is not None:
+        conditions["beta"] = beta
+    for col, value in conditions.items():
+        if col not in df.columns:
+            raise ValueError(f"the table has no column {col!r} to filter on")
+        v = df[col]
+        if isinstance(value, (float, np.floating)) or (isinstance(value, (int, np.integer)) and v.dtype.kind == "f"):
+            mask &= np.isclose(pd.to_numeric(v, errors="coerce").to_numpy(dtype=float), float(value))
+        else:
+            mask &= (v == value).to_numpy()
+    return df[mask]
+
+
+def _arm(df: pd.DataFrame, model: str, metric: str, beta, where: Mapping | None) -> pd.Series:
+    """The ``metric`` of each finished seed of one arm, indexed by seed; a seed that occurs twice is an error."""
+    if metric not in df.columns:
+        raise ValueError(f"the table has no column {metric!r}")
+    rows = _select(df, model, beta, where)
+    rows = rows[rows[metric].notna()]
+    counts = rows["seed"].value_counts()
+    if (counts > 1).any():
+        s = counts.index[counts > 1][0]
+        raise ValueError(f"{model} (beta={beta}, {dict(where or {})}) has {counts[s]} finished runs with seed {s}: "
+                         f"select one setting with where= (e.g. budget_fraction=...)")
+    return rows.set_index("seed")[metric].astype(float).sort_index()
+
+
+def paired_frame(df: pd.DataFrame, model: str, baseline: str, metric: str, beta: float | None = None,
+                 **where) -> pd.DataFrame:
+    """The per-seed pairs of a comparison (Sec. 4, Fig. 5a): one row per seed that both ``model`` and
+    ``baseline`` finished at ``beta`` (None: no filter) and at every ``where`` column=value (e.g.
+    ``budget_fraction=0.25``; floats compared with np.isclose), with columns seed, a (model), b (baseline)
+    and difference = a - b, sorted by seed. Feed ``a`` and ``b`` to :func:`paired_test`."""
+    a = _arm(df, model, metric, beta, where)
+    b = _arm(df, baseline, metric, beta, where)
+    seeds = sorted(set(a.index) & set(b.index))
+    out = pd.DataFrame({"seed": seeds, "a": a.loc[seeds].to_numpy(), "b": b.loc[seeds].to_numpy()})
+    out["difference"] = out["a"] - out["b"]
+    return out
+
+
+def verdict(p_holm: float, difference: float, alpha: float = 0.05) -> str:
+    """How a Holm-adjusted p reads as evidence for "model scores higher than baseline" (Sec. 4): 'holds'
+    (p_holm < alpha, difference > 0), 'reversed' (p_holm < alpha, difference < 0), 'not shown' otherwise
+    (read it with the row's mde80), 'not measured' when there was no test (p is NaN)."""
+    if not np.isfinite(p_holm) or not np.isfinite(difference):
+        return "not measured"
+    if p_holm < alpha and difference > 0:
+        return "holds"
+    if p_holm < alpha and difference < 0:
+        return "reversed"
+    return "not shown"
+
+
+def _with_holm(frame: pd.DataFrame, holm_over: Sequence[str] | None, alpha: float) -> pd.DataFrame:
+    frame = frame.copy()
+    if frame.empty:
+        frame["p_holm"], frame["verdict"] = pd.Series(dtype=float), pd.Series(dtype=object)
+        return frame
+    if holm_over:
+        frame["p_holm"] = np.nan
+        for _, idx in frame.groupby(list(holm_over), sort=False, dropna=False).groups.items():
+            frame.loc[idx, "p_holm"] = holm(frame.loc[idx, "p"].to_numpy(dtype=float))
+    else:
+        frame["p_holm"] = holm(frame["p"].to_numpy(dtype=float))
+    frame["verdict"] = [verdict(p, d, alpha) for p, d in zip(frame["p_holm"], frame["difference"])]
+    return frame
+
+
+CLAIM_COLUMNS = ["claim", "model", "baseline", "metric", "beta", "n_model", "n_baseline", "n_pairs", "test",
+                 "mean_model", "mean_baseline", "difference", "se", "ci_low", "ci_high", "t", "df", "p",
+                 "p_wilcoxon", "mde80", "p_holm", "verdict", "z"]
+
+
+def _claim_row(df, model, baseline, metric, beta, where, alpha, n_boot) -> dict:
+    a, b = _arm(df, model, metric, beta, where), _arm(df, baseline, metric, beta, where)
+    shared = sorted(set(a.index) & set(b.index))
+    row = {"n_model": len(a), "n_baseline": len(b), "n_pairs": len(shared)}
+    if len(shared) >= 2:
+        xa, xb = a.loc[shared].to_numpy(), b.loc[shared].to_numpy()
+        r = paired_test(xa, xb, n_boot=n_boot, alpha=alpha)
+        row.update(test="paired t", p_wilcoxon=r.p_wilcoxon)
+    elif len(a) >= 2 and len(b) >= 2:
+        xa, xb = a.to_numpy(), b.to_numpy()
+        r = welch_test(xa, xb, n_boot=n_boot, alpha=alpha)
+        row.update(test="Welch t", p_wilcoxon=np.nan)
+    else:
+        return {**row, "test": "none", "mean_model": a.mean(), "mean_baseline": b.mean(),
+                **{k: np.nan for k in ("difference", "se", "ci_low", "ci_high", "t", "df", "p", "p_wilcoxon", "mde80")}}
+    row.update(mean_model=float(xa.mean()), mean_baseline=float(xb.mean()), difference=r.difference, se=r.se,
+               ci_low=r.ci_low, ci_high=r.ci_high, t=r.t, df=float(r.df), p=r.p, mde80=r.mde80)
+    return row
+
+
+def claims(df: pd.DataFrame, pairs: Sequence[tuple[str, str, str]], metric: str = "mig",
+           betas: Sequence[float] | None = None, where: Mapping | None = None,
+           holm_over: Sequence[str] | None = None, alpha: float = 0.05, n_boot: int = 10000) -> pd.DataFrame:
+    """The paper's comparative claims (Sec. 4: Fig. 5a, Figs. 5b-c, Fig. 7, Table 2), each read as
+    "``model`` scores higher than ``baseline`` on ``metric``": one row per ``(claim, model, baseline)`` and
+    beta that both models finished (restricted to ``betas`` if given, and to the ``where`` column=value
+    filters, e.g. ``{"budget_fraction": 0.25}``). Where the two arms share >= 2 seeds the test is the paired
+    t on those seeds (``test`` = "paired t", :func:`paired_test`); otherwise Welch's t on all runs ("Welch t",
+    :func:`welch_test`); "none" if an arm has < 2 runs. ``mean_model``/``mean_baseline`` are over the runs
+    tested. ``p_holm`` is Holm's (1979) correction over all rows of this frame (or within groups of the
+    ``holm_over`` columns); ``verdict`` reads it (:func:`verdict`). To correct over several claim frames at
+    once, pass them to :func:`adjust_claims`. Pairs without runs are skipped. ``z`` is a deprecated alias of
+    ``t`` (t distribution with ``df``, not normal), kept until chapter 06 reads ``t``."""
+    if metric not in df.columns:
+        raise ValueError(f"the table has no column {metric!r}")
+    rows = []
+    for claim, model, baseline in pairs:
+        if not {model, baseline} <= set(df["model"]):
+            continue
+        have = [set(np.round(_select(df, m, None, where).dropna(subset=[metric])["beta"].astype(float), 12))
+                for m in (model, baseline)]
+        common = sorted(have[0] & have[1])
+        if betas is not None:
+            common = [b for b in common if np.isclose(b, np.asarray(betas, dtype=float)).any()]
+        for beta in common:
+            rows.append({"claim": claim, "model": model, "baseline": baseline, "metric": metric, "beta": beta,
+                         **_claim_row(df, model, baseline, metric, beta, where, alpha, n_boot)})
+    frame = pd.DataFrame(rows, columns=[c for c in CLAIM_COLUMNS if c not in ("p_holm", "verdict", "z")])
+    frame = _with_holm(frame, holm_over, alpha)
+    frame["z"] = frame["t"]
+    return frame[CLAIM_COLUMNS]
+
+
+def adjust_claims(frames_or_frame, holm_over: Sequence[str] | None = None, alpha: float = 0.05) -> pd.DataFrame:
+    """Several :func:`claims` frames as one family (Sec. 4, the chapter's verdict table): concatenated (None
+    and empty frames skipped), with ``p_holm`` and ``verdict`` recomputed by Holm (1979) over all their rows
+    (or within groups of the ``holm_over`` columns)."""
+    if isinstance(frames_or_frame, pd.DataFrame):
+        frames = [frames_or_frame]
+    else:
+        frames = [f for f in frames_or_frame if f is not None and len(f)]
+    if not frames:
+        return pd.DataFrame(columns=CLAIM_COLUMNS)
+    out = _with_holm(pd.concat(frames, ignore_index=True), holm_over, alpha)
+    return out[[c for c in CLAIM_COLUMNS if c in out.columns] + [c for c in out.columns if c not in CLAIM_COLUMNS]]
+
+
+def dose_response(df: pd.DataFrame, model: str, baseline: str, metric: str = "mig", beta: float = 1.0,
+                  column: str = "budget_fraction", n_boot: int = 10000, alpha: float = 0.05) -> pd.DataFrame:
+    """A claim along a training budget (Sec. 4, MIG against images seen): one row per value of ``column``
+    (sorted) with the number of paired seeds, the mean ``metric`` of each arm over those seeds, the paired
+    mean difference (model - baseline) with its percentile bootstrap CI and paired-t p (:func:`paired_test`).
+    Descriptive, for plotting: no Holm correction, so do not read the p column row by row as verdicts."""
+    if column not in df.columns:
+        raise ValueError(f"the table has no column {column!r}")
+    sel = _select(df, None, beta, None)
+    sel = sel[sel["model"].isin([model, baseline])]
+    values = np.unique(sel[column].dropna().to_numpy())
+    rows = []
+    for v in values:
+        pf = paired_frame(df, model, baseline, metric, beta=beta, **{column: v})
+        row = {column: v, "n_pairs": len(pf), "mean_model": pf["a"].mean(), "mean_baseline": pf["b"].mean()}
+        if len(pf) >= 2:
+            r = paired_test(pf["a"], pf["b"], n_boot=n_boot, alpha=alpha)
+            row.update(difference=r.difference, ci_low=r.ci_low, ci_high=r.ci_high, p=r.p)
+        else:
+            row.update(difference=pf["difference"].mean(), ci_low=np.nan, ci_high=np.nan, p=np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[column, "n_pairs", "mean_model", "mean_baseline", "difference", "ci_low",
+                                       "ci_high", "p"])
+
+
 def compare(df: pd.DataFrame, model: str, baseline: str, metric: str = "mig") -> pd.DataFrame:
-    """Per beta: the difference of the mean ``metric`` of ``model`` and ``baseline``, its standard error
-    (independent seeds: sqrt(sem_a^2 + sem_b^2)) and z = difference / standard error. The paper's claims
-    (Sec. 4.1-4.2) are of this form; |z| > 2 is a difference that seed noise rarely produces."""
+    """Descriptive only, kept for ``benchmarks/fused_vs_separate.py``: per beta, the difference of the mean
+    ``metric`` of ``model`` and ``baseline``, sqrt(sem_a^2 + sem_b^2) and their ratio z. It ignores the
+    pairing by seed, the small-n t distribution and multiplicity: for the paper's claims use :func:`claims`."""
     s = summarise(df, metrics=(metric,))
     a = s[s["model"] == model].set_index("beta")
     b = s[s["model"] == baseline].set_index("beta")
@@ -164,44 +510,101 @@ def compare(df: pd.DataFrame, model: str, baseline: str, metric: str = "mig") ->
                          "difference": diff.to_numpy(), "se": se.to_numpy(), "z": (diff / se).to_numpy()})
 
 
-def verdict(z: float, threshold: float = 2.0) -> str:
-    """How a z-score reads as evidence for a claim that the first model is higher: 'holds' (z >= 2),
-    'reversed' (z <= -2) or 'not shown' (|z| < 2, within seed noise)."""
-    if not np.isfinite(z):
-        return "not measured"
-    return "holds" if z >= threshold else "reversed" if z <= -threshold else "not shown"
+# --- Fig. 7: do the learned exponents leave the trivial solution p_i = p0? (App. A.2) -------------------------
 
 
-def claims(df: pd.DataFrame, pairs: Sequence[tuple[str, str, str]], metric: str = "mig",
-           betas: Sequence[float] | None = None) -> pd.DataFrame:
-    """The paper's comparative claims (Sec. 4: Fig. 5a, Figs. 5b-c, Table 2) read off a result table: for each
-    ``(claim, model, baseline)`` and each beta both have, the :func:`compare` row with its :func:`verdict`
-    on "``model`` scores higher than ``baseline`` on ``metric``". Pairs without runs are skipped."""
-    rows = []
-    for claim, model, baseline in pairs:
-        if not {model, baseline} <= set(df["model"]):
-            continue
-        c = compare(df, model, baseline, metric)
-        if betas is not None:
-            c = c[np.isin(c["beta"], list(betas))]
-        for _, r in c.iterrows():
-            rows.append({"claim": claim, "model": model, "baseline": baseline, "metric": metric, **r.to_dict(),
-                         "n_model": int(r["n_model"]), "n_baseline": int(r["n_baseline"]),
-                         "verdict": verdict(r["z"])})
-    return pd.DataFrame(rows)
+@dataclass(frozen=True)
+class OneSampleTest:
+    """A one-sample t test of the mean of per-run values against a fixed ``reference`` (Student 1908)."""
+    n: int
+    estimate: float
+    reference: float
+    difference: float
+    sd: float
+    se: float
+    t: float
+    df: int
+    p: float
+    alternative: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _one_sample(x: np.ndarray, reference: float, alternative: str) -> OneSampleTest:
+    n, mean, sd = len(x), float(x.mean()), float(x.std(ddof=1))
+    se = sd / np.sqrt(n)
+    t = _ratio(mean - reference, se)
+    if np.isnan(t):
+        p = np.nan
+    elif alternative == "greater":
+        p = float(stats.t.sf(t, n - 1))
+    else:
+        p = _t_p(t, n - 1)
+    return OneSampleTest(n=n, estimate=mean, reference=float(reference), difference=mean - reference, sd=sd,
+                         se=float(se), t=float(t), df=n - 1, p=p, alternative=alternative)
+
+
+def sorted_rank_summary(exponents: np.ndarray, p0: float) -> pd.DataFrame:
+    """Descriptive only (Fig. 7's histograms): each run's exponents sorted p_(1) <= p_(2) <= ..., then per
+    rank the mean and sd over runs and mean - p0. No test: sorting makes the lowest rank sit below p0 and
+    the highest above it even when every exponent is pure noise around p0 (order statistics of the noise),
+    so a rank mean's distance from p0 over its standard error is not evidence; see :func:`exponent_tests`."""
+    e = np.sort(np.asarray(exponents, dtype=float), axis=1)
+    if e.ndim != 2 or len(e) < 1:
+        raise ValueError(f"need exponents of shape (runs, subspaces), got {e.shape}")
+    sd = e.std(0, ddof=1) if len(e) > 1 else np.full(e.shape[1], np.nan)
+    return pd.DataFrame({"rank": np.arange(1, e.shape[1] + 1), "n": len(e), "mean": e.mean(0), "sd": sd,
+                         "minus_p0": e.mean(0) - p0, "kind": "descriptive (sorted ranks, no test)"})
 
 
 def exponent_shift(exponents: np.ndarray, p0: float) -> pd.DataFrame:
-    """Fig. 7 read as a test: per rank of the sorted learned exponents (p_1 <= p_2 <= ...), the mean over runs,
-    its standard error, and z of the mean's distance from the outer exponent p0 (the trivial solution
-    p_i = p0 makes the prior factorise, App. A.2). Needs at least two runs."""
+    """Deprecated name of :func:`sorted_rank_summary` (descriptive, no z any more); use :func:`exponent_tests`
+    for Fig. 7's evidence."""
+    return sorted_rank_summary(exponents, p0)
+
+
+@dataclass(frozen=True)
+class ExponentTests:
+    """Result of :func:`exponent_tests`: ``location`` and ``spread`` are tests; ``sorted_ranks`` is not."""
+    p0: float
+    p_init: float
+    location: OneSampleTest
+    spread: OneSampleTest
+    sorted_ranks: pd.DataFrame
+
+    def table(self) -> pd.DataFrame:
+        """The two tests as rows (test, hypothesis, then the :class:`OneSampleTest` fields)."""
+        return pd.DataFrame([
+            {"test": "location", "hypothesis": "mean over runs of each run's mean exponent = p0",
+             **self.location.as_dict()},
+            {"test": "spread", "hypothesis": "each run's RMS deviation from p0 grew beyond |p_init - p0|",
+             **self.spread.as_dict()}])
+
+
+def exponent_tests(exponents: np.ndarray, p0: float, p_init: float) -> ExponentTests:
+    """Fig. 7 as tests (App. A.2: do the learned p_i stay at the trivial solution p_i = p0?). ``exponents`` is
+    (runs, subspaces), **unsorted** (by subspace identity, as :func:`learned_exponents` returns them); runs
+    are independent, subspaces within a run are not, so each test reduces a run to one number:
+
+    - location: each run's mean exponent against p0, two-sided one-sample t, df = runs - 1;
+    - spread: each run's RMS deviation sqrt(mean_i (p_i - p0)^2) against the deviation it started with,
+      |p_init - p0| (the exponents start at p_init = 2.0, not at p0 = 2.1), one-sided one-sample t
+      (H1: larger than at the start), df = runs - 1;
+    - ``sorted_ranks``: :func:`sorted_rank_summary`, descriptive only. Testing each sorted rank's mean
+      against p0 (the old ``exponent_shift`` z) is not evidence: the minimum of noise around p0 lies below
+      p0 and the maximum above it in every run, so those z-scores grow like sqrt(runs) under pure noise.
+    """
     e = np.asarray(exponents, dtype=float)
-    if e.ndim != 2 or len(e) < 2:
-        raise ValueError(f"need the sorted exponents of at least two runs, got shape {e.shape}")
-    mean, sem = e.mean(0), e.std(0, ddof=1) / np.sqrt(len(e))
-    z = (mean - p0) / np.where(sem > 0, sem, np.nan)
-    return pd.DataFrame({"rank": np.arange(1, e.shape[1] + 1), "n": len(e), "mean": mean, "sem": sem,
-                         "minus_p0": mean - p0, "z": z})
+    if e.ndim != 2 or len(e) < 2 or e.shape[1] < 1:
+        raise ValueError(f"need the exponents of at least two runs, shape (runs, subspaces), got {e.shape}")
+    if np.isnan(e).any():
+        raise ValueError("exponents contain NaN")
+    location = _one_sample(e.mean(1), p0, "two-sided")
+    rms = np.sqrt(((e - p0) ** 2).mean(1))
+    spread = _one_sample(rms, abs(p_init - p0), "greater")
+    return ExponentTests(p0=float(p0), p_init=float(p_init), location=location, spread=spread,
+                         sorted_ranks=sorted_rank_summary(e, p0))
 
 
 def histories(df: pd.DataFrame, columns: Sequence[str] = ("kl", "recon")) -> pd.DataFrame:

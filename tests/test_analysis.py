@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from isa_lib import analysis
 from isa_lib.plots import sweeps
@@ -48,9 +49,10 @@ def test_representative_run_is_the_centre_of_the_upper_half():
     assert rep["seed"].tolist() == [4]  # upper half: seeds 3-5; seed 4 sits at their mean
 
 
-def test_learned_exponents_are_sorted_per_run():
-    df = pd.DataFrame(dict(model="isa_vae_learned", exponents=[json.dumps([2.2, 1.9, 2.0]), json.dumps([1.8, 2.5, 2.1])]))
-    assert np.allclose(analysis.learned_exponents(df), [[1.9, 2.0, 2.2], [1.8, 2.1, 2.5]])
+def test_learned_exponents_keep_subspace_order():
+    df = pd.DataFrame(dict(model="isa_vae_learned", exponents=[json.dumps([2.2, 1.9, 2.0]), json.dumps([1.8, 2.5, 2.1])],
+                           exponents_sorted=[json.dumps([1.9, 2.0, 2.2]), json.dumps([1.8, 2.1, 2.5])]))
+    assert np.allclose(analysis.learned_exponents(df), [[2.2, 1.9, 2.0], [1.8, 2.5, 2.1]])  # as learned, not sorted
     assert analysis.learned_exponents(df, model="other").size == 0
 
 
@@ -110,27 +112,218 @@ def test_mig_by_factor_lists_each_factor_mean_after_the_summary_metrics():
     assert list(analysis.mig_by_factor(df, metrics=()).columns) == ["model", "beta", "n", "mig_posX", "mig_scale"]
 
 
-def test_claims_read_z_scores_as_verdicts():
-    df = analysis.load_results(table())
-    # isa_vae is 0.2 above beta_vae at every beta, with a seed spread of 0.01 * sd(0..3): z is large
-    c = analysis.claims(df, [("Fig. 5a", "isa_vae", "beta_vae"), ("absent", "isa_tcvae", "beta_tcvae")], betas=[1.0])
-    assert c["claim"].tolist() == ["Fig. 5a"] and c["beta"].tolist() == [1.0]
-    assert c["difference"].iloc[0] == pytest.approx(0.2) and c["z"].iloc[0] > 2 and c["verdict"].iloc[0] == "holds"
-    rev = analysis.claims(df, [("reversed", "beta_vae", "isa_vae")])
-    assert rev["verdict"].tolist() == ["reversed", "reversed"]
-    assert [analysis.verdict(z) for z in (2.0, 1.99, -1.99, -2.0, np.nan)] == \
-        ["holds", "not shown", "not shown", "reversed", "not measured"]
+def paired_table(shift=0.05, n=6, seed_sd=0.1, noise=0.01, rng_seed=0, extra_model_seed=True):
+    """Two models with shared seed effects (same seed = same initial weights and data order) at two betas."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for beta in (1.0, 2.0):
+        effect = rng.normal(0.3, seed_sd, n)
+        for seed in range(n):
+            rows.append(dict(model="beta_vae", beta=beta, seed=seed, status="done", reconstruction=-20.0,
+                             mig=effect[seed] + rng.normal(0, noise)))
+            rows.append(dict(model="isa_vae", beta=beta, seed=seed, status="done", reconstruction=-20.0,
+                             mig=effect[seed] + shift + rng.normal(0, noise)))
+        if extra_model_seed:  # a seed only the model finished, and a failed baseline run
+            rows.append(dict(model="isa_vae", beta=beta, seed=n, status="done", mig=0.9, reconstruction=-20.0))
+            rows.append(dict(model="beta_vae", beta=beta, seed=n, status="failed", mig=np.nan, reconstruction=np.nan))
+    return pd.DataFrame(rows)
 
 
-def test_exponent_shift_measures_the_distance_from_p0():
-    e = np.array([[1.9, 2.1, 2.5], [1.7, 2.1, 2.7], [1.8, 2.1, 2.6]])
-    s = analysis.exponent_shift(e, p0=2.1)
-    assert s["mean"].tolist() == pytest.approx([1.8, 2.1, 2.6])
-    assert s["sem"].iloc[0] == pytest.approx(0.1 / np.sqrt(3))
-    assert s["z"].iloc[0] == pytest.approx(-0.3 / (0.1 / np.sqrt(3)))
-    assert np.isnan(s["z"].iloc[1])          # no spread: no z
+def test_paired_test_matches_scipy_and_checks_its_input():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.3, 0.1, 9), rng.normal(0.25, 0.1, 9)
+    r = analysis.paired_test(a, b)
+    ref = stats.ttest_rel(a, b)
+    assert r.t == pytest.approx(ref.statistic, abs=1e-10) and r.p == pytest.approx(ref.pvalue, abs=1e-10)
+    assert r.n == 9 and r.df == 8 and r.difference == pytest.approx((a - b).mean())
+    assert r.sd == pytest.approx((a - b).std(ddof=1)) and r.se == pytest.approx(r.sd / 3)
+    assert r.p_wilcoxon == pytest.approx(stats.wilcoxon(a - b).pvalue)
+    assert r.ci_low < r.difference < r.ci_high
+    assert analysis.paired_test(a, b, seed=3) == analysis.paired_test(a, b, seed=3)     # seeded bootstrap
+    assert analysis.paired_test(a, b, seed=3).ci_low != analysis.paired_test(a, b, seed=4).ci_low
+    assert analysis.paired_test(b, a).t == pytest.approx(-r.t)                          # a - b, not b - a
+    with pytest.raises(ValueError, match="at least 2"):
+        analysis.paired_test([1.0], [2.0])
+    with pytest.raises(ValueError, match="align"):
+        analysis.paired_test(a, b[:-1])
+    with pytest.raises(ValueError, match="NaN"):
+        analysis.paired_test(np.r_[a[:-1], np.nan], b)
+
+
+def test_pairing_by_seed_detects_a_shift_that_welch_misses():
+    # seed effects (sd 0.1) shared by both arms dwarf the shift (0.03); the pair noise is 0.01
+    df = paired_table(shift=0.03, n=8, seed_sd=0.1, noise=0.01, extra_model_seed=False)
+    pf = analysis.paired_frame(df, "isa_vae", "beta_vae", "mig", beta=1.0)
+    paired, welch = analysis.paired_test(pf["a"], pf["b"]), analysis.welch_test(pf["a"], pf["b"])
+    assert paired.p < 0.001 and welch.p > 0.1
+    assert paired.difference == pytest.approx(welch.difference)
+    assert paired.mde80 < 0.03 < welch.mde80
+
+
+def test_bootstrap_ci_covers_the_true_difference():
+    rng = np.random.default_rng(2)
+    hits = 0
+    for rep in range(200):
+        d = rng.normal(0.1, 0.05, 12)
+        r = analysis.paired_test(d, np.zeros(12), n_boot=2000, seed=rep)
+        hits += r.ci_low <= 0.1 <= r.ci_high
+    assert 0.85 <= hits / 200 <= 0.99
+
+
+def test_mde80_is_the_difference_detected_four_times_in_five():
+    rng = np.random.default_rng(3)
+    n = 6
+    r = analysis.paired_test(rng.normal(0, 0.05, n), np.zeros(n))
+    d = rng.normal(r.mde80, r.sd, (2000, n))                     # true difference = mde80, true sd = r.sd
+    t = d.mean(1) / (d.std(1, ddof=1) / np.sqrt(n))
+    power = np.mean(np.abs(t) > stats.t.ppf(0.975, n - 1))
+    assert 0.75 <= power <= 0.85
+    # mde80 * sqrt(n) / sd falls towards z_0.975 + z_0.8 = 2.80 as n grows (roughly 1 / sqrt(n) shrinkage)
+    scaled = []
+    for n in (4, 8, 16, 64):
+        z = rng.normal(size=n)
+        z = (z - z.mean()) / z.std(ddof=1)                        # sd exactly 1
+        scaled.append(analysis.paired_test(z, np.zeros(n), n_boot=10).mde80 * np.sqrt(n))
+    assert all(x > y for x, y in zip(scaled, scaled[1:]))
+    assert scaled[-1] == pytest.approx(stats.norm.ppf(0.975) + stats.norm.ppf(0.8), rel=0.03)
+    assert scaled[0] > 4                                          # a normal approximation would say 2.80
+
+
+def test_welch_test_matches_scipy_and_its_mde_holds():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0.3, 0.05, 6), rng.normal(0.25, 0.1, 10)
+    r = analysis.welch_test(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert r.t == pytest.approx(ref.statistic, abs=1e-10) and r.p == pytest.approx(ref.pvalue, abs=1e-10)
+    assert r.df == pytest.approx(ref.df) and (r.n_a, r.n_b) == (6, 10)
+    assert r.ci_low < r.difference < r.ci_high
+    x, y = rng.normal(r.mde80, r.sd_a, (2000, 6)), rng.normal(0, r.sd_b, (2000, 10))
+    power = np.mean(stats.ttest_ind(x, y, axis=1, equal_var=False).pvalue < 0.05)
+    assert 0.75 <= power <= 0.85
+    with pytest.raises(ValueError, match="at least 2"):
+        analysis.welch_test(a, [1.0])
+
+
+def test_holm_adjusts_step_down_and_passes_nan():
+    assert np.allclose(analysis.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    out = analysis.holm([0.01, np.nan, 0.04])
+    assert np.isnan(out[1]) and np.allclose(out[[0, 2]], [0.02, 0.04])      # m = 2, NaN not counted
+    p = np.random.default_rng(5).uniform(0, 0.3, 20)
+    adj = analysis.holm(p)
+    order = np.argsort(p)
+    assert np.all(np.diff(adj[order]) >= 0) and np.all(adj >= p) and np.all(adj <= 1)
+    assert analysis.holm([0.6, 0.7])[0] == 1.0                                # capped at 1
+
+
+def test_paired_frame_takes_seeds_both_arms_finished_and_filters():
+    df = paired_table()
+    pf = analysis.paired_frame(df, "isa_vae", "beta_vae", "mig", beta=1.0)
+    assert pf["seed"].tolist() == list(range(6)) and list(pf.columns) == ["seed", "a", "b", "difference"]
+    assert np.allclose(pf["difference"], pf["a"] - pf["b"])
+    budget = pd.concat([df.assign(budget_fraction=0.25), df.assign(budget_fraction=1.0, mig=df["mig"] + 0.1)])
+    with pytest.raises(ValueError, match="where="):
+        analysis.paired_frame(budget, "isa_vae", "beta_vae", "mig", beta=1.0)
+    quarter = analysis.paired_frame(budget, "isa_vae", "beta_vae", "mig", beta=1.0, budget_fraction=0.25 + 1e-12)
+    assert np.allclose(quarter["a"], pf["a"])
+
+
+def test_claims_pair_seeds_when_they_can_and_welch_when_they_cannot():
+    df = paired_table()
+    c = analysis.claims(df, [("Fig. 5a", "isa_vae", "beta_vae"), ("absent", "isa_tcvae", "beta_tcvae")])
+    for col in ("claim", "model", "baseline", "metric", "beta", "n_model", "n_baseline", "n_pairs", "test",
+                "difference", "ci_low", "ci_high", "t", "df", "p", "p_wilcoxon", "mde80", "p_holm", "verdict"):
+        assert col in c.columns
+    assert c["claim"].tolist() == ["Fig. 5a"] * 2 and c["beta"].tolist() == [1.0, 2.0]
+    r = c.iloc[0]
+    assert r["test"] == "paired t" and (r["n_model"], r["n_baseline"], r["n_pairs"]) == (7, 6, 6)
+    pf = analysis.paired_frame(df, "isa_vae", "beta_vae", "mig", beta=1.0)
+    ref = analysis.paired_test(pf["a"], pf["b"])
+    assert r["difference"] == pytest.approx(ref.difference) and r["p"] == pytest.approx(ref.p)
+    assert r["df"] == 5 and r["mde80"] == pytest.approx(ref.mde80)
+    assert np.allclose(c["p_holm"], analysis.holm(c["p"])) and c["verdict"].tolist() == ["holds", "holds"]
+    rev = analysis.claims(df, [("reversed", "beta_vae", "isa_vae")], betas=[2.0])
+    assert rev["beta"].tolist() == [2.0] and rev["verdict"].tolist() == ["reversed"]
+    # disjoint seeds: nothing to pair, Welch on all runs of each arm
+    disjoint = df.assign(seed=np.where(df["model"] == "isa_vae", df["seed"] + 100, df["seed"]))
+    w = analysis.claims(disjoint, [("Fig. 5a", "isa_vae", "beta_vae")], betas=[1.0]).iloc[0]
+    a = disjoint.query("model == 'isa_vae' and beta == 1.0")["mig"]
+    b = disjoint.query("model == 'beta_vae' and beta == 1.0 and status == 'done'")["mig"]
+    assert w["test"] == "Welch t" and w["n_pairs"] == 0 and np.isnan(w["p_wilcoxon"])
+    assert w["p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def test_holm_over_all_claims_turns_a_marginal_result_into_not_shown():
+    # beta = 1: differences with raw p between 0.025 and 0.05; beta = 2: no difference
+    d1 = np.array([0.05, 0.15, 0.02, 0.1, 0.2, 0.0])
+    d2 = np.array([0.05, -0.05, 0.02, -0.02, 0.01, -0.01])
+    rows = []
+    for beta, d in ((1.0, d1), (2.0, d2)):
+        for seed, x in enumerate(d):
+            rows += [dict(model="isa_vae", beta=beta, seed=seed, mig=0.5 + x, reconstruction=0.0),
+                     dict(model="beta_vae", beta=beta, seed=seed, mig=0.5, reconstruction=0.0)]
+    df = pd.DataFrame(rows)
+    one = analysis.claims(df, [("Fig. 5a", "isa_vae", "beta_vae")], betas=[1.0])
+    assert 0.025 < one["p"].iloc[0] < 0.05 and one["verdict"].tolist() == ["holds"]   # alone: holds
+    both = analysis.claims(df, [("Fig. 5a", "isa_vae", "beta_vae")])
+    assert both["p"].iloc[0] == pytest.approx(one["p"].iloc[0])
+    assert both["p_holm"].iloc[0] > 0.05 and both["verdict"].tolist() == ["not shown", "not shown"]
+    per_beta = analysis.claims(df, [("Fig. 5a", "isa_vae", "beta_vae")], holm_over=["beta"])
+    assert per_beta["verdict"].tolist() == ["holds", "not shown"]                    # one family per beta
+    other = analysis.claims(df, [("Table 2", "isa_vae", "beta_vae")], betas=[2.0])
+    family = analysis.adjust_claims([one, None, other])                            # the chapter's claims together
+    assert len(family) == 2 and family["verdict"].tolist() == ["not shown", "not shown"]
+    assert np.allclose(family["p_holm"], analysis.holm([one["p"].iloc[0], other["p"].iloc[0]]))
+    assert [analysis.verdict(p, d) for p, d in ((0.01, 0.2), (0.01, -0.2), (0.2, 0.2), (np.nan, 0.1))] == \
+        ["holds", "reversed", "not shown", "not measured"]
+
+
+def test_dose_response_pairs_seeds_at_each_budget():
+    df = paired_table(extra_model_seed=False)
+    budget = pd.concat([df.assign(budget_fraction=f, mig=df["mig"] + f * (df["model"] == "isa_vae"))
+                        for f in (1.0, 0.25, 0.5)])                  # the gap grows by f at each budget
+    dr = analysis.dose_response(budget, "isa_vae", "beta_vae")
+    assert dr["budget_fraction"].tolist() == [0.25, 0.5, 1.0] and (dr["n_pairs"] == 6).all()
+    pf = analysis.paired_frame(df, "isa_vae", "beta_vae", "mig", beta=1.0)
+    assert np.allclose(dr["difference"], pf["difference"].mean() + np.array([0.25, 0.5, 1.0]))
+    assert np.allclose(dr["mean_model"] - dr["mean_baseline"], dr["difference"])
+    assert (dr["ci_low"] < dr["difference"]).all() and (dr["p"] < 0.05).all()
+
+
+def test_sorted_rank_z_is_large_under_pure_noise_but_the_exponent_tests_are_not():
+    rng = np.random.default_rng(6)
+    p0, p_init = 2.1, 2.0
+    noise = rng.normal(p0, 0.03, (8, 5))                 # every exponent at p0 up to noise: nothing learned
+    ranks = np.sort(noise, axis=1)                       # the old exponent_shift: z of each sorted rank's mean
+    old_z = (ranks.mean(0) - p0) / (ranks.std(0, ddof=1) / np.sqrt(len(ranks)))
+    assert np.abs(old_z).max() > 4                       # the order-statistics artefact
+    r = analysis.exponent_tests(noise, p0=p0, p_init=p_init)
+    assert r.location.p > 0.05 and r.spread.p > 0.05
+    assert r.location.df == 7 and r.spread.reference == pytest.approx(0.1)
+    ref = stats.ttest_1samp(noise.mean(1), p0)
+    assert r.location.t == pytest.approx(ref.statistic) and r.location.p == pytest.approx(ref.pvalue)
+    rms = np.sqrt(((noise - p0) ** 2).mean(1))
+    assert r.spread.p == pytest.approx(stats.ttest_1samp(rms, 0.1, alternative="greater").pvalue)
+    assert r.spread.estimate == pytest.approx(rms.mean()) and r.spread.df == 7
+    assert "z" not in r.sorted_ranks.columns and r.sorted_ranks["kind"].str.contains("descriptive").all()
+    assert r.sorted_ranks["mean"].tolist() == pytest.approx(ranks.mean(0).tolist())
+    assert r.table()["test"].tolist() == ["location", "spread"]
     with pytest.raises(ValueError, match="at least two runs"):
-        analysis.exponent_shift(e[:1], p0=2.1)
+        analysis.exponent_tests(noise[:1], p0=p0, p_init=p_init)
+
+
+def test_exponent_tests_see_spread_exponents_and_exponents_left_at_the_start():
+    rng = np.random.default_rng(7)
+    spread = np.array([rng.permutation([1.4, 1.6, 2.1, 2.5, 2.8]) for _ in range(8)]) + rng.normal(0, 0.05, (8, 5))
+    r = analysis.exponent_tests(spread, p0=2.1, p_init=2.0)
+    assert r.spread.p < 0.01 and r.spread.alternative == "greater"
+    # left where they started (2.0, 0.1 from p0): the spread has not grown, but they are not at p0 either
+    stuck = rng.normal(2.0, 0.01, (8, 5))
+    s = analysis.exponent_tests(stuck, p0=2.1, p_init=2.0)
+    assert s.spread.p > 0.05 and s.location.p < 0.001 and s.location.difference == pytest.approx(-0.1, abs=0.01)
+    # all moved together away from p0 (2.5): deviation from p0, not from the run's own mean
+    moved = analysis.exponent_tests(rng.normal(2.5, 0.02, (8, 5)), p0=2.1, p_init=2.0)
+    assert moved.spread.p < 0.001 and moved.spread.estimate == pytest.approx(0.4, abs=0.02)
+    assert analysis.exponent_shift(spread, p0=2.1).equals(r.sorted_ranks)     # old name: descriptive table
 
 
 def test_training_curves_from_exported_histories():

@@ -88,3 +88,54 @@ def training_curves(curves: pd.DataFrame, column: str = "kl", title: str = "", y
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def dose_response(df: pd.DataFrame, models: Sequence[str], metric: str = "mig", x: str = "images_seen",
+                  differences: dict[str, pd.DataFrame] | None = None, ylabel: str | None = None,
+                  title: str = "", reference: float | None = None):
+    """Fig. 5a against the training budget: ``metric`` of each run against ``x`` (images seen), one thin line
+    per seed and the mean over seeds in bold per model (left); and, if ``differences`` is given (label ->
+    a frame with columns ``x``, ``difference``, ``ci_low``, ``ci_high``, e.g. from
+    :func:`isa_lib.analysis.dose_response`), each paired difference with its confidence interval (right). A
+    dashed vertical line marks ``reference`` (the paper's budget)."""
+    if df.empty:
+        raise ValueError("no runs to plot")
+    ncols = 2 if differences else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols, 3.8), squeeze=False)
+    ax = axes[0, 0]
+    for m in models:
+        g = df[df["model"] == m]
+        if g.empty:
+            continue
+        for _, run in g.groupby("seed"):
+            run = run.sort_values(x)
+            ax.plot(run[x], run[metric], color=COLOURS.get(m), lw=0.6, alpha=0.35, marker=".", ms=3)
+        mean = g.groupby(x)[metric].mean()
+        ax.plot(mean.index, mean.to_numpy(), color=COLOURS.get(m), lw=2.2, marker="o", ms=4,
+                label=f"{MODEL_LABELS.get(m, m)} (mean of {g['seed'].nunique()} seeds)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images seen")
+    ax.set_ylabel(ylabel or metric)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    if reference is not None:
+        ax.axvline(reference, ls="--", color="k", lw=0.8)
+    if differences:
+        ax = axes[0, 1]
+        for i, (label, d) in enumerate(differences.items()):
+            if d.empty:
+                continue
+            d = d.sort_values(x)
+            shift = 1.0 + 0.04 * (i - (len(differences) - 1) / 2)   # side by side, not on top of each other
+            ax.errorbar(d[x] * shift, d["difference"], yerr=[d["difference"] - d["ci_low"], d["ci_high"] - d["difference"]],
+                        marker="o", ms=4, capsize=3, label=label)
+        ax.axhline(0.0, color="k", lw=0.8)
+        if reference is not None:
+            ax.axvline(reference, ls="--", color="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("training images seen")
+        ax.set_ylabel(f"paired difference in {ylabel or metric}")
+        ax.legend(fontsize=8)
+        ax.set_title("same seed, ISA prior minus normal prior (95 % bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    return fig
