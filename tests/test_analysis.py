@@ -347,3 +347,21 @@ def test_regime_splits_mig_into_the_named_factors():
     assert r["mig_from_posX_posY"] == pytest.approx((1.2 / 4 + 1.34 / 4) / 2)
     with pytest.raises(ValueError, match="lacks"):
         analysis.regime(df, factors=("shape",))
+
+
+def test_arms_and_the_share_of_the_papers_budget():
+    df = pd.DataFrame({"model": ["beta_vae", "isa_vae", "isa_vae", "isa_vae"], "p": [np.nan, 2.2, 4.0, 3.0],
+                       "seed": [0, 0, 0, 0], "beta": [1.0] * 4, "steps": [7200, 7200, 7200, 4320],
+                       "train_steps": [900, 1800, np.nan, np.nan], "batch_size": [2048, 2048, 2048, 128]})
+    out = analysis.label_arms(df)
+    assert out["model"].tolist() == ["beta_vae", "isa_vae", "isa_vae_p4", "isa_vae_p3"]
+    assert df["model"].tolist() == ["beta_vae", "isa_vae", "isa_vae", "isa_vae"]     # the input is left alone
+    seen = analysis.images_seen(df)
+    assert seen.tolist() == [900 * 2048, 1800 * 2048, 7200 * 2048, 4320 * 128]
+    share = analysis.budget_share(df)
+    assert share.iloc[0] == 0.125 and share.iloc[2] == 1.0
+    assert abs(1 / share.iloc[3] - 26.67) < 0.01                  # the large study: 1/27 of the paper's images
+    assert "1/27" in analysis.describe_budget(df.iloc[[3]])
+    assert "the paper's budget" in analysis.describe_budget(df.iloc[[2]])
+    with pytest.raises(ValueError, match="lacks"):
+        analysis.images_seen(df.drop(columns="steps"))
