@@ -242,14 +242,15 @@ def _mde(se: float, df: float, alpha: float, power: float = 0.8) -> float:
         return 0.0
     crit = stats.t.ppf(1 - alpha / 2, df)
 
-    def gap(delta):
-        nc = delta / se
-        return stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc) - power
+    def gap(nc):
+        # scipy's noncentral t returns NaN for the far lower tail at large nc (seen at df = 1); it is ~0 there
+        lower = float(np.nan_to_num(stats.nct.cdf(-crit, df, nc), nan=0.0))
+        return stats.nct.sf(crit, df, nc) + lower - power
 
-    hi = (crit + 1.0) * se
+    hi = crit + 1.0           # solved in units of se (the noncentrality), then scaled
     while gap(hi) < 0:
         hi *= 2
-    return float(optimize.brentq(gap, 0.0, hi, xtol=1e-12 * max(se, 1e-300), rtol=1e-10))
+    return float(optimize.brentq(gap, 0.0, hi, xtol=1e-12, rtol=1e-10)) * se
 
 
 def _percentile_ci(boot: np.ndarray, alpha: float) -> tuple[float, float]:
