@@ -443,7 +443,7 @@ def _with_holm(frame: pd.DataFrame, holm_over: Sequence[str] | None, alpha: floa
 
 CLAIM_COLUMNS = ["claim", "model", "baseline", "metric", "beta", "n_model", "n_baseline", "n_pairs", "test",
                  "mean_model", "mean_baseline", "difference", "se", "ci_low", "ci_high", "t", "df", "p",
-                 "p_wilcoxon", "mde80", "p_holm", "verdict", "z"]
+                 "p_wilcoxon", "mde80", "p_holm", "verdict"]
 
 
 def _claim_row(df, model, baseline, metric, beta, where, alpha, n_boot) -> dict:
@@ -477,8 +477,7 @@ def claims(df: pd.DataFrame, pairs: Sequence[tuple[str, str, str]], metric: str 
     :func:`welch_test`); "none" if an arm has < 2 runs. ``mean_model``/``mean_baseline`` are over the runs
     tested. ``p_holm`` is Holm's (1979) correction over all rows of this frame (or within groups of the
     ``holm_over`` columns); ``verdict`` reads it (:func:`verdict`). To correct over several claim frames at
-    once, pass them to :func:`adjust_claims`. Pairs without runs are skipped. ``z`` is a deprecated alias of
-    ``t`` (t distribution with ``df``, not normal), kept until chapter 06 reads ``t``."""
+    once, pass them to :func:`adjust_claims`. Pairs without runs are skipped."""
     if metric not in df.columns:
         raise ValueError(f"the table has no column {metric!r}")
     rows = []
@@ -493,10 +492,8 @@ def claims(df: pd.DataFrame, pairs: Sequence[tuple[str, str, str]], metric: str 
         for beta in common:
             rows.append({"claim": claim, "model": model, "baseline": baseline, "metric": metric, "beta": beta,
                          **_claim_row(df, model, baseline, metric, beta, where, alpha, n_boot)})
-    frame = pd.DataFrame(rows, columns=[c for c in CLAIM_COLUMNS if c not in ("p_holm", "verdict", "z")])
-    frame = _with_holm(frame, holm_over, alpha)
-    frame["z"] = frame["t"]
-    return frame[CLAIM_COLUMNS]
+    frame = pd.DataFrame(rows, columns=[c for c in CLAIM_COLUMNS if c not in ("p_holm", "verdict")])
+    return _with_holm(frame, holm_over, alpha)[CLAIM_COLUMNS]
 
 
 def adjust_claims(frames_or_frame, holm_over: Sequence[str] | None = None, alpha: float = 0.05) -> pd.DataFrame:
@@ -600,12 +597,6 @@ def sorted_rank_summary(exponents: np.ndarray, p0: float) -> pd.DataFrame:
     sd = e.std(0, ddof=1) if len(e) > 1 else np.full(e.shape[1], np.nan)
     return pd.DataFrame({"rank": np.arange(1, e.shape[1] + 1), "n": len(e), "mean": e.mean(0), "sd": sd,
                          "minus_p0": e.mean(0) - p0, "kind": "descriptive (sorted ranks, no test)"})
-
-
-def exponent_shift(exponents: np.ndarray, p0: float) -> pd.DataFrame:
-    """Deprecated name of :func:`sorted_rank_summary` (descriptive, no z any more); use :func:`exponent_tests`
-    for Fig. 7's evidence."""
-    return sorted_rank_summary(exponents, p0)
 
 
 @dataclass(frozen=True)

@@ -323,7 +323,6 @@ def test_exponent_tests_see_spread_exponents_and_exponents_left_at_the_start():
     # all moved together away from p0 (2.5): deviation from p0, not from the run's own mean
     moved = analysis.exponent_tests(rng.normal(2.5, 0.02, (8, 5)), p0=2.1, p_init=2.0)
     assert moved.spread.p < 0.001 and moved.spread.estimate == pytest.approx(0.4, abs=0.02)
-    assert analysis.exponent_shift(spread, p0=2.1).equals(r.sorted_ranks)     # old name: descriptive table
 
 
 def test_training_curves_from_exported_histories():
