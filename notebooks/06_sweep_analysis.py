@@ -354,6 +354,15 @@ if len(allc):
               f"t = {r['t']:+.2f} on {r['df']:.1f} df, Holm p = {r['p_holm']:.3f}, detectable "
               f"{r['mde80']:.4f}): {r['verdict']}")
     print(f"{len(allc)} comparisons: " + ", ".join(f"{n} {v}" for v, n in allc["verdict"].value_counts().items()))
+    if budget is not None and top is not None:
+        main = allc[allc["claim"].str.startswith("Fig. 5a, ") & (allc["metric"] == "mig")
+                    & ~allc["claim"].str.contains("large")]
+        for _, r in main.iterrows():
+            print(f"\nIn plain words: after {top:g} of the paper's training budget ({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M "
+                  f"of its 14.7 M images), over {int(r['n_pairs'])} paired seeds, ISA-VAE's MIG minus beta-VAE's is "
+                  f"{r['difference']:+.4f} (95 % CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}); the verdict after Holm's "
+                  f"correction is '{r['verdict']}', and this study could detect a true difference of {r['mde80']:.4f} "
+                  f"with 80 % power.")
 
 # %% [markdown]
 # **How to read this.** The verdicts at the paper's budget come first in the table; how many seeds and which
