@@ -103,8 +103,8 @@ print(pd.DataFrame(rows).to_string(index=False))
 # a CPU: all 737,280 images at 64 x 64 binary, batch 2048, Adam with learning rate $10^{-3}$, 7,200 updates,
 # the 20-dimensional latent with the ISA layout of 5 subspaces of 4, and Chen's MIG on the full factor grid
 # (positions at 32 values) with 10,000 samples, as the paper scores it. Only the MLP is narrower than the
-# paper's 1200 units: 512, the widest whose whole run trains in about two hours on one core
-# (`benchmarks/bench_budget_width.py`: 0.49 s per step at 512, 1.28 s at 1200). Three arms at $\beta = 1$:
+# paper's 1200 units: 512, the widest whose whole run trains in about two hours on one idle core (the
+# measurements are in `benchmarks/README.md`, from `benchmarks/bench_budget_width.py`). Three arms at $\beta = 1$:
 # $\beta$-VAE, ISA-VAE with the paper's prior ($p_i = 2.2$), and a **prior-strength arm**, ISA-VAE with
 # $p_i = 4$ ($p_0 = 2.1$). With $p_0 = 2.1$ and $p_i = 2.2$ the ISA prior is close to a Gaussian, so its pull
 # towards axis-aligned subspaces is weak; $p_i = 4$ pulls much harder, and if the mechanism the paper proposes is
@@ -224,8 +224,8 @@ if budget is not None and budget_ledger.exists():
 #
 # The `large` study (grids `experiments/grids/dsprites_large*.yml`) came first. It has the paper's 64 x 64
 # binary images, every shape, all 6 scales and all 40 orientations with 16 x 16 positions (a quarter of the
-# images), the same 512-unit MLP, Adam with the paper's learning rate, and batch 128 for 4,320 steps: the
-# share of the paper's budget in the first table. It scores MIG on that sub-grid with 1,000 samples,
+# images), the same 512-unit MLP, Adam with the paper's learning rate, and batch 128 (its share of the
+# paper's budget is in the first table and under the next heading). It scores MIG on that sub-grid with fewer samples,
 # positions normalised by $\log 16$ instead of the paper's full grid with $\log 32$, which reads position MIG
 # higher than the paper's metric would. It is kept because it covers $\beta = 2, 4$, beta-TCVAE and learned
 # exponents, which the budget study does not.
@@ -243,7 +243,8 @@ models = [m for m in ALL_MODELS if df is not None and m in set(df["model"])]
 caption = f"study {large_study}: {analysis.describe_study(df)}" if df is not None else large_study
 ledger_path = results_dir / f"{large_study}.db"
 if df is not None:
-    print(f"{large_study}: {analysis.describe_budget(df)}")
+    print(f"{large_study}: {analysis.describe_study(df)}; {analysis.describe_budget(df)}; MIG on "
+          f"{int(df['mig_samples'].iloc[0])} samples against the posteriors of its sub-grid")
 if df is not None and ledger_path.exists():
     full = experiments.Ledger(ledger_path).to_dataframe(history=True)
     full = full[(full["status"] == "done") & full["same_as"].isna()] if "same_as" in full else full[full["status"] == "done"]
@@ -409,7 +410,8 @@ if gpu is not None:
 # The medium studies are not in the verdict table: their regime (below) cannot test the claim. Their
 # comparisons are printed as paired differences with intervals and uncorrected p, as description.
 #
-# The first CPU study (grid `experiments/grids/dsprites_medium.yml`, 4-12 seeds, $\beta \in \{1, 2, 4\}$) used
+# The first CPU study (grid `experiments/grids/dsprites_medium.yml`, $\beta \in \{1, 2, 4\}$; its seeds are
+# printed below) used
 # 32 x 32 images made by averaging 2 x 2 blocks (grey levels under a Bernoulli likelihood), a 256-unit MLP
 # and 3 of the 6 scales and 10 of the 40 orientations (dSprites generator v1, whose squares had clipped
 # corners). Its numbers, printed from its table below, show what those models learn: at $\beta = 1$ the
