@@ -331,7 +331,9 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
         _check_not_ahead(checkpoint, state["step"], total, max_steps)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"].to("cpu") if device.type == "cpu" else state["generator"])
+        # Generator.set_state takes a CPU byte tensor whatever the generator's device (load_checkpoint mapped
+        # every tensor to the training device, so a GPU resume would fail without this)
+        generator.set_state(state["generator"].to("cpu"))
         step, history, order = state["step"], state["history"], state["order"]
         if disc is not None:
             disc.load_state_dict(state["discriminator"])
@@ -456,7 +458,7 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
                 t.copy_(state["params"][name])
         opt.load_state_dict(state["optimizer"])
         for g, s in zip(gens, state["generators"]):
-            g.set_state(s.to("cpu") if device.type == "cpu" else s)
+            g.set_state(s.to("cpu"))   # a CPU byte tensor on every device (see train)
         step, histories, orders = state["step"], state["histories"], state["orders"]
 
     def snapshot():
