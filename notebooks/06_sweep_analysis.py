@@ -159,13 +159,13 @@ if budget is not None and top is not None:
         for arm in arms[1:]:
             d = analysis.dose_response(budget, arm, "beta_vae", metric=metric)
             d["images_seen"] = d["budget_fraction"] * analysis.PAPER_IMAGES_SEEN
-            diffs[f"{analysis.MODEL_LABELS[arm]} - beta-VAE"] = d
+            diffs[arm] = d
         fig = sweeps.dose_response(budget, arms, metric=metric, differences=diffs, ylabel=label,
                                    reference=analysis.PAPER_IMAGES_SEEN,
                                    title=f"{label} against the training budget (budget study, beta = 1, MLP 512)")
         plt.show()
-        for name, d in diffs.items():
-            print(f"{metric}, {name}:")
+        for arm, d in diffs.items():
+            print(f"{metric}, {analysis.MODEL_LABELS[arm]} minus beta-VAE (same seeds):")
             print(d.drop(columns="images_seen").round(4).to_string(index=False))
     factors = [c for c in budget.columns if c.startswith("mig_per_factor.")]
     per_factor = budget.groupby(["budget_fraction", "model"])[factors + ["final.kl"]].mean()

@@ -370,3 +370,31 @@ def test_two_pairs_give_a_finite_detectable_difference():
     # df = 1: scipy's noncentral t has a NaN lower tail at large noncentrality; the root must still be found
     r = analysis.paired_test([0.10, 0.30], [0.05, 0.20])
     assert r.df == 1 and np.isfinite(r.mde80) and r.mde80 > 10 * r.se
+
+
+def test_dose_response_figure_shows_the_means_and_the_paired_differences():
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for f in (0.125, 0.25):
+        for seed in range(3):
+            rows.append({"model": "beta_vae", "seed": seed, "beta": 1.0, "budget_fraction": f, "mig": 0.1 * f + seed / 100,
+                         "reconstruction": -50.0, "status": "done"})
+            rows.append({"model": "isa_vae", "seed": seed, "beta": 1.0, "budget_fraction": f,
+                         "mig": 0.1 * f + seed / 100 + 0.02 * (1 + seed % 2), "reconstruction": -50.0, "status": "done"})
+    df = pd.DataFrame(rows).assign(images_seen=lambda d: d["budget_fraction"] * analysis.PAPER_IMAGES_SEEN)
+    d = analysis.dose_response(df, "isa_vae", "beta_vae", n_boot=200)
+    d["images_seen"] = d["budget_fraction"] * analysis.PAPER_IMAGES_SEEN
+    assert np.allclose(d["difference"], 0.02 * 4 / 3)
+    fig = sweeps.dose_response(df, ["beta_vae", "isa_vae"], differences={"isa_vae": d},
+                               reference=analysis.PAPER_IMAGES_SEEN)
+    left, right = fig.axes
+    means = [line for line in left.get_lines() if line.get_linewidth() > 2]
+    assert len(means) == 2
+    assert np.allclose(means[0].get_ydata(), [0.0125 + 0.01, 0.025 + 0.01])          # beta-VAE's mean per budget
+    (bars,) = right.containers
+    assert np.allclose(bars.lines[0].get_ydata(), d["difference"])
+    assert "ISA-VAE minus beta-VAE" in [t.get_text() for t in right.get_legend().get_texts()]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no runs"):
+        sweeps.dose_response(df.iloc[:0], ["beta_vae"])

@@ -10,7 +10,7 @@ import pandas as pd
 from ..analysis import MODEL_LABELS, summarise
 
 COLOURS = {"beta_vae": "tab:blue", "beta_tcvae": "tab:orange", "isa_vae": "tab:green", "isa_tcvae": "tab:red",
-           "isa_vae_learned": "tab:purple", "factor_vae": "tab:brown"}
+           "isa_vae_learned": "tab:purple", "factor_vae": "tab:brown", "isa_vae_p4": "tab:olive"}
 
 
 def mig_distribution(df: pd.DataFrame, beta: float, models: Sequence[str], title: str = ""):
@@ -91,17 +91,17 @@ def training_curves(curves: pd.DataFrame, column: str = "kl", title: str = "", y
 
 
 def dose_response(df: pd.DataFrame, models: Sequence[str], metric: str = "mig", x: str = "images_seen",
-                  differences: dict[str, pd.DataFrame] | None = None, ylabel: str | None = None,
-                  title: str = "", reference: float | None = None):
+                  differences: dict[str, pd.DataFrame] | None = None, baseline: str = "beta_vae",
+                  ylabel: str | None = None, title: str = "", reference: float | None = None):
     """Fig. 5a against the training budget: ``metric`` of each run against ``x`` (images seen), one thin line
-    per seed and the mean over seeds in bold per model (left); and, if ``differences`` is given (label ->
-    a frame with columns ``x``, ``difference``, ``ci_low``, ``ci_high``, e.g. from
-    :func:`isa_lib.analysis.dose_response`), each paired difference with its confidence interval (right). A
-    dashed vertical line marks ``reference`` (the paper's budget)."""
+    per seed and the mean over seeds in bold per model (left); and, if ``differences`` is given (model -> a
+    frame with columns ``x``, ``difference``, ``ci_low``, ``ci_high``, e.g. from
+    :func:`isa_lib.analysis.dose_response` against ``baseline``), each paired difference with its confidence
+    interval (right). A dashed vertical line marks ``reference`` (the paper's budget)."""
     if df.empty:
         raise ValueError("no runs to plot")
     ncols = 2 if differences else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(5.6 * ncols, 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, ncols, figsize=(6.4 * ncols, 4.4), squeeze=False)
     ax = axes[0, 0]
     for m in models:
         g = df[df["model"] == m]
@@ -109,33 +109,34 @@ def dose_response(df: pd.DataFrame, models: Sequence[str], metric: str = "mig", 
             continue
         for _, run in g.groupby("seed"):
             run = run.sort_values(x)
-            ax.plot(run[x], run[metric], color=COLOURS.get(m), lw=0.6, alpha=0.35, marker=".", ms=3)
+            ax.plot(run[x], run[metric], color=COLOURS.get(m), lw=0.7, alpha=0.4, marker=".", ms=4)
         mean = g.groupby(x)[metric].mean()
-        ax.plot(mean.index, mean.to_numpy(), color=COLOURS.get(m), lw=2.2, marker="o", ms=4,
+        ax.plot(mean.index, mean.to_numpy(), color=COLOURS.get(m), lw=2.4, marker="o", ms=5,
                 label=f"{MODEL_LABELS.get(m, m)} (mean of {g['seed'].nunique()} seeds)")
     ax.set_xscale("log")
     ax.set_xlabel("training images seen")
     ax.set_ylabel(ylabel or metric)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
     if reference is not None:
-        ax.axvline(reference, ls="--", color="k", lw=0.8)
+        ax.axvline(reference, ls="--", color="k", lw=0.9, label="the paper's budget")
+    ax.legend(fontsize=9)
+    ax.set_title(title, fontsize=10)
     if differences:
         ax = axes[0, 1]
-        for i, (label, d) in enumerate(differences.items()):
+        for i, (m, d) in enumerate(differences.items()):
             if d.empty:
                 continue
             d = d.sort_values(x)
             shift = 1.0 + 0.04 * (i - (len(differences) - 1) / 2)   # side by side, not on top of each other
             ax.errorbar(d[x] * shift, d["difference"], yerr=[d["difference"] - d["ci_low"], d["ci_high"] - d["difference"]],
-                        marker="o", ms=4, capsize=3, label=label)
+                        marker="o", ms=5, capsize=3, color=COLOURS.get(m),
+                        label=f"{MODEL_LABELS.get(m, m)} minus {MODEL_LABELS.get(baseline, baseline)}")
         ax.axhline(0.0, color="k", lw=0.8)
         if reference is not None:
-            ax.axvline(reference, ls="--", color="k", lw=0.8)
+            ax.axvline(reference, ls="--", color="k", lw=0.9)
         ax.set_xscale("log")
         ax.set_xlabel("training images seen")
         ax.set_ylabel(f"paired difference in {ylabel or metric}")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
         ax.set_title("same seed, ISA prior minus normal prior (95 % bootstrap CI)", fontsize=10)
     fig.tight_layout()
     return fig
