@@ -4,7 +4,7 @@
 # (finished runs are skipped, interrupted ones resume from their checkpoints in
 # results/dsprites_budget.db.checkpoints/, failed ones are retried). The grid is breadth-first in budget:
 # every run to 1/8 of the budget, then to 1/4, 1/2 and the whole. About 33 core-hours in all (see the grid).
-# The checkpoints are not committed (tens of MB each): in a fresh checkout a run's next fraction retrains
+# The checkpoints are not committed (66 MB each): in a fresh checkout a run's next fraction retrains
 # its prefix, with the same numbers (the tests show that an extended run equals a straight one).
 #   bash experiments/run_budget_study.sh > budget_study.log 2>&1 &
 # RESULTS=/path/to/results puts the ledger, its export and checkpoints elsewhere (e.g. when the study runs

@@ -176,3 +176,24 @@ def test_the_width_benchmark_runs(capsys):
     assert set(best) == {16, 32} and all(s > 0 for s in best.values())
     out = capsys.readouterr().out
     assert "MLP    16" in out and "whole run" in out and "x1.00 of MLP 16" in out
+
+
+def test_dry_run_names_arms_and_fractions_and_exports_the_ledger_as_it_stands(tmp_path, capsys):
+    import yaml
+
+    spec = {**TINY, "scale": "small", "models": ["beta_vae"], "seeds": [0], "budget_fractions": [0.25, 0.5],
+            "arms": [{"model": "isa_vae", "p": 4.0}]}
+    spec["subgrid"] = TINY_SUBGRID
+    spec["layout"] = list(TINY["layout"])
+    grid = tmp_path / "grid.yml"
+    grid.write_text(yaml.safe_dump(spec))
+    ledger = tmp_path / "study.db"
+    sweep(expand_grid(spec)[:2], ledger, progress=False)             # the 1/4 runs are done, the 1/2 are not
+    capsys.readouterr()
+    csv = tmp_path / "study.csv"
+    assert E.sweep_main(["--grid", str(grid), "--ledger", str(ledger), "--dry-run", "--export", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "isa_vae beta=1 seed=0 p=4 budget=0.25" in out and "beta_vae beta=1 seed=0 budget=0.5" in out
+    assert out.count("done") == 2 and f"exported {csv}" in out
+    import pandas as pd
+    assert sorted(pd.read_csv(csv)["budget_fraction"]) == [0.25, 0.25]

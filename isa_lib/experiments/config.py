@@ -355,7 +355,14 @@ class RunConfig:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def short(self) -> str:
-        return f"{self.model} beta={self.beta:g} seed={self.seed}"
+        """The run in a few words for logs and errors: model, beta, seed, and a fixed ISA exponent or a
+        budget fraction where they differ from the paper's (p = 2.2, the whole budget)."""
+        text = f"{self.model} beta={self.beta:g} seed={self.seed}"
+        if self.p is not None and self.p != _DEFAULTS["p"]:
+            text += f" p={self.p:g}"
+        if self.budget_fraction != 1.0:
+            text += f" budget={self.budget_fraction:g}"
+        return text
 
     def fuse_key(self) -> "RunConfig":
         """The configuration with seed and beta blanked: runs with equal keys can share a train_many call."""

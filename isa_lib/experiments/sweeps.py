@@ -253,7 +253,9 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
                     help="do not checkpoint training (a kill then loses the task's whole training)")
     ap.add_argument("--device", default=None, help="override the grid's device (cpu, cuda)")
     ap.add_argument("--retry-failed", action="store_true", help="run 'failed' runs again")
-    ap.add_argument("--export", default=None, metavar="CSV", help="write the ledger as CSV afterwards")
+    ap.add_argument("--export", default=None, metavar="CSV",
+                    help="write the ledger as CSV afterwards (with --dry-run: now, running nothing; e.g. to "
+                         "commit a study as it stands while its sweep goes on)")
     ap.add_argument("--dry-run", action="store_true", help="list the runs and what the ledger holds, run nothing")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -276,6 +278,8 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
         todo = [c for c in distinct if status.get(c.config_hash()) != "done"]
         print(f"{len(configs)} runs ({len(configs) - len(distinct)} repeat another exactly), {len(todo)} to compute "
               f"in {len(plan_groups(todo, fuse))} tasks")
+        if args.export and Path(args.ledger).exists():
+            print(f"exported {Ledger(args.ledger).export_csv(args.export)}")
         return 0
     try:
         summary = sweep(configs, args.ledger, backend=args.backend, address=args.address,
