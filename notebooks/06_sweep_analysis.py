@@ -141,6 +141,12 @@ if budget is not None:
     top = max(complete) if complete else None
     print(f"largest fraction with at least two paired seeds of beta-VAE and ISA-VAE: {top}"
           + ("" if top is None else f" ({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M images per run)"))
+    # What a run costs here: the first fraction is trained from step 0, so its time per step is a whole step's
+    first = budget[np.isclose(budget["budget_fraction"], budget["budget_fraction"].min())]
+    per_step = (first["timings.train_s"] / first["train_steps"]).median()
+    print(f"measured on the 2-core CPU, two runs side by side: {per_step:.2f} s per training step (median of "
+          f"{len(first)} runs), so {per_step * first['steps'].iloc[0] / 3600:.1f} h to train a whole run; "
+          f"{budget['timings.eval_s'].median() / 60:.1f} min per scoring (median of {len(budget)}), four per run")
 else:
     top = None
 
