@@ -259,33 +259,10 @@ def _percentile_ci(boot: np.ndarray, alpha: float) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class PairedTest:
-    """Result of :func:`paired_test` (differences are a - b)."""
-    n: int
+class TTestResult:
+    """What every t test here reports: the difference, its standard error, t with its df and two-sided p,
+    the bootstrap CI at level 1 - alpha, and the 80 %-power detectable difference."""
     difference: float
-    sd: float
-    se: float
-    t: float
-    df: int
-    p: float
-    ci_low: float
-    ci_high: float
-    p_wilcoxon: float
-    mde80: float
-    alpha: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class WelchTest:
-    """Result of :func:`welch_test` (difference is mean(a) - mean(b))."""
-    n_a: int
-    n_b: int
-    difference: float
-    sd_a: float
-    sd_b: float
     se: float
     t: float
     df: float
@@ -297,6 +274,23 @@ class WelchTest:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PairedTest(TTestResult):
+    """Result of :func:`paired_test` (differences are a - b; ``sd`` is theirs)."""
+    n: int
+    sd: float
+    p_wilcoxon: float
+
+
+@dataclass(frozen=True)
+class WelchTest(TTestResult):
+    """Result of :func:`welch_test` (difference is mean(a) - mean(b))."""
+    n_a: int
+    n_b: int
+    sd_a: float
+    sd_b: float
 
 
 def paired_test(a, b, n_boot: int = 10000, seed: int = 0, alpha: float = 0.05) -> PairedTest:
