@@ -27,14 +27,22 @@ MODEL_LABELS = {"beta_vae": "beta-VAE", "beta_tcvae": "beta-TCVAE", "isa_vae": "
 PAPER_IMAGES_SEEN = 20 * 737280
 
 
-def label_arms(df: pd.DataFrame, paper_p: float = 2.2) -> pd.DataFrame:
-    """The table with each ISA-VAE run whose fixed subspace exponent ``p`` is not the paper's (Sec. 4:
-    p_i = 2.2) relabelled as its own arm, ``isa_vae_p<p>`` (e.g. the prior-strength arm ``isa_vae_p4``),
-    so that :func:`claims` and the figures can tell the arms apart by ``model``."""
+def label_arms(df: pd.DataFrame, paper_p: float | None = None) -> pd.DataFrame:
+    """The table with each ISA-VAE run whose fixed subspace exponent ``p`` is not the paper's relabelled as
+    its own arm, ``isa_vae_p<p>`` (e.g. the prior-strength arm ``isa_vae_p4``), so that :func:`claims` and
+    the figures can tell the arms apart by ``model``. The paper's exponent is ``paper_p``, by default that
+    of each row's dataset at the paper scale (Sec. 4, Tables 1-2: 2.2 for dSprites, 1.9 for 3D faces)."""
+    from .experiments import scale_defaults
+
     out = df.copy()
     if "p" not in out.columns:
         return out
-    other = (out["model"] == "isa_vae") & out["p"].notna() & ~np.isclose(out["p"].astype(float), paper_p)
+    if paper_p is None:
+        datasets = out["dataset"] if "dataset" in out.columns else pd.Series("dsprites", index=out.index)
+        reference = datasets.map(lambda d: scale_defaults("paper", d)["p"]).astype(float)
+    else:
+        reference = pd.Series(float(paper_p), index=out.index)
+    other = (out["model"] == "isa_vae") & out["p"].notna() & ~np.isclose(out["p"].astype(float), reference)
     out.loc[other, "model"] = [f"isa_vae_p{float(v):g}" for v in out.loc[other, "p"]]
     return out
 

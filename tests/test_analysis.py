@@ -355,6 +355,9 @@ def test_arms_and_the_share_of_the_papers_budget():
     out = analysis.label_arms(df)
     assert out["model"].tolist() == ["beta_vae", "isa_vae", "isa_vae_p4", "isa_vae_p3"]
     assert df["model"].tolist() == ["beta_vae", "isa_vae", "isa_vae", "isa_vae"]     # the input is left alone
+    faces = df.assign(dataset="faces3d", p=[np.nan, 1.9, 4.0, 2.2])                   # 3D faces: the paper's p is 1.9
+    assert analysis.label_arms(faces)["model"].tolist() == ["beta_vae", "isa_vae", "isa_vae_p4", "isa_vae_p2.2"]
+    assert analysis.label_arms(df, paper_p=4.0)["model"].tolist() == ["beta_vae", "isa_vae_p2.2", "isa_vae", "isa_vae_p3"]
     seen = analysis.images_seen(df)
     assert seen.tolist() == [900 * 2048, 1800 * 2048, 7200 * 2048, 4320 * 128]
     share = analysis.budget_share(df)

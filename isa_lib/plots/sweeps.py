@@ -66,6 +66,7 @@ def exponent_histograms(exponents: np.ndarray, title: str = "", bins: int = 20):
         ax.hist(exponents[:, i], bins=bins, color="tab:purple", alpha=0.8)
         ax.axvline(2.0, ls="--", color="k", lw=0.8)
         ax.set_xlabel(f"p{i + 1}")
+    axes[0, 0].set_ylabel("runs")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
