@@ -29,8 +29,8 @@
 #
 # **How the comparisons are tested.** Runs of two priors with the same seed start from the same encoder and
 # decoder weights and see the same images in the same order with the same noise, so each comparison is
-# *paired* by seed: a paired $t$ test on the per-seed differences (with its degrees of freedom), a bootstrap
-# confidence interval of the mean difference and a Wilcoxon signed-rank test beside it; Welch's $t$ where
+# *paired* by seed: a paired $t$ test on the per-seed differences (with its degrees of freedom and $t$
+# interval), a bootstrap interval of the mean difference and a Wilcoxon signed-rank test beside it; Welch's $t$ where
 # the seeds are not shared. The chapter tests several claims, so the verdicts use Holm's correction over all
 # of them, and each verdict is printed with the smallest true difference its study could detect with 80 %
 # power (`mde80`): "not shown" with a large `mde80` means the study was too small to tell.
@@ -155,8 +155,10 @@ else:
 #
 # Left, each run's score at each fraction of its budget (thin lines, one per seed) and the mean of each arm
 # (bold); the dashed line is the paper's budget. Right, the paired differences (ISA arm minus $\beta$-VAE, same
-# seed) with their 95 % bootstrap intervals: an interval clear of zero is a difference seed noise does not
-# explain at that budget. The table under each figure is the same, in numbers (uncorrected p, descriptive).
+# seed) with their 95 % $t$ intervals: an interval clear of zero is a difference seed noise does not explain
+# at that budget. The table under each figure is the same, in numbers, with the bootstrap interval beside
+# the $t$ interval (at two or three seeds the bootstrap has only a few distinct resamples and is far too
+# narrow; read the $t$ interval), and uncorrected p (descriptive).
 
 # %%
 if budget is not None and top is not None:
@@ -203,8 +205,8 @@ if budget is not None and top is not None:
                                      metric) for metric in ("mig", "reconstruction")]
     for c in budget_claims:
         if len(c):
-            print(c[["claim", "metric", "n_pairs", "test", "difference", "ci_low", "ci_high", "t", "df", "p",
-                     "p_wilcoxon", "mde80"]].round(4).to_string(index=False))
+            print(c[["claim", "metric", "n_pairs", "test", "difference", "t_ci_low", "t_ci_high", "ci_low", "ci_high",
+                     "t", "df", "p", "p_wilcoxon", "mde80"]].round(4).to_string(index=False))
 
 # %% [markdown]
 # ### Has the training levelled off?
@@ -353,7 +355,8 @@ if faces is not None:
 # %% [markdown]
 # ## The verdicts
 #
-# Every claim the chapter tests, in one table, with Holm's correction over all of them: "holds" when the ISA
+# Every claim the chapter tests, in one table (differences with their 95 % $t$ intervals), with Holm's
+# correction over all of them: "holds" when the ISA
 # model is higher with a Holm-adjusted $p < 0.05$, "reversed" when it is lower with $p < 0.05$, "not shown"
 # otherwise. For reconstruction, higher (less negative) is better, so the same reading applies. `mde80` is the
 # smallest true difference each test detects with 80 % power: a "not shown" with a small `mde80` says there
@@ -362,15 +365,15 @@ if faces is not None:
 # %%
 allc = analysis.adjust_claims([*budget_claims, *large_claims, faces_claims])
 if len(allc):
-    cols = ["claim", "metric", "beta", "test", "n_pairs", "n_model", "n_baseline", "difference", "ci_low",
-            "ci_high", "t", "df", "p", "p_holm", "mde80", "verdict"]
+    cols = ["claim", "metric", "beta", "test", "n_pairs", "n_model", "n_baseline", "difference", "t_ci_low",
+            "t_ci_high", "t", "df", "p", "p_holm", "mde80", "verdict"]
     with pd.option_context("display.width", 250, "display.max_colwidth", 44):
         print(allc[cols].round(4).to_string(index=False))
     for _, r in allc.iterrows():
         n = f"{int(r['n_pairs'])} paired seeds" if r["test"] == "paired t" else \
             f"{int(r['n_model'])} and {int(r['n_baseline'])} seeds"
         print(f"{r['claim']}, {r['metric']} at beta = {r['beta']:g}: {r['model']} - {r['baseline']} = "
-              f"{r['difference']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] ({r['test']}, {n}, "
+              f"{r['difference']:+.4f} [{r['t_ci_low']:+.4f}, {r['t_ci_high']:+.4f}] ({r['test']}, {n}, "
               f"t = {r['t']:+.2f} on {r['df']:.1f} df, Holm p = {r['p_holm']:.3f}, detectable "
               f"{r['mde80']:.4f}): {r['verdict']}")
     print(f"{len(allc)} comparisons: " + ", ".join(f"{n} {v}" for v, n in allc["verdict"].value_counts().items()))
@@ -380,7 +383,7 @@ if len(allc):
         for _, r in main.iterrows():
             print(f"\nIn plain words: after {top:g} of the paper's training budget ({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M "
                   f"of its 14.7 M images), over {int(r['n_pairs'])} paired seeds, ISA-VAE's MIG minus beta-VAE's is "
-                  f"{r['difference']:+.4f} (95 % CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}); the verdict after Holm's "
+                  f"{r['difference']:+.4f} (95 % t interval {r['t_ci_low']:+.4f} to {r['t_ci_high']:+.4f}); the verdict after Holm's "
                   f"correction is '{r['verdict']}', and this study could detect a true difference of {r['mde80']:.4f} "
                   f"with 80 % power.")
 

@@ -401,3 +401,14 @@ def test_dose_response_figure_shows_the_means_and_the_paired_differences():
     plt.close(fig)
     with pytest.raises(ValueError, match="no runs"):
         sweeps.dose_response(df.iloc[:0], ["beta_vae"])
+
+
+def test_the_t_interval_is_scipys_and_wider_than_the_bootstrap_at_two_pairs():
+    a, b = np.array([0.20, 0.09, 0.15]), np.array([0.10, 0.08, 0.02])
+    r = analysis.paired_test(a, b)
+    lo, hi = stats.t.interval(0.95, 2, loc=(a - b).mean(), scale=stats.sem(a - b))
+    assert np.isclose(r.t_ci_low, lo) and np.isclose(r.t_ci_high, hi)
+    w = analysis.welch_test(a, b)
+    assert np.isclose(w.t_ci_high - w.t_ci_low, 2 * stats.t.ppf(0.975, w.df) * w.se)
+    two = analysis.paired_test([0.115, 0.09], [0.203, 0.064])
+    assert two.t_ci_high - two.t_ci_low > 5 * (two.ci_high - two.ci_low)   # 3 resample means: far too narrow

@@ -96,9 +96,10 @@ def dose_response(df: pd.DataFrame, models: Sequence[str], metric: str = "mig", 
                   ylabel: str | None = None, title: str = "", reference: float | None = None):
     """Fig. 5a against the training budget: ``metric`` of each run against ``x`` (images seen), one thin line
     per seed and the mean over seeds in bold per model (left); and, if ``differences`` is given (model -> a
-    frame with columns ``x``, ``difference``, ``ci_low``, ``ci_high``, e.g. from
-    :func:`isa_lib.analysis.dose_response` against ``baseline``), each paired difference with its confidence
-    interval (right). A dashed vertical line marks ``reference`` (the paper's budget)."""
+    frame with columns ``x``, ``difference``, ``t_ci_low``, ``t_ci_high``, e.g. from
+    :func:`isa_lib.analysis.dose_response` against ``baseline``), each paired difference with its 95 % t
+    interval (right; the bootstrap interval is too narrow at a few seeds). A dashed vertical line marks
+    ``reference`` (the paper's budget)."""
     if df.empty:
         raise ValueError("no runs to plot")
     ncols = 2 if differences else 1
@@ -128,7 +129,7 @@ def dose_response(df: pd.DataFrame, models: Sequence[str], metric: str = "mig", 
                 continue
             d = d.sort_values(x)
             shift = 1.0 + 0.04 * (i - (len(differences) - 1) / 2)   # side by side, not on top of each other
-            ax.errorbar(d[x] * shift, d["difference"], yerr=[d["difference"] - d["ci_low"], d["ci_high"] - d["difference"]],
+            ax.errorbar(d[x] * shift, d["difference"], yerr=[d["difference"] - d["t_ci_low"], d["t_ci_high"] - d["difference"]],
                         marker="o", ms=5, capsize=3, color=COLOURS.get(m),
                         label=f"{MODEL_LABELS.get(m, m)} minus {MODEL_LABELS.get(baseline, baseline)}")
         ax.axhline(0.0, color="k", lw=0.8)
@@ -138,6 +139,6 @@ def dose_response(df: pd.DataFrame, models: Sequence[str], metric: str = "mig", 
         ax.set_xlabel("training images seen")
         ax.set_ylabel(f"paired difference in {ylabel or metric}")
         ax.legend(fontsize=9)
-        ax.set_title("same seed, ISA prior minus normal prior (95 % bootstrap CI)", fontsize=10)
+        ax.set_title("same seed, ISA prior minus normal prior (95 % t interval)", fontsize=10)
     fig.tight_layout()
     return fig
