@@ -207,7 +207,7 @@ def run_config(row: pd.Series):
     return config
 
 
-# --- Tests of the paper's comparative claims (Sec. 4: Fig. 5a, Figs. 5b-c, Fig. 7, Table 2) -------------------
+# --- Tests of the paper's comparative claims (Sec. 4: Figs. 5a-c, Fig. 7) -------------------
 #
 # Runs of two models with the same ``seed`` share initial weights and data order, so the natural test of
 # "model scores higher than baseline" is paired (Student 1908 paired t on the per-seed differences), with a
@@ -484,7 +484,7 @@ def _claim_row(df, model, baseline, metric, beta, where, alpha, n_boot) -> dict:
 def claims(df: pd.DataFrame, pairs: Sequence[tuple[str, str, str]], metric: str = "mig",
            betas: Sequence[float] | None = None, where: Mapping | None = None,
            holm_over: Sequence[str] | None = None, alpha: float = 0.05, n_boot: int = 10000) -> pd.DataFrame:
-    """The paper's comparative claims (Sec. 4: Fig. 5a, Figs. 5b-c, Fig. 7, Table 2), each read as
+    """The paper's comparative claims (Sec. 4: Figs. 5a-c, Fig. 7), each read as
     "``model`` scores higher than ``baseline`` on ``metric``": one row per ``(claim, model, baseline)`` and
     beta that both models finished (restricted to ``betas`` if given, and to the ``where`` column=value
     filters, e.g. ``{"budget_fraction": 0.25}``). Where the two arms share >= 2 seeds the test is the paired
