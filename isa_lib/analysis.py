@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -282,8 +282,8 @@ class TTestResult:
     ci_high: float
     mde80: float
     alpha: float
-    t_ci_low: float = np.nan
-    t_ci_high: float = np.nan
+    t_ci_low: float = field(init=False)   # derived from difference, se, df and alpha below
+    t_ci_high: float = field(init=False)
 
     def __post_init__(self):
         half = stats.t.ppf(1 - self.alpha / 2, self.df) * self.se if np.isfinite(self.se) else np.nan

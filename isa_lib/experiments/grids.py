@@ -72,7 +72,8 @@ def expand_grid(spec: Mapping) -> list[RunConfig]:
                     try:
                         cfg = RunConfig(**fields)
                     except (TypeError, ValueError) as err:
-                        raise GridError(f"{model} {extra or ''} beta={beta} seed={seed}: {err}") from None
+                        arm = f"{model} {extra}" if extra else model
+                        raise GridError(f"{arm} beta={beta} seed={seed}: {err}") from None
                     if cfg.config_hash() not in seen:
                         seen.add(cfg.config_hash())
                         out.append(cfg)
