@@ -10,28 +10,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "_exp2_poly.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-/* 2^x for x <= 0: x = n + f, |f| <= 1/2, 2^f by its degree-7 Taylor polynomial, 2^n into the exponent bits;
- * below 2^-126 it returns 2^-126 (never a subnormal, which would take a slow path). Written so that the compiler vectorises the loops
- * that call it. */
+/* 2^x for x <= 0; below 2^-126 it returns 2^-126 (never a subnormal, which would take a slow path). */
 static inline float exp2_poly(float x) {
-    x = x < -126.0f ? -126.0f : x;
-    float n = floorf(x + 0.5f);
-    float f = x - n;
-    float p = 1.5252733804059838e-05f;
-    p = p * f + 1.5403530393381606e-04f;
-    p = p * f + 1.3333558146428441e-03f;
-    p = p * f + 9.6181291076284772e-03f;
-    p = p * f + 5.5504108664821576e-02f;
-    p = p * f + 2.4022650695910071e-01f;
-    p = p * f + 6.9314718055994531e-01f;
-    p = p * f + 1.0f;
-    union { int32_t i; float f; } scale;
-    scale.i = ((int32_t)n + 127) << 23;
-    return p * scale.f;
+    return exp2_poly_unclamped(x < -126.0f ? -126.0f : x);
 }
 
 /* Forward, row by row (rows shared out between threads):

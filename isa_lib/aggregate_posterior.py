@@ -26,16 +26,11 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import math
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import torch
+
+from . import native
 
 LOG_2PI = math.log(2 * math.pi)
 _LN_2 = math.log(2.0)
@@ -129,47 +124,16 @@ def _exact_marginal(z, mu, logvar, logw, k: int, i: int) -> tuple[torch.Tensor, 
 
 #: The kernels of :func:`log_aggregate` (``aggregate=`` in isa_lib.objectives adds ``dense``, the reference).
 KERNELS = ("streamed", "compiled", "native")
-_NATIVE_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
-
-
-def _cpu_signature() -> str:
-    """What a -march=native build depends on: the machine, the compiler and the CPU's flags."""
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        pass
-    return f"{platform.machine()} {platform.processor()} {flags}"
 
 
 @functools.cache
 def native_kernel():
     """The C kernel of ``aggregate="native"`` (``_aggregate_kernel.c`` next to this module), compiled with the
-    system's C compiler at first use (well under a second) into a per-user cache keyed by the source, the
-    flags, the compiler and the CPU, and loaded with ctypes."""
-    source = Path(__file__).with_name("_aggregate_kernel.c")
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        raise RuntimeError("aggregate='native' compiles a C kernel at first use and found no C compiler "
-                           "(cc, gcc or clang); install one, or use aggregate='streamed'")
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\n".join([source.read_text(), " ".join(_NATIVE_FLAGS), cc, version,
-                                     _cpu_signature()]).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "isa_lib"
+    system's C compiler at first use (well under a second), cached, checked and loaded by :mod:`isa_lib.native`."""
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        cache = Path(tempfile.gettempdir()) / f"isa_lib-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-        cache.mkdir(parents=True, exist_ok=True)
-    lib_path = cache / f"aggregate_{key}.so"
-    if not lib_path.exists():
-        tmp = cache / f"aggregate_{key}.{os.getpid()}.tmp.so"
-        done = subprocess.run([cc, *_NATIVE_FLAGS, str(source), "-o", str(tmp), "-lm"], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"aggregate='native': compiling {source.name} with {cc} failed:\n{done.stderr[-2000:]}")
-        os.replace(tmp, lib_path)     # atomic: a concurrent process sees the old state or the whole library
-    lib = ctypes.CDLL(str(lib_path))
+        lib = native.load("aggregate", "_aggregate_kernel.c", depends=("_exp2_poly.h",))
+    except native.NativeBuildError as err:
+        raise RuntimeError(f"aggregate='native': {err}; or use aggregate='streamed'") from err
     f, i = ctypes.c_void_p, ctypes.c_int
     lib.aggregate_forward.argtypes = [i, i] + [f] * 9 + [i]
     lib.aggregate_backward.argtypes = [i, i] + [f] * 13 + [i]
@@ -216,7 +180,7 @@ class StreamedAggregate(torch.autograd.Function):
         c2 = (-0.5 * _LOG2_E) * (LOG_2PI + lvt)                       # log2 of each posterior's normaliser
         prec = torch.exp(-lvt)
         h2 = (0.5 * _LOG2_E) * prec
-        lw2 = logw * _LOG2_E
+        lw2 = (logw * _LOG2_E).contiguous()     # the C kernel reads it row by row
         # an upper bound on every term of a marginal sum, so that no term overflows
         shift2 = (c2.amax(1)[:, None] + lw2.amax(1)[None, :]).contiguous()                 # (d, M)
         if kernel == "native":      # `joint` holds the joint's softmax here, computed in the kernel

@@ -128,7 +128,8 @@ def evaluate(model, data, c: RunConfig, history: list[dict]) -> dict:
            "reconstruction": float(res["reconstruction"]),
            "final": dict(history[-1]) if history else {},
            "history": history,
-           "n_images": len(data), "steps": c.steps, "mig_dtype": res["mig_dtype"]}
+           "n_images": len(data), "steps": c.steps, "mig_dtype": res["mig_dtype"],
+           "mig_backend": res["mig_backend"]}
     if c.budget_fraction != 1.0:  # a prefix of its lineage's training: where it stopped
         out.update(budget_fraction=c.budget_fraction, train_steps=c.train_steps, images_seen=c.images_seen)
     if c.spec.prior == "isa":

@@ -2,15 +2,25 @@
 blocks, and the entropies H(z_g) of Chen et al.'s sampling estimator (the core of the MIG and of Eq. 3)."""
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import warnings
 
 import torch
 
+from .. import native
 from ._inputs import _as_2d_tensor, _check_groups, _generator, _pick_device
 
 LOG_2PI = math.log(2.0 * math.pi)
 _LN_2 = math.log(2.0)
 _LOG2_E = 1.0 / _LN_2
+
+#: Kernels of the mixture sums: ``native`` (C, float32 on a CPU), ``torch`` (any device and dtype; the
+#: portable reference and the GPU path), ``auto`` (native where it applies and a compiler is there).
+BACKENDS = ("auto", "native", "torch")
+#: Posteriors per float32 partial sum in the native kernel (a block stays in the L1 cache).
+NATIVE_BLOCK = 1024
 
 
 def _floor(dtype: torch.dtype) -> float:
@@ -21,7 +31,7 @@ def _floor(dtype: torch.dtype) -> float:
 
 
 def _log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, groups: list[list[int]],
-                 sample_chunk: int, row_chunk: int) -> torch.Tensor:
+                 sample_chunk: int, row_chunk: int, backend: str = "torch") -> torch.Tensor:
     """log (1/M sum_m prod_{j in g} N(z_sj; mu_mj, exp(logvar_mj))) for every sample s and group g.
 
     z: (S, D); mu, logvar: (M, D), same device and dtype (float64 or float32).  Returns (G, S) float64.
@@ -32,7 +42,10 @@ def _log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, groups
     within a block and in float64 across blocks.  A sample whose sum falls below 2^(floor / 2) (far from
     every narrow posterior) is recomputed with a running maximum instead.  Groups of one size are batched;
     a block holds about ``sample_chunk * row_chunk`` numbers on a CPU and G_b times that on a GPU (G_b
-    groups of one size; twice that for groups of several latents).
+    groups of one size; twice that for groups of several latents).  ``backend="native"`` (a name resolved by
+    :func:`resolve_backend`) forms the same sums in one fused C pass per group (``_mig_kernel.c``), blocks of
+    :data:`NATIVE_BLOCK` posteriors summed in float32 and the blocks in float64; the chunk sizes then do not
+    apply.
     """
     s_n, m_n = z.shape[0], mu.shape[0]
     dev, dt = z.device, z.dtype
@@ -53,25 +66,11 @@ def _log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, groups
         top = cb.amax(1, keepdim=True)
         cb = (cb - top).contiguous()
         acc = torch.zeros(gb, s_n, dtype=torch.float64, device=dev)
-        # CPU: blocks of ~sample_chunk x row_chunk numbers stay in cache; a GPU wants few, large launches
-        sc = sample_chunk if dev.type == "cuda" else max(1, sample_chunk // gb)
-        buf = torch.empty(gb * min(sc, s_n) * min(row_chunk, m_n) * min(k, 2), dtype=dt, device=dev)
-        for r0 in range(0, m_n, row_chunk):
-            r1 = min(r0 + row_chunk, m_n)
-            for s0 in range(0, s_n, sc):
-                s1 = min(s0 + sc, s_n)
-                size = gb * (s1 - s0) * (r1 - r0)
-                blk = buf[:size].view(gb, s1 - s0, r1 - r0)
-                for j in range(k):
-                    d = blk if j == 0 else buf[size:2 * size].view_as(blk)
-                    torch.sub(zb[:, j, s0:s1, None], mb[:, j, None, r0:r1], out=d)
-                    d.mul_(ab[:, j, None, r0:r1])
-                    if j == 0:
-                        torch.addcmul(cb[:, None, r0:r1], d, d, value=-1.0, out=blk)
-                    else:
-                        blk.addcmul_(d, d, value=-1.0)
-                torch.exp2(blk.clamp_(min=floor), out=blk)
-                acc[:, s0:s1] += blk.sum(-1)
+        if backend == "native":
+            for b in range(gb):
+                _native_sums(zb[b], mb[b], ab[b], cb[b], floor, acc[b])
+        else:
+            _torch_sums(zb, mb, ab, cb, floor, acc, sample_chunk, row_chunk)
         lse = acc.log2_()
         low = lse < 0.5 * floor   # rare: samples far from every posterior of the group
         if bool(low.any()):
@@ -81,6 +80,76 @@ def _log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, groups
         out[members] = (lse + top.double()) * _LN_2
     return out - math.log(m_n)
 
+
+def _torch_sums(zb, mb, ab, cb, floor, acc, sample_chunk, row_chunk):
+    """acc (G, S) += sum_m 2^max(c_gm - sum_j ((z_gjs - mu_gjm) a_gjm)^2, floor), in blocks of eager torch."""
+    gb, k, s_n = zb.shape
+    m_n = mb.shape[2]
+    dev, dt = zb.device, zb.dtype
+    # CPU: blocks of ~sample_chunk x row_chunk numbers stay in cache; a GPU wants few, large launches
+    sc = sample_chunk if dev.type == "cuda" else max(1, sample_chunk // gb)
+    buf = torch.empty(gb * min(sc, s_n) * min(row_chunk, m_n) * min(k, 2), dtype=dt, device=dev)
+    for r0 in range(0, m_n, row_chunk):
+        r1 = min(r0 + row_chunk, m_n)
+        for s0 in range(0, s_n, sc):
+            s1 = min(s0 + sc, s_n)
+            size = gb * (s1 - s0) * (r1 - r0)
+            blk = buf[:size].view(gb, s1 - s0, r1 - r0)
+            for j in range(k):
+                d = blk if j == 0 else buf[size:2 * size].view_as(blk)
+                torch.sub(zb[:, j, s0:s1, None], mb[:, j, None, r0:r1], out=d)
+                d.mul_(ab[:, j, None, r0:r1])
+                if j == 0:
+                    torch.addcmul(cb[:, None, r0:r1], d, d, value=-1.0, out=blk)
+                else:
+                    blk.addcmul_(d, d, value=-1.0)
+            torch.exp2(blk.clamp_(min=floor), out=blk)
+            acc[:, s0:s1] += blk.sum(-1)
+
+
+@functools.cache
+def _mig_kernel():
+    lib = native.load("mig", "_mig_kernel.c", depends=("_exp2_poly.h",))
+    f, i = ctypes.c_void_p, ctypes.c_int
+    lib.mixture_sums.argtypes = [i, i, i, f, f, f, f, ctypes.c_float, i, f, i]
+    lib.mixture_sums.restype = ctypes.c_int
+    return lib
+
+
+def _native_sums(z, mu, a, c, floor, out):
+    """out (S,) float64 = the sums of :func:`_torch_sums` for one group, from the C kernel; z (k, S), mu and
+    a (k, M), c (M,): float32, contiguous, on the CPU."""
+    k, s_n = z.shape
+    m_n = mu.shape[1]
+    ptr = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
+    if _mig_kernel().mixture_sums(s_n, m_n, k, ptr(z), ptr(mu), ptr(a), ptr(c), floor, NATIVE_BLOCK, ptr(out),
+                                  torch.get_num_threads()):
+        raise MemoryError(f"the native MIG kernel could not allocate its per-thread buffers ({NATIVE_BLOCK} floats)")
+
+
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> str:
+    """``"native"`` or ``"torch"`` for a requested backend (:data:`BACKENDS`).  ``native`` needs float32 on a
+    CPU and a C compiler (a named error otherwise); ``auto`` takes it when those hold, and falls back to
+    ``torch`` with a warning if the kernel cannot be built or its cache cannot be trusted."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown MIG backend {backend!r}; choose one of {list(BACKENDS)}")
+    device = torch.device(device)
+    fits = device.type == "cpu" and dtype == torch.float32
+    if backend == "native":
+        if not fits:
+            raise ValueError(f"backend 'native' computes float32 on a CPU, got {dtype} on {device}; use "
+                             f"dtype=torch.float32 on the CPU, or backend='torch'")
+        _mig_kernel()
+        return "native"
+    if backend == "auto" and fits and native.available():
+        try:
+            _mig_kernel()
+        except (native.NativeBuildError, native.NativeCacheError) as err:
+            warnings.warn(f"the native MIG kernel is not available ({err}); using the torch path", RuntimeWarning,
+                          stacklevel=3)
+            return "torch"
+        return "native"
+    return "torch"
 
 def _log2_sum_exact(zs, mu, a, c, row_chunk):
     """log2 sum_m 2^(c_m - sum_j ((z_js - mu_jm) a_jm)^2) for a few samples zs (k, s), with a running maximum."""
@@ -133,17 +202,19 @@ def _subset(n: int, n_samples: int | None, gen) -> torch.Tensor:
 
 def mixture_entropy(mu, logvar, n_samples: int | None = 10000, groups=None, seed: int = 0,
                     generator: torch.Generator | None = None, sample_chunk: int = 256, row_chunk: int = 4096,
-                    device=None, dtype=torch.float64) -> torch.Tensor:
+                    device=None, dtype=torch.float64, backend: str = "auto") -> torch.Tensor:
     """Entropies H(z_g) of the aggregate posterior q(z) = 1/N sum_n N(mu_n, diag exp(logvar_n)).
 
     Chen et al.'s sampling estimator: one z ~ q(z|x_n) per row, ``n_samples`` of them (all if None or
     >= N) scored against the mixture of all N posteriors.  ``groups`` (list of latent index lists) gives
     the joint entropy of each group; default: each latent alone.  Returns a (G,) float64 CPU tensor.
+    ``backend``: the kernel of the sums (:func:`resolve_backend`; ``auto`` is native for float32 on a CPU).
     """
     mu, logvar = _prepare(mu, logvar, device, dtype)
     groups = _check_groups(groups, mu.shape[1])
     gen = _generator(seed, generator)
     z = _draw_z(mu, logvar, gen)
     sel = _subset(mu.shape[0], n_samples, gen).to(mu.device)
-    lq = _log_mixture(z[sel], mu, logvar, groups, int(sample_chunk), int(row_chunk))
+    be = resolve_backend(backend, mu.device, mu.dtype)
+    lq = _log_mixture(z[sel], mu, logvar, groups, int(sample_chunk), int(row_chunk), be)
     return (-lq.mean(1)).double().cpu()
