@@ -102,3 +102,20 @@ int mixture_sums(int s_n, int m_n, int k, const float *z, const float *mu, const
     }
     return failed ? -1 : 0;
 }
+
+/* The kernel's exponential alone, for benchmarks/bench_mig_kernel.py: sum_i 2^max(x_i, floor) over a buffer,
+ * blocks of `block` summed in float32 and the blocks in float64, as in mixture_sums. */
+double exp2_sum(long n, const float *x, float floor_, int block, int threads) {
+    if (threads < 1) threads = 1;
+    if (block < 1) block = 1;
+    double tot = 0.0;
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(+:tot)
+    for (long r0 = 0; r0 < n; r0 += block) {
+        const long nb = r0 + block < n ? block : n - r0;
+        float acc = 0.0f;
+#pragma omp simd reduction(+:acc)
+        for (long i = 0; i < nb; i++) acc += exp2_poly5_unclamped(x[r0 + i] < floor_ ? floor_ : x[r0 + i]);
+        tot += (double)acc;
+    }
+    return tot;
+}

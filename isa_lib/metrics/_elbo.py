@@ -102,11 +102,14 @@ def encode_dataset(encode: Callable, data, batch_size: int = 1024, device=None, 
 
 @torch.no_grad()
 def reconstruction_log_likelihood(encode: Callable, decode: Callable, data, batch_size: int = 1024,
-                                  n_samples: int = 1, seed: int = 0, device=None, max_value=None) -> float:
+                                  n_samples: int = 1, seed: int = 0, device=None, max_value=None,
+                                  posteriors=None) -> float:
     """E_{p(x)} E_{q(z|x)}[log p(x|z)] of a Bernoulli decoder (the paper's reconstruction quality, Sec. 4).
 
     decode: z -> logits shaped like the images.  ``n_samples`` draws z = mu + sigma eps per image (noise
     from a seeded CPU generator).  Returns nats per image, averaged over the dataset and the draws.
+    ``posteriors``: the (mu, logvar) of every image, as :func:`encode_dataset` returns them with the same
+    ``batch_size``, to skip encoding again (the evaluation driver shares them with the MIG; same numbers).
     """
     images, mv = _images_and_scale(data, max_value)
     dev = _pick_device(device)
@@ -116,7 +119,10 @@ def reconstruction_log_likelihood(encode: Callable, decode: Callable, data, batc
         x = _to_float(images[s:s + int(batch_size)], mv, dev)
         if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
             raise ValueError("images must lie in [0, 1] for a Bernoulli likelihood (check max_value)")
-        mu, lv = encode(x)
+        if posteriors is None:
+            mu, lv = encode(x)
+        else:
+            mu, lv = (t[s:s + int(batch_size)].to(dev) for t in posteriors)
         for _ in range(int(n_samples)):
             eps = torch.randn(mu.shape, generator=gen).to(dev, mu.dtype)
             logits = decode(mu + torch.exp(0.5 * lv) * eps)

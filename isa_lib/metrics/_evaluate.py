@@ -37,7 +37,7 @@ def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, lo
            "mig_dtype": str(mig_dtype).replace("torch.", ""), "mig_backend": res.info["backend"]}
     if decode is not None:
         out["reconstruction"] = reconstruction_log_likelihood(encode, decode, dataset, batch_size=batch_size,
-                                                              seed=seed, device=device)
+                                                              seed=seed, device=device, posteriors=(mu, lv))
     if log_prior_fn is not None:
         out.update(elbo_decomposition(mu, lv, log_prior_fn, n_samples=n_samples, seed=seed, device=device))
     return out

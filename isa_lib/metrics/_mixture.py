@@ -113,6 +113,8 @@ def _mig_kernel():
     f, i = ctypes.c_void_p, ctypes.c_int
     lib.mixture_sums.argtypes = [i, i, i, f, f, f, f, ctypes.c_float, i, f, i]
     lib.mixture_sums.restype = ctypes.c_int
+    lib.exp2_sum.argtypes = [ctypes.c_long, f, ctypes.c_float, i, i]
+    lib.exp2_sum.restype = ctypes.c_double
     return lib
 
 
