@@ -10,7 +10,8 @@ import torch
 from torch.distributions import Distribution, constraints
 
 from .functions import DEFAULT_SCALE, _log_abs, _log_f_node, log_surface_area
-from .trees import LeafRun, LpTree, Node, _as_tensor, _exponent_value, _param_dtype, _work_dtype, isa_tree
+from .trees import (LeafRun, LpTree, Node, _as_tensor, _exponent_value, _param_device, _param_dtype, _work_dtype,
+                    isa_tree)
 
 
 class LpNested(Distribution):
@@ -22,6 +23,11 @@ class LpNested(Distribution):
     ``tree`` is a ``(p, [children])`` spec or :class:`LpTree`; exponents may be floats or tensors (tensors
     that require grad get gradients through :meth:`log_prob`).  ``scale=None`` means s = 2, which makes
     the all-2 tree exactly N(0, I).  Sampling is exact (Alg. 1) and uses torch's global RNG.
+
+    Devices: every computation runs on the device of the value it is given (``log_prob(z)`` on ``z.device``);
+    tensor parameters are moved there and plain floats are made there, never mixed in from the CPU. The
+    device of the parameters (:attr:`_device`: the first tensor parameter's, else the CPU) is where
+    :meth:`sample` puts its result.
 
     Every exponent is checked (finite, > 0) unless ``validate_args=False``: checking a tensor's value costs a
     host-device synchronisation, so a caller that guarantees valid exponents (e.g.
@@ -47,8 +53,8 @@ class LpNested(Distribution):
     def _params(self) -> list:
         return list(self.tree.exponents) + [self._scale]
 
-    def _exponents(self, dtype) -> torch.Tensor:
-        return self.tree.exponent_vector(dtype)
+    def _exponents(self, dtype, device=None) -> torch.Tensor:
+        return self.tree.exponent_vector(dtype, self._device if device is None else device)
 
     def _check_exponents(self) -> None:
         self.tree.validate()
@@ -59,10 +65,7 @@ class LpNested(Distribution):
 
     @property
     def _device(self) -> torch.device:
-        for p in self._params():
-            if isinstance(p, torch.Tensor):
-                return p.device
-        return torch.device("cpu")
+        return _param_device(self._params())
 
     @property
     def exponents(self) -> torch.Tensor:
@@ -71,7 +74,7 @@ class LpNested(Distribution):
 
     @property
     def scale(self) -> torch.Tensor:
-        return _as_tensor(self._scale, self._dtype)
+        return _as_tensor(self._scale, self._dtype, self._device)
 
     @property
     def n(self) -> int:
@@ -100,35 +103,37 @@ class LpNested(Distribution):
         """log f(z) (Eq. 6 / 9)."""
         value = self._check_value(value)
         dtype = _work_dtype(value, self._params())
-        return self._log_f(_log_abs(value.to(dtype)), self._exponents(dtype))
+        return self._log_f(_log_abs(value.to(dtype)), self._exponents(dtype, value.device))
 
     def radial_energy(self, value) -> torch.Tensor:
         """f(z)^p0 / s, which is Gamma(n/p0, 1)-distributed under this prior (Eq. 11)."""
         value = self._check_value(value)
         dtype = _work_dtype(value, self._params())
-        exps = self._exponents(dtype)
-        s = _as_tensor(self._scale, dtype)
+        exps = self._exponents(dtype, value.device)
+        s = _as_tensor(self._scale, dtype, value.device)
         return torch.exp(exps[0] * self.log_norm(value) - torch.log(s))
 
     def _log_surface_area(self, exps: torch.Tensor) -> torch.Tensor:
         return log_surface_area(self.tree, exps)
 
-    def log_normaliser(self, dtype=None) -> torch.Tensor:
-        """log p0 - lgamma(n/p0) - (n/p0) log s - log S_f(1): log rho(z) + f(z)^p0/s."""
+    def log_normaliser(self, dtype=None, device=None) -> torch.Tensor:
+        """log p0 - lgamma(n/p0) - (n/p0) log s - log S_f(1): log rho(z) + f(z)^p0/s (Eq. 7, 8, 11), on
+        ``device`` (default: the parameters')."""
         dtype = dtype or self._dtype
+        device = self._device if device is None else torch.device(device)
         # with plain-float parameters the constant never changes, and recomputing its many small ops
         # dominated log_prob for typical batch sizes
         frozen = not any(isinstance(p, torch.Tensor) for p in self._params())
         cache = self.__dict__.setdefault("_normaliser_cache", {})
-        if frozen and dtype in cache:
-            return cache[dtype]
-        exps = self._exponents(dtype)
-        s = _as_tensor(self._scale, dtype)
+        if frozen and (dtype, device) in cache:
+            return cache[dtype, device]
+        exps = self._exponents(dtype, device)
+        s = _as_tensor(self._scale, dtype, device)
         p0, n = exps[0], self.tree.n
         out = (torch.log(p0) - torch.lgamma(n / p0) - (n / p0) * torch.log(s)
                - self._log_surface_area(exps))
         if frozen:
-            cache[dtype] = out
+            cache[dtype, device] = out
         return out
 
     def log_prob(self, value) -> torch.Tensor:
@@ -137,13 +142,13 @@ class LpNested(Distribution):
         if self._validate_args:
             self._check_exponents()
         dtype = _work_dtype(value, self._params())
-        exps = self._exponents(dtype)
-        s = _as_tensor(self._scale, dtype)
+        exps = self._exponents(dtype, value.device)
+        s = _as_tensor(self._scale, dtype, value.device)
         log_energy = exps[0] * self._log_f(_log_abs(value.to(dtype)), exps) - torch.log(s)
         # f^p0/s can exceed the dtype's range (e.g. |z|=1e4, p0=20 in float32); saturating it keeps
         # log_prob finite (a huge negative number) instead of -inf.
         log_energy = log_energy.clamp(max=math.log(torch.finfo(dtype).max) - 4.0)
-        return self.log_normaliser(dtype) - torch.exp(log_energy)
+        return self.log_normaliser(dtype, value.device) - torch.exp(log_energy)
 
     # -- sampling (Alg. 1) --------------------------------------------------------------------------
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
@@ -151,9 +156,12 @@ class LpNested(Distribution):
         inner node, random signs.  Steps 1 and 4 of Alg. 1 cancel and are skipped (appendix
         "Equations" shows why).
         Uses torch's global (CPU) RNG, so ``torch.manual_seed`` makes it reproducible; the result is moved
-        to the parameters' device."""
+        to the parameters' device. Parameters on the ``meta`` device (shape inference, and the device tests)
+        have no values to draw from: the result is a meta tensor of the right shape and dtype."""
         shape = torch.Size(sample_shape)
         out_dtype = self._dtype
+        if self._device.type == "meta":
+            return torch.empty(shape + (self.tree.n,), dtype=out_dtype, device="meta")
         dt = torch.float64  # Dirichlet weights with small concentrations underflow in float32
         with torch.no_grad():
             exps = self._exponents(dt).detach().cpu()
@@ -232,17 +240,19 @@ class ISA(LpNested):
         subs = [self._sub_exps] if isinstance(self._sub_exps, torch.Tensor) else list(self._sub_exps)
         return [self._p0] + subs + [self._scale]
 
-    def _sub_vector(self, dtype) -> torch.Tensor:
+    def _sub_vector(self, dtype, device=None) -> torch.Tensor:
+        device = self._device if device is None else device
         if isinstance(self._sub_exps, torch.Tensor):
-            return self._sub_exps.to(dtype).reshape(-1)
-        return torch.stack([_as_tensor(p, dtype).reshape(()) for p in self._sub_exps])
+            return self._sub_exps.to(device=device, dtype=dtype).reshape(-1)
+        return torch.stack([_as_tensor(p, dtype, device).reshape(()) for p in self._sub_exps])
 
-    def _exponents(self, dtype) -> torch.Tensor:
-        return torch.cat([_as_tensor(self._p0, dtype).reshape(1), self._sub_vector(dtype)])
+    def _exponents(self, dtype, device=None) -> torch.Tensor:
+        device = self._device if device is None else device
+        return torch.cat([_as_tensor(self._p0, dtype, device).reshape(1), self._sub_vector(dtype, device)])
 
     @property
     def p0(self) -> torch.Tensor:
-        return _as_tensor(self._p0, self._dtype)
+        return _as_tensor(self._p0, self._dtype, self._device)
 
     @property
     def exponents(self) -> torch.Tensor:
@@ -271,7 +281,7 @@ class ISA(LpNested):
         """log v_i = log ||z_{V_i}||_{p_i} for each subspace (Eq. 9-10); shape ``batch + (l0,)``."""
         value = self._check_value(value)
         dtype = _work_dtype(value, self._params())
-        exps = self._exponents(dtype)
+        exps = self._exponents(dtype, value.device)
         la = _log_abs(value.to(dtype))
         out, a = [], 0
         for i, k in enumerate(self.sizes):

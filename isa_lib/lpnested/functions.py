@@ -45,11 +45,11 @@ def log_lp_nested_norm(z: torch.Tensor, tree, exponents: torch.Tensor | None = N
         raise ValueError(f"latent size mismatch: tree has {tree.n} leaves but z has shape {tuple(z.shape)}")
     if exponents is None:
         dtype = _work_dtype(z, tree.exponents)
-        exponents = tree.exponent_vector(dtype)
+        exponents = tree.exponent_vector(dtype, z.device)
     else:
         dtype = torch.promote_types(z.dtype if z.is_floating_point() else torch.get_default_dtype(),
                                     exponents.dtype)
-        exponents = exponents.to(dtype)
+        exponents = exponents.to(device=z.device, dtype=dtype)
     return _log_f_node(tree.root, _log_abs(z.to(dtype)), exponents)
 
 
@@ -85,8 +85,8 @@ def log_radial_density(v: torch.Tensor, n: int, p0, scale=DEFAULT_SCALE) -> torc
     v = torch.as_tensor(v)
     dtype = _work_dtype(v, [p0, scale])
     v = v.to(dtype)
-    p0 = _as_tensor(p0, dtype)
-    s = _as_tensor(scale, dtype)
+    p0 = _as_tensor(p0, dtype, v.device)
+    s = _as_tensor(scale, dtype, v.device)
     logv = torch.log(v.clamp_min(torch.finfo(dtype).tiny))
     return (torch.log(p0) + (n - 1) * logv - torch.exp(p0 * logv - torch.log(s))
             - (n / p0) * torch.log(s) - torch.lgamma(n / p0))

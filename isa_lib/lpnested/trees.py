@@ -133,10 +133,12 @@ class LpTree:
     def n_nodes(self) -> int:
         return len(self.nodes)
 
-    def exponent_vector(self, dtype=None) -> torch.Tensor:
-        """Exponents (pre-order) as one tensor, keeping autograd links of tensor entries."""
+    def exponent_vector(self, dtype=None, device=None) -> torch.Tensor:
+        """Exponents (pre-order) as one tensor on ``device`` (default: the first tensor exponent's, else the
+        CPU), keeping autograd links of tensor entries."""
         dtype = dtype or _param_dtype(self.exponents) or torch.get_default_dtype()
-        return torch.stack([_as_tensor(p, dtype).reshape(()) for p in self.exponents])
+        device = device if device is not None else _param_device(self.exponents)
+        return torch.stack([_as_tensor(p, dtype, device).reshape(()) for p in self.exponents])
 
     def with_exponents(self, exponents: Sequence) -> "LpTree":
         """Same structure, new exponents (pre-order)."""
@@ -234,10 +236,21 @@ def _param_dtype(params) -> torch.dtype | None:
     return dt
 
 
-def _as_tensor(p, dtype) -> torch.Tensor:
+def _param_device(params) -> torch.device:
+    """The device of the first tensor among ``params``, else the CPU (plain-float parameters)."""
+    for p in params:
+        if isinstance(p, torch.Tensor):
+            return p.device
+    return torch.device("cpu")
+
+
+def _as_tensor(p, dtype, device=None) -> torch.Tensor:
+    """A parameter (float or tensor) as a tensor of ``dtype`` on ``device`` (None: a tensor stays where it is,
+    a float goes to the CPU). Made on the device it is used on, so that a plain-float exponent never puts a
+    CPU tensor into a computation on an accelerator."""
     if isinstance(p, torch.Tensor):
-        return p.to(dtype)
-    return torch.as_tensor(np.asarray(p, dtype=np.float64), dtype=dtype)
+        return p.to(dtype=dtype) if device is None else p.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(p, dtype=np.float64), dtype=dtype, device=device)
 
 
 def _work_dtype(z: torch.Tensor, params) -> torch.dtype:
