@@ -482,7 +482,7 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
         x = torch.stack(xs)
         with autocast:
             mu, logvar = encode(sub["encoder"], x)
-            z = mu + torch.exp(0.5 * logvar) * torch.stack(eps)
+            z = O.reparameterize(mu, logvar, eps=torch.stack(eps))   # float32 under autocast (see train)
             logits = decode(sub["decoder"], z)
             losses, all_terms = [], []
             for k, cfg in enumerate(cfgs):

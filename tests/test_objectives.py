@@ -199,3 +199,50 @@ def test_factor_vae_total_correlation_is_positive_on_correlated_codes_and_near_z
     indep = O.permute_dims(z, g)
     out_indep = O.Outputs(out.x, indep, out.logvar, indep, out.logits)
     assert O.factor_vae(out_indep, normal_prior(2), 10_000, gamma=3.0, discriminator=disc)[1]["tc"].item() < 0.5
+
+
+@pytest.mark.parametrize("objective", ["elbo", "beta_tcvae", "factor_vae"])
+@pytest.mark.parametrize("prior_name", ["normal", "isa"])
+def test_bfloat16_autocast_never_reaches_a_log_density(objective, prior_name):
+    """With ``amp`` the networks run in bfloat16 autocast, but the KL terms (Eq. 3, 12) must be float32's: a
+    sharp posterior far from 0 (mu = 3, sigma = 0.0098) is where bfloat16 fails, since z and z - mu would be
+    rounded at the spacing of |mu| (2^-6), larger than sigma. The network's outputs are exact in bfloat16 here
+    (a bias-only last layer: mu = 3, logvar = -9.25), so the two computations must agree to float32 rounding;
+    computed in bfloat16, E[log q(z|x)] is off by ~0.1 nats per dimension."""
+    from isa_lib.nets import VAE, Discriminator, MLPDecoder, MLPEncoder
+    from isa_lib.priors import make_prior
+
+    d, b = 4, 64
+    torch.manual_seed(0)
+    enc, dec = MLPEncoder(d, image_size=8, hidden=16), MLPDecoder(d, image_size=8, hidden=16)
+    with torch.no_grad():
+        last = enc.net[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([3.0] * d + [-9.25] * d))
+    model = VAE(enc, dec, make_prior(prior_name, d, sizes=[2, 2]))
+    disc = Discriminator(d, hidden=16, layers=2)
+    x = (torch.rand(b, 1, 8, 8, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+
+    def terms(amp):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = model(x, torch.Generator().manual_seed(2))
+            prior = model.prior()
+            if objective == "elbo":
+                return O.elbo(out, prior, 1000)[1]
+            if objective == "beta_tcvae":
+                return O.beta_tcvae(out, prior, 1000, beta=6.0)[1]
+            return O.factor_vae(out, prior, 1000, gamma=10.0, discriminator=disc)[1]
+
+    ref, amp = terms(False), terms(True)
+    assert amp["kl"].dtype == torch.float32
+    for name in ("kl", "mi", "tc", "dwkl"):
+        if name in ref:
+            assert abs(amp[name].item() - ref[name].item()) < 1e-3 * d, (name, amp[name], ref[name])
+    # the bfloat16 computation this guards against: the same posterior log-density from bfloat16 z and mu
+    mu16 = torch.full((b, d), 3.0, dtype=torch.bfloat16)
+    lv16 = torch.full((b, d), -9.25, dtype=torch.bfloat16)
+    eps = torch.randn(b, d, generator=torch.Generator().manual_seed(3))
+    z32 = O.reparameterize(mu16, lv16, eps=eps)
+    exact = O.gaussian_log_density(z32, mu16.float(), lv16.float()).sum(-1).mean()
+    bf16 = O.gaussian_log_density(z32.bfloat16(), mu16, lv16).float().sum(-1).mean()
+    assert abs(bf16 - exact).item() > 50 * 1e-3 * d
