@@ -12,9 +12,16 @@ Everything works on arrays, so no model is needed:
   log-variances of every image of the full factor grid (C order over
   ``factor_sizes``) plus the factor sizes; optionally grouped over subspaces
   (ISA layouts, :func:`groups_from_layout`).
-* :func:`mig_histogram`, :func:`dci`, :func:`sap`, :func:`factorvae_score` -
+* :func:`mig_histogram`, :func:`dci`, :func:`sap`, :func:`factorvae_score`,
+  :func:`betavae_score`, :func:`modularity`, :func:`explicitness`, :func:`mig_sup` -
   the metrics of the wider literature, from codes (e.g. encoder means) and
-  factor classes (:func:`grid_classes` makes those of a full grid).
+  factor classes (:func:`grid_classes` makes those of a full grid), with
+  disentanglement_lib's definitions available as options (``dci(...,
+  importance="gbt")``, ``sap(..., mode="classification", classifier="linear_svc")``)
+  and checked against disent in tests/test_conformance.py.
+* :func:`gaussian_total_correlation`, :func:`gaussian_wasserstein_correlation`,
+  :func:`mutual_info_score` (:func:`unsupervised_scores`: all of them) - scores
+  of a code alone, without factors.
 * :func:`elbo_decomposition` (Eq. 3) from means, log-variances and any
   ``log p(z)`` callable.
 
@@ -40,25 +47,33 @@ same estimator on the same samples 2-3x faster and agrees with it to
 
 One module per metric family, with the shared input checks in one place: ``_inputs`` (factors that count,
 shapes, seeds), ``_mixture`` (the streamed aggregate posterior), ``_mig`` (Chen MIG, grouped MIG),
-``_mig_histogram``, ``_dci``, ``_sap``, ``_factorvae``, ``_elbo`` (Eq. 3 decomposition, reconstruction) and
+``_mig_histogram``, ``_dci``, ``_sap``, ``_factorvae``, ``_betavae``, ``_modularity`` (modularity,
+explicitness), ``_mig_sup``, ``_unsupervised``, ``_elbo`` (Eq. 3 decomposition, reconstruction) and
 ``_evaluate`` (the driver). Import from the package: ``from isa_lib import metrics; metrics.mig_chen(...)``.
 The estimators of Eq. 3 and the MIG are written out in the book's appendix "Equations".
 """
 from __future__ import annotations
 
-from ._dci import dci
+from ._betavae import betavae_score
+from ._dci import dci, dci_scores
 from ._elbo import elbo_decomposition, encode_dataset, reconstruction_log_likelihood
 from ._evaluate import evaluate_model
 from ._factorvae import factorvae_score
 from ._inputs import FACTOR_NAMES, MIG_FACTORS, grid_classes, groups_from_layout, resolve_factors
 from ._mig import MIGResult, mig_chen
 from ._mig_histogram import mig_histogram
+from ._mig_sup import mig_sup
 from ._mixture import mixture_entropy
+from ._modularity import explicitness, modularity
 from ._sap import sap
+from ._unsupervised import (gaussian_total_correlation, gaussian_wasserstein_correlation, mutual_info_score,
+                            unsupervised_scores)
 
 __all__ = [
     "MIG_FACTORS", "FACTOR_NAMES", "MIGResult", "resolve_factors", "grid_classes", "groups_from_layout",
-    "mixture_entropy", "mig_chen", "mig_histogram", "dci", "sap", "factorvae_score",
+    "mixture_entropy", "mig_chen", "mig_histogram", "dci", "dci_scores", "sap", "factorvae_score",
+    "betavae_score", "modularity", "explicitness", "mig_sup", "gaussian_total_correlation",
+    "gaussian_wasserstein_correlation", "mutual_info_score", "unsupervised_scores",
     "elbo_decomposition", "encode_dataset",
     "reconstruction_log_likelihood", "evaluate_model",
 ]
