@@ -272,11 +272,17 @@ def _check_not_ahead(path, step: int, total: int, max_steps: int | None) -> None
         raise CheckpointAheadError(f"checkpoint {path} is at step {step}, past this call's stop at step {stop}")
 
 
-def load_checkpoint(path, device) -> dict:
+def load_checkpoint(path, device=None) -> dict:
     """A checkpoint written by :func:`save_checkpoint`, loaded with ``weights_only=True``: tensors, numbers,
-    strings and containers only, so a crafted file cannot run code; anything else is a named error."""
+    strings and containers only, so a crafted file cannot run code; anything else is a named error.
+
+    Always loaded on the CPU, whatever device it was saved from (``device`` is accepted for older callers and
+    not used): the trainer then moves each part where it belongs. The model's and optimisers' states move with
+    ``load_state_dict``, the data order to the training device, and the generator states nowhere, since
+    ``Generator.set_state`` takes a CPU byte tensor on every device (a state mapped to a GPU made a resume
+    there fail)."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - unpickling refused, truncated or not a torch file
         raise CheckpointError(f"checkpoint {path} cannot be loaded as plain tensors and numbers "
                          f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
@@ -291,6 +297,156 @@ def save_checkpoint(path: Path, state: dict):
     os.replace(tmp, path)
 
 
+class _Job:
+    """What one optimiser step of a training run computes, for :func:`_fit`, which runs the loop that
+    :func:`train` (one model, :class:`_SingleJob`) and :func:`train_many` (K fused models, :class:`_FusedJob`)
+    share: resuming from a checkpoint, the finite-value watch, logging, checkpoints and the progress bar.
+
+    A job holds its model(s), optimiser(s), generator(s), data order(s) and history (histories); ``runs`` says
+    whether its losses and terms carry one value per fused run along their first axis."""
+
+    runs = False
+    who: list[str] | None = None
+
+    def forward(self, step: int) -> tuple[torch.Tensor, dict, dict]:
+        """The step's minibatch through the model(s) and objective: loss, terms, network outputs by name."""
+        raise NotImplementedError
+
+    def zero_grad(self):
+        raise NotImplementedError
+
+    def named_grads(self) -> list:
+        raise NotImplementedError
+
+    def update(self) -> dict:
+        """The optimiser step(s) after a checked backward pass; returns terms to log beside the step's own."""
+        raise NotImplementedError
+
+    def log(self, step: int, loss: torch.Tensor, terms: dict) -> str:
+        """Append the step's history row(s); returns the progress bar's postfix."""
+        raise NotImplementedError
+
+    def check_config(self, state: dict, path):
+        raise NotImplementedError
+
+    def restore(self, state: dict):
+        raise NotImplementedError
+
+    def snapshot(self, step: int) -> dict:
+        raise NotImplementedError
+
+
+def _fit(job: _Job, cfg: TrainConfig, device: torch.device, total: int, checkpoint, max_steps: int | None,
+         progress: bool, check_every: int | None, desc: str):
+    """The training loop of :func:`train` and :func:`train_many` (Sec. 4, App. A.3): resume from ``checkpoint``
+    if it exists, then per step forward, backward, queue the finite checks (read before the optimiser step on a
+    CPU, see :class:`FiniteWatch`), step the optimiser(s), log every ``cfg.log_every`` steps and at the end,
+    checkpoint every ``cfg.checkpoint_every`` steps (each after a passed check) and at the end."""
+    from tqdm.auto import tqdm
+
+    step = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint)
+        job.check_config(state, checkpoint)
+        _check_not_ahead(checkpoint, state["step"], total, max_steps)
+        job.restore(state)
+        step = state["step"]
+    autocast = _autocast(cfg, device)
+    every = _check_interval(check_every, cfg, device)
+    watch = FiniteWatch()
+    stop = total if max_steps is None else min(total, max_steps)
+    bar = tqdm(total=total, initial=step, disable=not progress, desc=desc)
+    while step < stop:
+        with autocast:
+            loss, terms, outputs = job.forward(step)
+        job.zero_grad()
+        loss.sum().backward()
+        _watch_step(watch, step, outputs, loss, terms, job.named_grads(), runs=job.runs, who=job.who)
+        if every == 1:
+            watch.check()  # before the optimiser step: the model(s) in memory stay at the last finite state
+        extra = job.update()
+        step += 1
+        bar.update(1)
+        log_now = step % cfg.log_every == 0 or step == total
+        save_now = checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+        if log_now or save_now or step % every == 0 or step == stop:
+            watch.check()
+        if log_now:
+            bar.set_postfix_str(job.log(step, loss, {**terms, **extra}), refresh=False)  # the bar's ETA is tqdm's
+        if save_now:
+            save_checkpoint(checkpoint, job.snapshot(step))
+    bar.close()
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, job.snapshot(step))
+
+
+class _SingleJob(_Job):
+    """One model (:func:`train`): its optimiser, FactorVAE's discriminator and optimiser, one generator."""
+
+    def __init__(self, model: VAE, images: torch.Tensor, cfg: TrainConfig, device: torch.device, max_value: float):
+        self.model, self.images, self.cfg, self.device, self.max_value = model, images, cfg, device, max_value
+        self.n = len(images)
+        self.dtype = next(model.parameters()).dtype
+        self.generator = torch.Generator(device).manual_seed(cfg.seed)
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.disc, self.disc_opt = None, None
+        if cfg.objective == "factor_vae":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                self.disc = Discriminator(model.prior().event_shape[0], hidden=cfg.disc_hidden).to(device)
+            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
+        self.history, self.order, self.out = [], None, None
+
+    def forward(self, step):
+        x, self.order = _batch(self.images, self.order, step, self.cfg, self.generator, self.max_value, self.dtype)
+        self.out = out = self.model(x, self.generator)
+        loss, terms = objective_on(out, self.model.prior(), self.cfg, self.n, self.disc, step=step)
+        return loss, terms, {"mu": out.mu, "logvar": out.logvar, "logits": out.logits}
+
+    def zero_grad(self):
+        self.opt.zero_grad(set_to_none=True)
+
+    def named_grads(self):
+        return [(name, p.grad) for name, p in self.model.named_parameters() if p.grad is not None]
+
+    def update(self):
+        self.opt.step()
+        if self.disc is None:
+            return {}
+        half = len(self.out.z) // 2
+        d_loss = O.discriminator_loss(self.disc, self.out.z[:half], self.out.z[half:], self.generator)
+        self.disc_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.disc_opt.step()
+        return {"disc_loss": d_loss.detach()}
+
+    def log(self, step, loss, terms):
+        self.history.append({"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}})
+        return f"loss={self.history[-1]['loss']:.2f}"
+
+    def check_config(self, state, path):
+        if state["config"] != asdict(self.cfg):
+            raise CheckpointError(f"checkpoint {path} was written with another configuration: {state['config']}")
+
+    def restore(self, state):
+        self.model.load_state_dict(state["model"])        # copied onto the parameters' device
+        self.opt.load_state_dict(state["optimizer"])      # Adam moves its moments to the parameters' device
+        self.generator.set_state(state["generator"])      # a CPU byte tensor (see load_checkpoint)
+        self.history, self.order = state["history"], state["order"]
+        if self.order is not None:
+            self.order = self.order.to(self.device)
+        if self.disc is not None:
+            self.disc.load_state_dict(state["discriminator"])
+            self.disc_opt.load_state_dict(state["disc_optimizer"])
+
+    def snapshot(self, step):
+        s = {"config": asdict(self.cfg), "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+             "generator": self.generator.get_state(), "step": step, "history": self.history, "order": self.order}
+        if self.disc is not None:
+            s.update(discriminator=self.disc.state_dict(), disc_optimizer=self.disc_opt.state_dict())
+        return s
+
+
 def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | Path | None = None,
           progress: bool = True, max_steps: int | None = None, max_value: float | None = None,
           check_every: int | None = None) -> list[dict]:
@@ -301,91 +457,18 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
     (e.g. to test resumption); the schedule itself is fixed by ``cfg.epochs``. ``max_value`` maps pixel
     values to [0, 1] (see :func:`image_max_value`). Non-finite values raise a :class:`TrainingError` naming
     the step and the quantity; they are looked for every ``check_every`` steps (default: every step on a
-    CPU, every log step on a GPU; see :class:`FiniteWatch`).
+    CPU, every log step on a GPU; see :class:`FiniteWatch`). The loop is :func:`_fit`, shared with
+    :func:`train_many`.
     """
-    from tqdm.auto import tqdm
-
     device = torch.device(cfg.device)
     _check_images(model, images)
     model.to(device)
     images = images.to(device)
-    n = len(images)
-    total = total_steps(n, cfg)
-    dtype = next(model.parameters()).dtype
-    max_value = image_max_value(images, max_value)
-
-    generator = torch.Generator(device).manual_seed(cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    disc, disc_opt = None, None
-    if cfg.objective == "factor_vae":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            disc = Discriminator(model.prior().event_shape[0], hidden=cfg.disc_hidden).to(device)
-        disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
-
-    step, history, order = 0, [], None
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, device)
-        if state["config"] != asdict(cfg):
-            raise CheckpointError(f"checkpoint {checkpoint} was written with another configuration: {state['config']}")
-        _check_not_ahead(checkpoint, state["step"], total, max_steps)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        # Generator.set_state takes a CPU byte tensor whatever the generator's device (load_checkpoint mapped
-        # every tensor to the training device, so a GPU resume would fail without this)
-        generator.set_state(state["generator"].to("cpu"))
-        step, history, order = state["step"], state["history"], state["order"]
-        if disc is not None:
-            disc.load_state_dict(state["discriminator"])
-            disc_opt.load_state_dict(state["disc_optimizer"])
-
-    def snapshot():
-        s = {"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
-             "generator": generator.get_state(), "step": step, "history": history, "order": order}
-        if disc is not None:
-            s.update(discriminator=disc.state_dict(), disc_optimizer=disc_opt.state_dict())
-        return s
-
-    autocast = _autocast(cfg, device)
-    every = _check_interval(check_every, cfg, device)
-    watch = FiniteWatch()
-    stop = total if max_steps is None else min(total, max_steps)
-    bar = tqdm(total=total, initial=step, disable=not progress, desc=f"{cfg.objective} beta={cfg.beta}")
+    total = total_steps(len(images), cfg)
+    job = _SingleJob(model, images, cfg, device, image_max_value(images, max_value))
     model.train()
-    while step < stop:
-        x, order = _batch(images, order, step, cfg, generator, max_value, dtype)
-        with autocast:
-            out = model(x, generator)
-            loss, terms = objective_on(out, model.prior(), cfg, n, disc, step=step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        _watch_step(watch, step, {"mu": out.mu, "logvar": out.logvar, "logits": out.logits}, loss, terms,
-                    [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None])
-        if every == 1:
-            watch.check()  # before the optimiser step: the model in memory stays at its last finite state
-        opt.step()
-        if disc is not None:
-            half = len(out.z) // 2
-            d_loss = O.discriminator_loss(disc, out.z[:half], out.z[half:], generator)
-            disc_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            disc_opt.step()
-            terms["disc_loss"] = d_loss.detach()
-        step += 1
-        bar.update(1)
-        log_now = step % cfg.log_every == 0 or step == total
-        save_now = checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-        if log_now or save_now or step % every == 0 or step == stop:
-            watch.check()
-        if log_now:
-            history.append({"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}})
-            bar.set_postfix(loss=f"{history[-1]['loss']:.2f}", refresh=False)  # the bar's ETA is tqdm's
-        if save_now:
-            save_checkpoint(checkpoint, snapshot())
-    bar.close()
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, snapshot())
-    return history
+    _fit(job, cfg, device, total, checkpoint, max_steps, progress, check_every, f"{cfg.objective} beta={cfg.beta}")
+    return job.history
 
 
 #: Fields that may differ between the fused runs of :func:`train_many`; everything else must agree.
@@ -410,6 +493,91 @@ def _check_fusable(models: list[VAE], cfgs: list[TrainConfig]):
         raise ValueError("fused models must have identical architectures and priors")
 
 
+class _FusedJob(_Job):
+    """K models as one batched computation (:func:`train_many`): stacked weights through ``torch.func.vmap``,
+    one Adam over the stacked tensors (element-wise, so each model's update is its own), one generator and
+    data order per model."""
+
+    runs = True
+
+    def __init__(self, models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig], device: torch.device,
+                 max_value: float):
+        from torch.func import functional_call, stack_module_state, vmap
+
+        self.cfgs, self.images, self.device, self.max_value = cfgs, images, device, max_value
+        self.n = len(images)
+        self.params, self.buffers = stack_module_state(models)
+        self.base = base = copy.deepcopy(models[0]).to("meta")
+        self.sub = {part: {name[len(part) + 1:]: t for name, t in {**self.params, **self.buffers}.items()
+                           if name.startswith(part + ".")} for part in ("encoder", "decoder", "prior")}
+        self.functional_call = functional_call
+        self.encode = vmap(lambda p, x: functional_call(base.encoder, p, (x,)))
+        self.decode = vmap(lambda p, z: functional_call(base.decoder, p, (z,)))
+        self.opt = torch.optim.Adam(list(self.params.values()), lr=cfgs[0].lr)
+        self.gens = [torch.Generator(device).manual_seed(c.seed) for c in cfgs]
+        self.latent_dim = models[0].prior().event_shape[0]
+        self.dtype = next(iter(self.params.values())).dtype
+        self.histories, self.orders = [[] for _ in cfgs], [None] * len(cfgs)
+        self.who = [f"run {k} (seed {c.seed}): " for k, c in enumerate(cfgs)]
+
+    def forward(self, step):
+        xs, eps = [], []
+        for k in range(len(self.cfgs)):
+            x, self.orders[k] = _batch(self.images, self.orders[k], step, self.cfgs[0], self.gens[k],
+                                       self.max_value, self.dtype)
+            xs.append(x)
+            # Same draw, in the same order, as the reparameterisation inside VAE.forward in train().
+            eps.append(torch.randn((len(x), self.latent_dim), generator=self.gens[k], device=self.device,
+                                   dtype=self.dtype))
+        x = torch.stack(xs)
+        mu, logvar = self.encode(self.sub["encoder"], x)
+        z = O.reparameterize(mu, logvar, eps=torch.stack(eps))   # float32 under autocast, as in train
+        logits = self.decode(self.sub["decoder"], z)
+        losses, all_terms = [], []
+        for k, cfg in enumerate(self.cfgs):
+            prior = self.functional_call(self.base.prior, {name: t[k] for name, t in self.sub["prior"].items()}, ())
+            out = O.Outputs(x[k], mu[k], logvar[k], z[k], logits[k])
+            loss_k, terms_k = objective_on(out, prior, cfg, self.n, step=step)
+            losses.append(loss_k)
+            all_terms.append(terms_k)
+        terms = {name: torch.stack([t[name] for t in all_terms]) for name in all_terms[0]}
+        return torch.stack(losses), terms, {"mu": mu, "logvar": logvar, "logits": logits}
+
+    def zero_grad(self):
+        self.opt.zero_grad(set_to_none=True)
+
+    def named_grads(self):
+        return [(name, t.grad) for name, t in self.params.items() if t.grad is not None]
+
+    def update(self):
+        self.opt.step()
+        return {}
+
+    def log(self, step, loss, terms):
+        for k, h in enumerate(self.histories):
+            h.append({"step": step, "loss": loss[k].item(), **{name: v[k].item() for name, v in terms.items()}})
+        return f"mean_loss={sum(h[-1]['loss'] for h in self.histories) / len(self.histories):.2f}"
+
+    def check_config(self, state, path):
+        if state["configs"] != [asdict(c) for c in self.cfgs]:
+            raise CheckpointError(f"checkpoint {path} was written with other configurations")
+
+    def restore(self, state):
+        with torch.no_grad():
+            for name, t in self.params.items():
+                t.copy_(state["params"][name])            # copied onto the training device
+        self.opt.load_state_dict(state["optimizer"])
+        for g, s in zip(self.gens, state["generators"]):
+            g.set_state(s)                                # CPU byte tensors (see load_checkpoint)
+        self.histories = state["histories"]
+        self.orders = [None if o is None else o.to(self.device) for o in state["orders"]]
+
+    def snapshot(self, step):
+        return {"configs": [asdict(c) for c in self.cfgs], "params": {k: v.detach() for k, v in self.params.items()},
+                "optimizer": self.opt.state_dict(), "generators": [g.get_state() for g in self.gens], "step": step,
+                "histories": self.histories, "orders": self.orders}
+
+
 def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
                checkpoint: str | Path | None = None, progress: bool = True,
                max_steps: int | None = None, max_value: float | None = None,
@@ -420,102 +588,19 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
     weights), so small MLPs keep a GPU busy; each model keeps its own generator, data order and noise,
     and Adam is element-wise, so the result equals K calls of :func:`train` up to floating-point
     reduction order. The trained weights are written back into ``models``; returns one history per model.
+    The loop (resume, checks, logging, checkpoints) is :func:`_fit`, shared with :func:`train`.
     """
-    from torch.func import functional_call, stack_module_state, vmap
-    from tqdm.auto import tqdm
-
     _check_fusable(models, cfgs)
     _check_images(models[0], images)
     cfg0 = cfgs[0]
     device = torch.device(cfg0.device)
-    k_runs = len(models)
     for m in models:
         m.to(device)
     images = images.to(device)
-    n = len(images)
-    total = total_steps(n, cfg0)
-    max_value = image_max_value(images, max_value)
-
-    params, buffers = stack_module_state(models)
-    base = copy.deepcopy(models[0]).to("meta")
-    sub = {part: {name[len(part) + 1:]: t for name, t in {**params, **buffers}.items() if name.startswith(part + ".")}
-           for part in ("encoder", "decoder", "prior")}
-    encode = vmap(lambda p, x: functional_call(base.encoder, p, (x,)))
-    decode = vmap(lambda p, z: functional_call(base.decoder, p, (z,)))
-    opt = torch.optim.Adam(list(params.values()), lr=cfg0.lr)
-    gens = [torch.Generator(device).manual_seed(c.seed) for c in cfgs]
-    latent_dim = models[0].prior().event_shape[0]
-    dtype = next(iter(params.values())).dtype
-
-    step, histories, orders = 0, [[] for _ in cfgs], [None] * k_runs
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, device)
-        if state["configs"] != [asdict(c) for c in cfgs]:
-            raise CheckpointError(f"checkpoint {checkpoint} was written with other configurations")
-        _check_not_ahead(checkpoint, state["step"], total, max_steps)
-        with torch.no_grad():
-            for name, t in params.items():
-                t.copy_(state["params"][name])
-        opt.load_state_dict(state["optimizer"])
-        for g, s in zip(gens, state["generators"]):
-            g.set_state(s.to("cpu"))   # a CPU byte tensor on every device (see train)
-        step, histories, orders = state["step"], state["histories"], state["orders"]
-
-    def snapshot():
-        return {"configs": [asdict(c) for c in cfgs], "params": {k: v.detach() for k, v in params.items()},
-                "optimizer": opt.state_dict(), "generators": [g.get_state() for g in gens], "step": step,
-                "histories": histories, "orders": orders}
-
-    autocast = _autocast(cfg0, device)
-    every = _check_interval(check_every, cfg0, device)
-    watch = FiniteWatch()
-    who = [f"run {k} (seed {c.seed}): " for k, c in enumerate(cfgs)]
-    stop = total if max_steps is None else min(total, max_steps)
-    bar = tqdm(total=total, initial=step, disable=not progress, desc=f"{k_runs} x {cfg0.objective}")
-    while step < stop:
-        xs, eps = [], []
-        for k in range(k_runs):
-            x, orders[k] = _batch(images, orders[k], step, cfg0, gens[k], max_value, dtype)
-            xs.append(x)
-            # Same draw, in the same order, as the reparameterisation inside VAE.forward in train().
-            eps.append(torch.randn((len(x), latent_dim), generator=gens[k], device=device, dtype=dtype))
-        x = torch.stack(xs)
-        with autocast:
-            mu, logvar = encode(sub["encoder"], x)
-            z = O.reparameterize(mu, logvar, eps=torch.stack(eps))   # float32 under autocast (see train)
-            logits = decode(sub["decoder"], z)
-            losses, all_terms = [], []
-            for k, cfg in enumerate(cfgs):
-                prior = functional_call(base.prior, {name: t[k] for name, t in sub["prior"].items()}, ())
-                out = O.Outputs(x[k], mu[k], logvar[k], z[k], logits[k])
-                loss_k, terms_k = objective_on(out, prior, cfg, n, step=step)
-                losses.append(loss_k)
-                all_terms.append(terms_k)
-        opt.zero_grad(set_to_none=True)
-        torch.stack(losses).sum().backward()
-        _watch_step(watch, step, {"mu": mu, "logvar": logvar, "logits": logits}, torch.stack(losses),
-                    {name: torch.stack([t[name] for t in all_terms]) for name in all_terms[0]},
-                    [(name, t.grad) for name, t in params.items() if t.grad is not None], runs=True, who=who)
-        if every == 1:
-            watch.check()  # before the optimiser step: the models in memory stay at their last finite state
-        opt.step()
-        step += 1
-        bar.update(1)
-        log_now = step % cfg0.log_every == 0 or step == total
-        save_now = checkpoint is not None and cfg0.checkpoint_every and step % cfg0.checkpoint_every == 0
-        if log_now or save_now or step % every == 0 or step == stop:
-            watch.check()
-        if log_now:
-            for k in range(k_runs):
-                histories[k].append({"step": step, "loss": losses[k].item(),
-                                     **{name: v.item() for name, v in all_terms[k].items()}})
-            bar.set_postfix(mean_loss=f"{sum(h[-1]['loss'] for h in histories) / k_runs:.2f}", refresh=False)
-        if save_now:
-            save_checkpoint(checkpoint, snapshot())
-    bar.close()
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, snapshot())
+    total = total_steps(len(images), cfg0)
+    job = _FusedJob(models, images, cfgs, device, image_max_value(images, max_value))
+    _fit(job, cfg0, device, total, checkpoint, max_steps, progress, check_every, f"{len(models)} x {cfg0.objective}")
     with torch.no_grad():
         for k, m in enumerate(models):
-            m.load_state_dict({name: t[k] for name, t in {**params, **buffers}.items()})
-    return histories
+            m.load_state_dict({name: t[k] for name, t in {**job.params, **job.buffers}.items()})
+    return job.histories
