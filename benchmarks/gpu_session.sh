@@ -5,19 +5,24 @@
 #   OUT=/some/dir bash benchmarks/gpu_session.sh 540          # total budget in seconds (default 540)
 #   OUT=/tmp/smoke bash benchmarks/gpu_session.sh 120 --cpu-smoke   # the same steps, tiny, on a CPU
 #
-# Steps (each bounded by `timeout`, each writing a log under $OUT):
+# The experiment first, the benchmarks only in what is left: a loan's minutes go to the question it answers.
+# Steps (each bounded by `timeout`, each writing a log under $OUT, each printed with the seconds it took):
 #   1. the machine and torch's view of it (env.txt);
-#   2. benchmarks/gpu_metrics.py: the full-grid MIG timing and the GPU/CPU agreement check;
-#   3. benchmarks/bench_train.py --paper: fused against separate training, and the per-step finite check
-#      read back every step against once per log step, at the paper's network sizes;
-#   4. benchmarks/bench_mig_kernel.py (the streamed MIG kernel: full dSprites, S = 10,000, float32 and float64)
-#      and benchmarks/bench_roofline.py (training steps of the paper's MLP against the matmul rate);
-#   5. benchmarks/gpu_sweep.py on ONE question, Fig. 5a at paper scale (experiments/grids/
+#   2. the data: benchmarks/gpu_sweep.py --prepare-data builds the grid's dSprites into the cache (737,280
+#      images, 3 GB at paper scale, not shipped with the code: generated on the machine that trains);
+#   3. benchmarks/gpu_sweep.py on ONE question, Fig. 5a at paper scale (experiments/grids/
 #      dsprites_paper_beta1.yml: beta-VAE and ISA-VAE at beta = 1, seeds 0-49, 10 seeds fused per task, seeds
 #      in order and the two models interleaved, so that whatever fits is a balanced comparison), appended to
-#      results/dsprites_paper_beta1.db (so a second session continues where this one stopped);
-#   6. the ledger (a consistent SQLite backup) and its CSV export copied to $OUT, to be committed as
-#      results/dsprites_paper_beta1.db and results/dsprites_paper_beta1.csv.
+#      results/dsprites_paper_beta1.db (so a second session continues where this one stopped). It gets the
+#      whole budget but a reserve for saving the ledger (the sweep itself stops starting tasks it cannot
+#      finish);
+#   4. the ledger (a consistent SQLite backup) and its CSV export copied to $OUT, to be committed as
+#      results/dsprites_paper_beta1.db and results/dsprites_paper_beta1.csv;
+#   5. the benchmarks, each only if its time limit fits in what is left, else skipped with a line saying so:
+#      benchmarks/gpu_metrics.py (full-grid MIG timing, GPU/CPU agreement), benchmarks/bench_train.py --paper
+#      (fused against separate training, the finite check every step against once per log step),
+#      benchmarks/bench_mig_kernel.py (the streamed MIG kernel at full dSprites) and benchmarks/bench_roofline.py
+#      (training steps of the paper's MLP against the matmul rate).
 # GRID (environment) picks another grid, e.g. GRID=experiments/grids/dsprites_paper.yml for the full Table 1.
 # SWEEP_ARGS (environment) is appended to gpu_sweep.py's arguments, e.g. SWEEP_ARGS="--max-tasks 2".
 # The machine needs torch, numpy, pandas, pyyaml, scipy and tqdm (the device image has them); ray is not used.
@@ -35,15 +40,31 @@ left() { echo $(( budget - ($(date +%s) - start) )); }
 
 if [ "$mode" = "--cpu-smoke" ]; then
     metrics_args="--cpu-small"; train_args="--k 2 --steps 3 --device cpu"
-    sweep_args="--cpu-smoke --fuse 4"; ledger="$OUT/smoke.db"; reserve=10
+    sweep_args="--cpu-smoke --fuse 4"; ledger="$OUT/smoke.db"; reserve=10; data_s=120
     kernel_args="--grid 1,3,6,4,4,4 --n-samples 30 --latents 6 --rounds 1 --full --full-grid 1,3,6,4,4,4"
-    roofline_args="--quick --steps 1 --rounds 1"; kernel_s=60; roofline_s=60
+    roofline_args="--quick --steps 1 --rounds 1"; metrics_s=150; train_s=120; kernel_s=60; roofline_s=60
 else
     metrics_args="--skip-float64"; train_args="--paper --device cuda --k 10 --steps 20"
-    sweep_args="--fuse 10"; ledger="results/$name.db"; reserve=45
+    sweep_args="--fuse 10"; ledger="results/$name.db"; reserve=30; data_s=240
     kernel_args="--device cuda --n-samples 1000 --sample-chunk 1024 --row-chunk 16384 --full --full-dtypes float32,float64"
     roofline_args="--device cuda --steps 20 --rounds 3 --breakdown"; kernel_s=90; roofline_s=120  # TC compiled: Triton
+    metrics_s=150; train_s=120
 fi
+
+# step NAME LIMIT_S LOG COMMAND...: run COMMAND under `timeout LIMIT_S`, its output also in $OUT/LOG, and say how
+# long it took; skipped (with a line saying so) when LIMIT_S does not fit in what is left of the budget.
+step() {
+    local title=$1 limit=$2 log=$3; shift 3
+    local now; now=$(left)
+    if [ "$limit" -gt "$now" ]; then
+        echo "== $title skipped: its limit is $limit s, $now s left"
+        return 0
+    fi
+    echo "== $title ($now s left, limit $limit s)"
+    local t0; t0=$(date +%s)
+    timeout "$limit" "$@" 2>&1 | tee "$OUT/$log"
+    echo "-- $title took $(( $(date +%s) - t0 )) s (exit ${PIPESTATUS[0]})"
+}
 
 {
     date -u; uname -a; nvidia-smi 2>&1 | head -15
@@ -52,25 +73,22 @@ torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_availa
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-echo "== gpu_metrics ($(left) s left)"
-timeout 150 "$py" benchmarks/gpu_metrics.py $metrics_args 2>&1 | tee "$OUT/gpu_metrics.log"
-echo "== bench_train ($(left) s left)"
-timeout 120 "$py" benchmarks/bench_train.py $train_args 2>&1 | tee "$OUT/bench_train.log"
-echo "== bench_mig_kernel ($(left) s left)"
-timeout $kernel_s "$py" benchmarks/bench_mig_kernel.py $kernel_args 2>&1 | tee "$OUT/bench_mig_kernel.log"
-echo "== bench_roofline ($(left) s left)"
-timeout $roofline_s "$py" benchmarks/bench_roofline.py $roofline_args 2>&1 | tee "$OUT/bench_roofline.log"
+# the data step is never skipped: without it the sweep's first timing would build the data set in its budget
+data_limit=$(( $(left) - reserve )); [ "$data_limit" -gt "$data_s" ] && data_limit=$data_s
+[ "$data_limit" -lt 1 ] && data_limit=1
+step "data" "$data_limit" data.log "$py" benchmarks/gpu_sweep.py --grid "$grid" $sweep_args --prepare-data
 
 sweep_budget=$(( $(left) - reserve ))
-echo "== gpu_sweep, budget ${sweep_budget} s"
 if [ "$sweep_budget" -gt 30 ]; then
     # The sweep stops starting tasks by itself; timeout only guards against a hang (rows written stay).
-    timeout $(( sweep_budget + 60 )) "$py" benchmarks/gpu_sweep.py --grid "$grid" $sweep_args --budget-s "$sweep_budget" \
-        --ledger "$ledger" ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/gpu_sweep.log"
+    step "gpu_sweep, budget ${sweep_budget} s" $(( sweep_budget + reserve / 2 )) gpu_sweep.log \
+        "$py" benchmarks/gpu_sweep.py --grid "$grid" $sweep_args --budget-s "$sweep_budget" --ledger "$ledger" ${SWEEP_ARGS:-}
+else
+    echo "== gpu_sweep skipped: ${sweep_budget} s of budget for it"
 fi
 
 echo "== saving the ledger ($(left) s left)"
-"$py" - "$ledger" "$OUT" <<'EOF'
+"$py" - "$ledger" "$OUT" <<'PYEOF'
 import sqlite3, sys
 from pathlib import Path
 from isa_lib.experiments import Ledger
@@ -84,5 +102,11 @@ if src.exists():
     print("csv ->", Ledger(b_path).export_csv(out / f"{name}.csv"))
 else:
     print("no ledger at", src)
-EOF
+PYEOF
+
+# The benchmarks, in what the sweep left.
+step "gpu_metrics" "$metrics_s" gpu_metrics.log "$py" benchmarks/gpu_metrics.py $metrics_args
+step "bench_train" "$train_s" bench_train.log "$py" benchmarks/bench_train.py $train_args
+step "bench_mig_kernel" "$kernel_s" bench_mig_kernel.log "$py" benchmarks/bench_mig_kernel.py $kernel_args
+step "bench_roofline" "$roofline_s" bench_roofline.log "$py" benchmarks/bench_roofline.py $roofline_args
 echo "done in $(( $(date +%s) - start )) s"

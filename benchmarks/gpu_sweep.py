@@ -11,6 +11,11 @@ TF32 unless --no-tf32 (recorded per run as timings.float32_matmul).
 
     python benchmarks/gpu_sweep.py --budget-s 540 --ledger runs/paper.db --fuse 10      # one GPU
     python benchmarks/gpu_sweep.py --cpu-smoke --ledger /tmp/smoke.db                    # tiny, on the CPU
+    python benchmarks/gpu_sweep.py --prepare-data                  # only build the grid's data sets (the cache)
+
+The built-in dSprites of the paper scale (737,280 images, 3 GB) is not shipped: it is generated into the cache
+($ISA_VAE_CACHE) on the machine that trains, once; --prepare-data does only that, so that a GPU session can
+time it apart from the sweep (benchmarks/gpu_session.sh).
 """
 import argparse
 import dataclasses
@@ -44,6 +49,18 @@ def interleave(groups):
     return out
 
 
+def prepare_data(configs) -> int:
+    """Build each data set the configurations use (dataset, sub-grid, generator version) into the cache."""
+    from isa_lib import datasets
+
+    for key in dict.fromkeys((c.dataset, c.subgrid, c.data_version) for c in configs):
+        t = time.perf_counter()
+        ds = datasets.load(key[0], subgrid=dict(key[1]) if key[1] else None, version=key[2])
+        print(f"data set {key[0]} (version {key[2]}): {len(ds.images):,} images of {tuple(ds.images.shape[1:])} "
+              f"ready in {time.perf_counter() - t:.1f} s", flush=True)
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grid", default=str(ROOT / "experiments" / "grids" / "dsprites_paper.yml"))
@@ -57,6 +74,8 @@ def main(argv=None):
     ap.add_argument("--max-tasks", type=int, default=None, help="stop after this many tasks (budget or not)")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny version on the CPU, 3 seeds")
     ap.add_argument("--export", default=None, metavar="CSV")
+    ap.add_argument("--prepare-data", action="store_true",
+                    help="build (or verify) the grid's data sets in the cache, then stop; trains nothing")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -71,6 +90,8 @@ def main(argv=None):
         configs = [dataclasses.replace(c, device=args.device, amp=args.amp) for c in configs]
         torch.set_float32_matmul_precision("highest" if args.no_tf32 else "high")
     configs.sort(key=lambda c: (c.seed, c.beta))          # breadth-first: all settings of seed 0 first
+    if args.prepare_data:
+        return prepare_data(configs)
     ledger = Ledger(args.ledger)
     with ledger.lease():                                  # one sweep per ledger; the sweeps below reuse it
         return _run_budgeted(args, configs, ledger, t0)

@@ -102,15 +102,36 @@ def test_gpu_sweep_splits_a_task_that_would_overrun_and_stops_when_one_run_would
     assert "stopping: one" in capsys.readouterr().out and Ledger(db).counts()["done"] == before
 
 
-def test_gpu_session_script_runs_end_to_end_on_a_cpu(tmp_path):
+BENCHMARKS = ("gpu_metrics", "bench_train", "bench_mig_kernel", "bench_roofline")
+
+
+def run_session(tmp_path, budget, sweep_args="--max-tasks 2"):
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "ISA_VAE_CACHE": str(tmp_path / "cache"),
-           "SWEEP_ARGS": "--max-tasks 2"}   # a generous budget and a task limit: independent of the machine's speed
-    r = subprocess.run(["bash", "benchmarks/gpu_session.sh", "600", "--cpu-smoke"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+           "SWEEP_ARGS": sweep_args}
+    r = subprocess.run(["bash", "benchmarks/gpu_session.sh", str(budget), "--cpu-smoke"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=budget + 120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for name in ("env.txt", "gpu_metrics.log", "bench_train.log", "bench_mig_kernel.log", "bench_roofline.log",
-                 "gpu_sweep.log", "smoke.db", "smoke.csv"):
+    assert "syntax error" not in r.stderr and "command not found" not in r.stderr, r.stderr[-3000:]
+    return out, r.stdout
+
+
+def step_lines(stdout):
+    """The session's steps in the order they started (or were skipped): the names after '== '."""
+    return [line[3:].split(" ")[0] for line in stdout.splitlines() if line.startswith("== ")]
+
+
+def test_gpu_session_script_runs_the_sweep_first_then_the_benchmarks_on_a_cpu(tmp_path):
+    """Hundreds of seconds of budget: data, then the Fig. 5a sweep, then the ledger saved, then every benchmark in
+    what is left (a task limit keeps the sweep short, independent of the machine's speed); each step's time is
+    printed."""
+    out, stdout = run_session(tmp_path, 600)
+    assert step_lines(stdout) == ["data", "gpu_sweep,", "saving"] + list(BENCHMARKS), stdout[-3000:]
+    for title in ("data", "gpu_sweep", *BENCHMARKS):
+        assert f"-- {title}" in stdout and " took " in stdout, title
+    assert "data set dsprites" in (out / "data.log").read_text()
+    for name in ("env.txt", "data.log", "gpu_metrics.log", "bench_train.log", "bench_mig_kernel.log",
+                 "bench_roofline.log", "gpu_sweep.log", "smoke.db", "smoke.csv"):
         assert (out / name).stat().st_size > 0, name
     assert "M evals/s" in (out / "bench_mig_kernel.log").read_text()
     assert "of matmul" in (out / "bench_roofline.log").read_text()
@@ -124,6 +145,20 @@ def test_gpu_session_script_runs_end_to_end_on_a_cpu(tmp_path):
     ledger = Ledger(out / "smoke.db")   # a consistent copy that opens on its own
     assert ledger.counts().get("done", 0) > 0
     assert len(pd.read_csv(out / "smoke.csv")) == sum(ledger.counts().values())
+
+
+def test_gpu_session_script_gives_a_small_budget_to_the_sweep_and_skips_the_benchmarks(tmp_path):
+    """Tens of seconds of budget: the data and the sweep still come first and get it; no benchmark starts (each
+    is skipped with a line saying so), the ledger is saved, and the session ends near its budget."""
+    out, stdout = run_session(tmp_path, 60, sweep_args="")
+    assert step_lines(stdout)[:3] == ["data", "gpu_sweep,", "saving"], stdout[-3000:]
+    for title in BENCHMARKS:
+        assert f"== {title} skipped: its limit is" in stdout, title
+        assert not (out / f"{title}.log").exists()
+    assert "s left" in stdout and (out / "gpu_sweep.log").exists()
+    assert "runs in the grid" in (out / "gpu_sweep.log").read_text()
+    total = int(stdout.strip().splitlines()[-1].split("done in ")[1].split(" ")[0])
+    assert total <= 60 + 30, stdout[-2000:]
 
 
 def test_full_grid_mig_script_trains_encodes_and_scores_in_both_precisions(tmp_path, monkeypatch):
