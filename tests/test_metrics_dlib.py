@@ -232,3 +232,39 @@ def test_mutual_info_score_known_codes():
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         M.gaussian_total_correlation(bad)
+
+
+# --------------------------------------------------------------------------- by name, and in evaluate_model
+def test_score_codes_equals_the_direct_calls():
+    z, cl = rotated()
+    out = M.score_codes(z, cl, ["dci", "sap_linear_svc", "modularity", "mig_sup", "betavae", "unsupervised"],
+                        n_points=None, seed=2)
+    assert out["dci"]["disentanglement"] == M.dci(z, cl, seed=2)["disentanglement"]
+    assert out["sap_linear_svc"]["sap"] == M.sap(z, cl, mode="classification", classifier="linear_svc",
+                                                 seed=2)["sap"]
+    assert out["modularity"]["modularity"] == M.modularity(z, cl)["modularity"]
+    assert out["mig_sup"]["mig_sup"] == M.mig_sup(z, cl)["mig_sup"]
+    assert out["betavae"]["eval_accuracy"] == M.betavae_score(z, cl, seed=2)["eval_accuracy"]
+    assert out["unsupervised"] == M.unsupervised_scores(z)
+    assert all(isinstance(v, float) for res in out.values() for v in res.values())
+    with pytest.raises(ValueError, match="unknown scores"):
+        M.score_codes(z, cl, ["dci", "irs"])
+
+
+def test_evaluate_model_scores_leave_the_recorded_numbers_alone():
+    import torch
+    from isa_lib.datasets import load
+    from isa_lib.train import build_vae
+    data = load("dsprites", subgrid={"posX": [0, 10, 20, 31], "posY": [0, 15, 31], "orientation": [0, 20]})
+    model = build_vae("mlp", 6, seed=0).eval()
+    kw = dict(n_samples=50, batch_size=200, seed=3)
+    with torch.no_grad():
+        plain = M.evaluate_model(model.encoder, data, **kw)
+        more = M.evaluate_model(model.encoder, data, scores=["mig_histogram", "modularity"], **kw)
+        mu, _ = M.encode_dataset(model.encoder, data, batch_size=200)
+    assert "scores" not in plain
+    assert {k: v for k, v in more.items() if k != "scores"}.keys() == plain.keys()
+    assert more["mig"] == plain["mig"] and np.array_equal(more["mig_per_factor"], plain["mig_per_factor"])
+    cl = M.grid_classes(data.factor_sizes)
+    assert more["scores"]["modularity"]["modularity"] == M.modularity(mu.numpy(), cl,
+                                                                      factors=plain["mig_factors"])["modularity"]

@@ -26,7 +26,7 @@ Everything works on arrays, so no model is needed:
   ``log p(z)`` callable.
 
 and for a model: :func:`encode_dataset`, :func:`reconstruction_log_likelihood`,
-:func:`evaluate_model`.
+:func:`evaluate_model` (``scores=[...]`` adds any of :data:`SCORES` through :func:`score_codes`).
 
 Estimator of Chen et al. (all densities diagonal Gaussian, q(z) the mixture
 of the posteriors of all N images):  one sample z_n ~ q(z|x_n) is drawn per
@@ -66,6 +66,7 @@ from ._mig_sup import mig_sup
 from ._mixture import mixture_entropy
 from ._modularity import explicitness, modularity
 from ._sap import sap
+from ._scores import SCORES, score_codes
 from ._unsupervised import (gaussian_total_correlation, gaussian_wasserstein_correlation, mutual_info_score,
                             unsupervised_scores)
 
@@ -73,7 +74,7 @@ __all__ = [
     "MIG_FACTORS", "FACTOR_NAMES", "MIGResult", "resolve_factors", "grid_classes", "groups_from_layout",
     "mixture_entropy", "mig_chen", "mig_histogram", "dci", "dci_scores", "sap", "factorvae_score",
     "betavae_score", "modularity", "explicitness", "mig_sup", "gaussian_total_correlation",
-    "gaussian_wasserstein_correlation", "mutual_info_score", "unsupervised_scores",
+    "gaussian_wasserstein_correlation", "mutual_info_score", "unsupervised_scores", "SCORES", "score_codes",
     "elbo_decomposition", "encode_dataset",
     "reconstruction_log_likelihood", "evaluate_model",
 ]

@@ -1,19 +1,21 @@
 """The evaluation driver: the paper's numbers (Sec. 4) for a trained model on a ground-truth dataset."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from ._elbo import elbo_decomposition, encode_dataset, reconstruction_log_likelihood
-from ._inputs import MIG_FACTORS
+from ._inputs import MIG_FACTORS, grid_classes
 from ._mig import mig_chen
 from ._mixture import _check_resolvable
+from ._scores import score_codes
 
 
 def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, log_prior_fn=None,
                    factors=None, n_samples: int = 10000, groups=None, batch_size: int = 1024, seed: int = 0,
-                   device=None, mig_dtype: torch.dtype = torch.float64, mig_backend: str = "auto") -> dict:
+                   device=None, mig_dtype: torch.dtype = torch.float64, mig_backend: str = "auto",
+                   scores: Sequence[str] | None = None, score_points: int | None = 10000) -> dict:
     """The paper's numbers for a trained model on a ground-truth dataset (``images``, ``factor_sizes``,
     optional ``name``/``factor_names``/``max_value``): Chen MIG (factors default: MIG_FACTORS of the
     dataset's name, else every varying factor), reconstruction quality if ``decode`` is given, and the
@@ -21,7 +23,10 @@ def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, lo
     scores the same samples 2-3x faster than the float64 reference (see :func:`mig_chen`); posteriors
     too narrow for it are scored in float64 instead.  ``out["mig_dtype"]`` names the one used, and
     ``out["mig_backend"]`` the kernel (``mig_backend``: see :func:`mig_chen`; ``auto`` runs float32 on a CPU
-    through the fused C kernel)."""
+    through the fused C kernel).  ``scores``: optional names of further metrics (:data:`SCORES`, e.g.
+    ``["dci_gbt", "sap_linear_svc", "betavae", "modularity"]``) computed on the encoder means of the
+    whole grid with the MIG's factors and ``seed`` by :func:`score_codes` (row-based ones on
+    ``score_points`` random rows), returned under ``out["scores"]``; nothing else changes."""
     mu, lv = encode_dataset(encode, dataset, batch_size=batch_size, device=device)
     names = getattr(dataset, "factor_names", None)
     if factors is None and getattr(dataset, "name", None) in MIG_FACTORS:
@@ -40,4 +45,7 @@ def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, lo
                                                               seed=seed, device=device, posteriors=(mu, lv))
     if log_prior_fn is not None:
         out.update(elbo_decomposition(mu, lv, log_prior_fn, n_samples=n_samples, seed=seed, device=device))
+    if scores:
+        out["scores"] = score_codes(mu, grid_classes(dataset.factor_sizes), scores, factors=res.factors,
+                                    n_points=score_points, seed=seed)
     return out
