@@ -268,3 +268,50 @@ def test_evaluate_model_scores_leave_the_recorded_numbers_alone():
     cl = M.grid_classes(data.factor_sizes)
     assert more["scores"]["modularity"]["modularity"] == M.modularity(mu.numpy(), cl,
                                                                       factors=plain["mig_factors"])["modularity"]
+
+
+# --------------------------------------------------------------------------- bad input: named errors
+_Z, _CL = perfect((2, 3, 4))
+_NAN = _Z.copy()
+_NAN[1, 1] = np.nan
+BAD = [
+    ("DCI importance unknown", lambda: M.dci(_Z, _CL, importance="forest"), r"importance must be one of"),
+    ("DCI lasso alpha 0", lambda: M.dci(_Z, _CL, alpha=0.0), r"alpha must be a finite number > 0"),
+    ("DCI codes with NaN", lambda: M.dci(_NAN, _CL, importance="gbt"), r"NaN"),
+    ("SAP classifier unknown", lambda: M.sap(_Z, _CL, mode="classification", classifier="svm"),
+     r"classifier must be one of"),
+    ("BetaVAE batch_size 0", lambda: M.betavae_score(_Z, _CL, batch_size=0), r"batch_size must be an integer >= 1"),
+    ("BetaVAE n_train 1.5", lambda: M.betavae_score(_Z, _CL, n_train=1.5), r"n_train must be an integer >= 2"),
+    ("BetaVAE classes of other rows", lambda: M.betavae_score(_Z, _CL[:5]), r"rows"),
+    ("BetaVAE negative classes", lambda: M.betavae_score(_Z, -_CL), r"non-negative"),
+    ("modularity n_bins 1", lambda: M.modularity(_Z, _CL, n_bins=1), r"n_bins must be an integer >= 2"),
+    ("modularity codes with NaN", lambda: M.modularity(_NAN, _CL), r"NaN"),
+    ("explicitness 1-D codes", lambda: M.explicitness(_Z[:, 0], _CL), r"2-D"),
+    ("explicitness too few rows", lambda: M.explicitness(_Z[:2], _CL[:2]), r"too few rows|single value"),
+    ("MIG-sup one factor", lambda: M.mig_sup(_Z, _CL, factors=[0]), r"two factors"),
+    ("MIG-sup n_bins 2.5", lambda: M.mig_sup(_Z, _CL, n_bins=2.5), r"n_bins must be an integer"),
+    ("Gaussian TC one row", lambda: M.gaussian_total_correlation(_Z[:1]), r"two rows and two latents"),
+    ("Wasserstein one latent", lambda: M.gaussian_wasserstein_correlation(_Z[:, :1]), r"two rows and two latents"),
+    ("scores a bare string", lambda: M.score_codes(_Z, _CL, "dci"), r"scores must be a list of names"),
+    ("scores unknown", lambda: M.score_codes(_Z, _CL, ["dci", "irs"]), r"unknown scores \['irs'\]"),
+    ("dci_scores of a 1-D importance", lambda: M.dci_scores(np.ones(3)), r"2-D"),
+]
+
+
+@pytest.mark.parametrize("name,call,match", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_gets_a_named_error(name, call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_evaluate_model_checks_score_names_before_encoding():
+    calls = []
+
+    def encode(x):
+        calls.append(len(x))
+        raise AssertionError("encoded before the names were checked")
+
+    data = type("D", (), {"factor_sizes": (2, 2), "images": np.zeros((4, 1, 2, 2))})()
+    with pytest.raises(ValueError, match="unknown scores"):
+        M.evaluate_model(encode, data, scores=["dci", "irs"])
+    assert calls == []

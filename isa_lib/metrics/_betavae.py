@@ -5,6 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._checks import _int_at_least
 from ._inputs import _as_classes, _as_codes, _factors_from_classes
 
 
@@ -22,6 +23,9 @@ def betavae_score(codes, factor_classes, factors=None, batch_size: int = 64, n_t
     label the missing factor by elimination."""
     from sklearn.linear_model import LogisticRegression
 
+    batch_size = _int_at_least("batch_size", batch_size, 1)
+    n_train = _int_at_least("n_train", n_train, 2)
+    n_eval = _int_at_least("n_eval", n_eval, 1)
     c = _as_codes(codes)
     v = _as_classes(factor_classes, c.shape[0])
     ks = _factors_from_classes(factors, v, factor_names)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import _int_at_least
 from ._mig_histogram import _discrete_mi, _discretise
 
 
@@ -25,6 +26,4 @@ def _binned_mi(binned: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def _binned_codes(codes: np.ndarray, n_bins: int) -> np.ndarray:
     """Each latent cut into ``n_bins`` equal-width bins over its range (disentanglement_lib's
     histogram discretisation)."""
-    if int(n_bins) < 2:
-        raise ValueError(f"n_bins must be at least 2, got {n_bins}")
-    return _discretise(codes, int(n_bins))
+    return _discretise(codes, _int_at_least("n_bins", n_bins, 2))

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._checks import _positive_float
 from ._inputs import _as_classes, _as_codes, _factors_from_classes, _split, _subsample
 
 IMPORTANCES = ("lasso", "gbt")
@@ -69,6 +70,8 @@ def dci(codes, factor_classes, factors=None, importance: str = "lasso", alpha: f
     """
     if importance not in IMPORTANCES:
         raise ValueError(f"importance must be one of {IMPORTANCES}, got {importance!r}")
+    if importance == "lasso":
+        alpha = _positive_float("alpha", alpha)
     c = _as_codes(codes)
     v = _as_classes(factor_classes, c.shape[0])
     rows = _subsample(c.shape[0], n_points, seed)

@@ -9,7 +9,7 @@ from ._elbo import elbo_decomposition, encode_dataset, reconstruction_log_likeli
 from ._inputs import MIG_FACTORS, grid_classes
 from ._mig import mig_chen
 from ._mixture import _check_resolvable
-from ._scores import score_codes
+from ._scores import _check_score_names, score_codes
 
 
 def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, log_prior_fn=None,
@@ -27,6 +27,8 @@ def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, lo
     ``["dci_gbt", "sap_linear_svc", "betavae", "modularity"]``) computed on the encoder means of the
     whole grid with the MIG's factors and ``seed`` by :func:`score_codes` (row-based ones on
     ``score_points`` random rows), returned under ``out["scores"]``; nothing else changes."""
+    if scores is not None:
+        _check_score_names(scores)       # before the (long) encoding and MIG
     mu, lv = encode_dataset(encode, dataset, batch_size=batch_size, device=device)
     names = getattr(dataset, "factor_names", None)
     if factors is None and getattr(dataset, "name", None) in MIG_FACTORS:

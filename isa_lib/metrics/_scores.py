@@ -34,6 +34,15 @@ SCORES = {
 _VOTES = ("factorvae", "betavae")     # sample their own examples from all rows
 
 
+def _check_score_names(scores) -> None:
+    """Refuse anything but a list of names from :data:`SCORES` (a bare string is not a list)."""
+    if isinstance(scores, str) or not all(isinstance(s, str) for s in scores):
+        raise ValueError(f"scores must be a list of names from {sorted(SCORES)}, got {scores!r}")
+    unknown = [s for s in scores if s not in SCORES]
+    if unknown:
+        raise ValueError(f"unknown scores {unknown}; known: {sorted(SCORES)}")
+
+
 def _scalars(res) -> dict:
     items = res.items() if isinstance(res, dict) else ((k, getattr(res, k)) for k in ("mig",))
     return {k: float(v) for k, v in items if isinstance(v, (int, float, np.floating, np.integer))
@@ -48,9 +57,7 @@ def score_codes(codes, factor_classes, scores: Sequence[str], factors=None,
     10,000 training points; gradient-boosted trees on many more are slow); the vote-based ones (FactorVAE,
     BetaVAE) draw their examples from all rows.  ``factors`` as in each metric (default: every factor
     with more than one value).  Returns {name: {result: number}}."""
-    unknown = [s for s in scores if s not in SCORES]
-    if unknown:
-        raise ValueError(f"unknown scores {unknown}; known: {sorted(SCORES)}")
+    _check_score_names(scores)
     c = _as_codes(codes)
     v = _as_classes(factor_classes, c.shape[0])
     rows = _subsample(c.shape[0], n_points, seed)
