@@ -104,6 +104,20 @@ def test_dci_gbt_known_codes():
         M.dci(z, cl, importance="xgboost")
 
 
+def test_dci_hist_gbt_known_codes():
+    """The faster variant: histogram trees with permutation importances.  Its trees need about 20 rows per
+    leaf, so the tiny grid is repeated four times (384 rows)."""
+    z, cl = perfect(TINY)
+    z, cl = np.tile(z, (4, 1)), np.tile(cl, (4, 1))
+    good = M.dci(z, cl, importance="hist_gbt", seed=1)
+    assert good["method"] == "hist_gbt" and good["informativeness_measure"] == "accuracy"
+    assert good["informativeness"] == 1.0
+    assert good["disentanglement"] > 0.99 and good["completeness"] > 0.99
+    assert np.all(good["importance"][~np.eye(4, dtype=bool)] == 0.0)      # permuting another latent costs nothing
+    col = M.dci(np.zeros_like(z), cl, importance="hist_gbt", seed=1)
+    assert col["importance"].sum() == 0.0 and col["disentanglement"] == 0.0
+
+
 # --------------------------------------------------------------------------- SAP
 def test_sap_linear_svc_known_codes():
     # binary factors: a single latent separates them exactly

@@ -10,7 +10,7 @@ import numpy as np
 from ._checks import _positive_float
 from ._inputs import _as_classes, _as_codes, _factors_from_classes, _split, _subsample
 
-IMPORTANCES = ("lasso", "gbt")
+IMPORTANCES = ("lasso", "gbt", "hist_gbt")
 
 
 def _lasso(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
@@ -63,7 +63,18 @@ def dci(codes, factor_classes, factors=None, importance: str = "lasso", alpha: f
     ``importance="gbt"`` (disentanglement_lib's definition, Locatello et al. 2019, and disent's): for each
     factor scikit-learn's ``GradientBoostingClassifier()`` with its default settings (random_state=seed) is
     fitted on the raw training codes; R_jk = its impurity-based feature importance; informativeness = mean
-    test accuracy (higher is better).  Slow: seconds per factor on thousands of rows.
+    test accuracy (higher is better).  Slow: seconds per factor on thousands of rows (measured, one thread:
+    4.7 s for a 6-class factor on 1,600 training rows of 10 latents, 23 s on 8,000).
+
+    ``importance="hist_gbt"`` (a faster variant of this library, not disentanglement_lib's definition):
+    scikit-learn's ``HistGradientBoostingClassifier(random_state=seed)``, which has no impurity importances,
+    so R_jk = max(0, the mean drop of test accuracy when latent j is permuted), scikit-learn's
+    ``permutation_importance`` with 5 repeats on the test rows; informativeness = mean test accuracy.
+    Measured, one thread: 1.7 s fit + 1.9 s importances on 1,600 training rows, 2.4 s + 5.3 s on 8,000 (3x
+    faster than "gbt" there).  Its numbers differ from "gbt"'s: permutation importance counts what the
+    model needs on held-out rows, impurity importance what its splits used.  It uses OpenMP threads: on a
+    machine whose cores are busy, set OMP_NUM_THREADS (on two loaded cores its default threads took 30x
+    longer).
 
     Disentanglement and completeness from R by :func:`dci_scores`.  ``out["informativeness_measure"]``
     names which informativeness was returned ("nrmse" or "accuracy").
@@ -97,10 +108,16 @@ def dci(codes, factor_classes, factors=None, importance: str = "lasso", alpha: f
             err_te[i] = np.sqrt(np.mean((x_te @ b - y_te) ** 2)) / max(y_te.std(), 1e-12)
         measure = "nrmse"
     else:
-        from sklearn.ensemble import GradientBoostingClassifier
+        from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+        from sklearn.inspection import permutation_importance
         for i, k in enumerate(ks):
-            model = GradientBoostingClassifier(random_state=seed).fit(c[tr], v[tr, k])
-            r[:, i] = np.abs(model.feature_importances_)
+            if importance == "gbt":
+                model = GradientBoostingClassifier(random_state=seed).fit(c[tr], v[tr, k])
+                r[:, i] = np.abs(model.feature_importances_)
+            else:
+                model = HistGradientBoostingClassifier(random_state=seed).fit(c[tr], v[tr, k])
+                perm = permutation_importance(model, c[te], v[te, k], n_repeats=5, random_state=seed)
+                r[:, i] = np.maximum(perm.importances_mean, 0.0)
             err_tr[i] = np.mean(model.predict(c[tr]) == v[tr, k])
             err_te[i] = np.mean(model.predict(c[te]) == v[te, k])
         measure = "accuracy"

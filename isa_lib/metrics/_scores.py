@@ -21,6 +21,7 @@ from ._unsupervised import unsupervised_scores
 SCORES = {
     "dci": (dci, {"importance": "lasso"}, True),
     "dci_gbt": (dci, {"importance": "gbt"}, True),
+    "dci_hist_gbt": (dci, {"importance": "hist_gbt"}, True),
     "sap": (sap, {"mode": "regression"}, True),
     "sap_linear_svc": (sap, {"mode": "classification", "classifier": "linear_svc"}, True),
     "mig_histogram": (mig_histogram, {}, True),
