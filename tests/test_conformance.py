@@ -219,7 +219,8 @@ def test_dci_gbt_matches_disent(name, code_trained, monkeypatch):
     import sklearn.ensemble
     z, cl = one_code(name, code_trained)
     gbc = sklearn.ensemble.GradientBoostingClassifier
-    monkeypatch.setattr(sklearn.ensemble, "GradientBoostingClassifier", lambda random_state=1: gbc(random_state=random_state))
+    monkeypatch.setattr(sklearn.ensemble, "GradientBoostingClassifier",
+                        lambda random_state=1: gbc(random_state=random_state))
     diff = _dci_both(z, cl, seed=1)
     assert max(diff.values()) < 1e-9, diff
 
@@ -252,9 +253,9 @@ def test_unsupervised_scores_match_disent(code_trained):
 def test_factorvae_score_agrees_with_disent_within_sampling_error(code_trained):
     """Both draw their own votes (disent through numpy's global generator), so they agree only in
     distribution: with 2,000 evaluation votes each the standard error of a difference is at most 0.016;
-    measured differences up to 0.019 (three seeds, five codes); stated tolerance 0.06.  Differences of definition that do not matter here: isa_lib divides by
-    the standard deviation over all rows and takes within-batch variances with ddof 0 (disent: a random
-    subset of 2,000 rows, ddof 1)."""
+    measured differences up to 0.019 (three seeds, five codes); stated tolerance 0.06.  Differences of
+    definition that do not matter here: isa_lib divides by the standard deviation over all rows and takes
+    within-batch variances with ddof 0 (disent: a random subset of 2,000 rows, ddof 1)."""
     np.random.seed(0)
     codes = all_codes(code_trained)
     for name, (z, cl) in codes.items():

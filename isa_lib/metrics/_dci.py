@@ -63,8 +63,8 @@ def dci(codes, factor_classes, factors=None, importance: str = "lasso", alpha: f
     ``importance="gbt"`` (disentanglement_lib's definition, Locatello et al. 2019, and disent's): for each
     factor scikit-learn's ``GradientBoostingClassifier()`` with its default settings (random_state=seed) is
     fitted on the raw training codes; R_jk = its impurity-based feature importance; informativeness = mean
-    test accuracy (higher is better).  Slow: seconds per factor on thousands of rows (measured, one thread:
-    4.7 s for a 6-class factor on 1,600 training rows of 10 latents, 23 s on 8,000).
+    test accuracy (higher is better).  Slow: seconds per factor on thousands of rows (measured, one thread of
+    a busy 2-core machine: 4.7 s for a 6-class factor on 1,600 training rows of 10 latents, 23 s on 8,000).
 
     ``importance="hist_gbt"`` (a faster variant of this library, not disentanglement_lib's definition):
     scikit-learn's ``HistGradientBoostingClassifier(random_state=seed)``, which has no impurity importances,
@@ -73,8 +73,8 @@ def dci(codes, factor_classes, factors=None, importance: str = "lasso", alpha: f
     Measured, one thread: 1.7 s fit + 1.9 s importances on 1,600 training rows, 2.4 s + 5.3 s on 8,000 (3x
     faster than "gbt" there).  Its numbers differ from "gbt"'s: permutation importance counts what the
     model needs on held-out rows, impurity importance what its splits used.  It uses OpenMP threads: on a
-    machine whose cores are busy, set OMP_NUM_THREADS (on two loaded cores its default threads took 30x
-    longer).
+    machine whose cores are busy, set OMP_NUM_THREADS (on two busy cores its default two threads took
+    20-40x longer than one).
 
     Disentanglement and completeness from R by :func:`dci_scores`.  ``out["informativeness_measure"]``
     names which informativeness was returned ("nrmse" or "accuracy").
