@@ -10,6 +10,13 @@ projected: eval_s x (encode + reconstruction + new MIG) / (encode + reconstructi
 
     python benchmarks/bench_eval_share.py                                   # medium, results/dsprites_medium.csv
     python benchmarks/bench_eval_share.py --scale large --ledger results/dsprites_large.csv
+    python benchmarks/bench_eval_share.py --budget-ledger results/dsprites_budget.csv   # no timing: the ledger
+
+--budget-ledger reads the budget study's export instead (runs extended through 1/8, 1/4, 1/2 and the whole
+budget, each fraction a row that trains only its increment and is scored once): per MIG backend the mean
+scoring time, and evaluation's share of a whole lineage with four scorings, sum(eval_s) / (sum(train_s) +
+sum(eval_s)), measured where a lineage has all four rows and projected from the 1/8 rows otherwise
+(training x 8, scoring x 4).
 """
 import argparse
 import sys
@@ -45,7 +52,10 @@ def main(argv=None):
     ap.add_argument("--scale", default="medium")
     ap.add_argument("--ledger", default=str(ROOT / "results" / "dsprites_medium.csv"))
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (the sweep's workers use 1)")
+    ap.add_argument("--budget-ledger", default=None, help="only read the budget study's CSV export")
     a = ap.parse_args(argv)
+    if a.budget_ledger:
+        return budget_share(a.budget_ledger)
     torch.set_num_threads(a.threads)
     c = config_for(a.scale, model="isa_vae")
     data = load_data(c)
@@ -84,6 +94,29 @@ def main(argv=None):
         share = ev * f / (train + ev * f)
         print(f"  {name:16s} eval x{f:.2f}: mean {share.mean():.1%}, median {share.median():.1%}, "
               f"max {share.max():.1%}, runs above 20 %: {int((share > 0.2).sum())}")
+
+
+def budget_share(path):
+    """Evaluation's share of the budget study's runs (see the module's docstring), from its CSV export."""
+    import pandas as pd
+    df = pd.read_csv(path)
+    df = df[df["status"] == "done"].copy()
+    df["backend"] = df["mig_backend"].fillna("torch") if "mig_backend" in df else "torch"
+    print(f"{path}: {len(df)} finished rows")
+    for be, g in df.groupby("backend"):
+        print(f"  MIG backend {be}: {len(g)} scorings, eval_s mean {g['timings.eval_s'].mean():.0f} s "
+              f"(min {g['timings.eval_s'].min():.0f}, max {g['timings.eval_s'].max():.0f})")
+        eighth = g[g["budget_fraction"] == 0.125]
+        if len(eighth):
+            tr, ev = 8 * eighth["timings.train_s"], 4 * eighth["timings.eval_s"]
+            share = ev / (tr + ev)
+            print(f"    projected from {len(eighth)} rows at 1/8 (training x 8, scoring x 4): share mean "
+                  f"{share.mean():.1%}, max {share.max():.1%}")
+    keys = ["model", "seed"] + [c for c in ("p", "p0") if c in df]
+    for key, g in df.groupby(keys, dropna=False):
+        if sorted(g["budget_fraction"]) == [0.125, 0.25, 0.5, 1.0]:
+            ev, tr = g["timings.eval_s"].sum(), g["timings.train_s"].sum()
+            print(f"  lineage {key}: measured share {ev / (tr + ev):.1%} ({ev:.0f} s of {tr + ev:.0f} s)")
 
 
 if __name__ == "__main__":
