@@ -3,7 +3,8 @@ PyTorch port of disentanglement_lib (Locatello et al. 2019), installed by the ``
 
 The same codes are scored by both: synthetic ground truth of known structure (a perfect code, a 45-degree
 rotation of two factors, one latent shared by two factors, a noisy nonlinear entangled code) and the
-encoder means of a small VAE trained here on a grid of squares.  disent's metrics sample their rows from a
+posterior means of two small models of images of squares: a beta-VAE trained on them (its codes stored in
+tests/data with the script that trained it) and a probabilistic PCA fitted here.  disent's metrics sample their rows from a
 dataset object; :class:`Replay` hands them exactly the rows (and the train/test split) that isa_lib uses,
 so the deterministic scores must agree to rounding, and the sampled ones (FactorVAE) within their sampling
 error.  Each test states its tolerance.  Where disent has no implementation (BetaVAE score, modularity,
@@ -150,8 +151,15 @@ def code_trained():
     return x @ r.T, cl
 
 
+def code_vae():
+    """Encoder means of a small beta-VAE trained on the squares (tests/data/make_squares_vae_codes.py made
+    them): one active latent, four collapsed to standard deviation ~0.03."""
+    with np.load(os.path.join(os.path.dirname(__file__), "data", "squares_vae_codes.npz")) as f:
+        return f["mu"], f["classes"]
+
+
 SYNTHETIC = {"perfect": code_perfect, "rotated": code_rotated, "shared": code_shared,
-             "entangled": code_entangled}
+             "entangled": code_entangled, "vae": code_vae}
 
 
 def all_codes(trained):
@@ -191,7 +199,7 @@ def test_sap_matches_disent(code_trained):
         assert abs(ours - theirs) < 1e-12, (name, "linear_svc", ours, theirs)
 
 
-CODE_NAMES = ["perfect", "rotated", "shared", "entangled", "trained"]
+CODE_NAMES = ["perfect", "rotated", "shared", "entangled", "vae", "trained"]
 
 
 def one_code(name, trained):
