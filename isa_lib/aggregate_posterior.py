@@ -245,6 +245,13 @@ def log_aggregate(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, logw:
         raise ValueError(f"block must be a positive integer, got {block!r}")
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {list(KERNELS)}")
+    if z.shape[0] == 0:
+        raise ValueError("log_aggregate needs at least one sample (M = 0 given): an empty batch has no "
+                         "aggregate posterior")
+    for name, t in (("z", z), ("mu", mu), ("logvar", logvar), ("logw", logw)):
+        if not t.is_floating_point():
+            raise ValueError(f"log_aggregate computes real log-densities; {name} has dtype {t.dtype} "
+                             f"(give floating-point tensors)")
     if z.dtype in (torch.float16, torch.bfloat16):   # e.g. under autocast: the sums need float32's range
         z, mu, logvar = z.float(), mu.float(), logvar.float()
     if kernel == "native" and (z.dtype != torch.float32 or z.device.type != "cpu"):

@@ -284,3 +284,27 @@ def test_a_scalar_isa_exponent_is_shared_by_every_subspace():
     z = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
     assert torch.equal(ISA(2.1, [2, 2], 2.2).log_prob(z), isa().log_prob(z))
     assert torch.equal(ISA(2.1, [2, 2], torch.tensor(2.2)).exponents, torch.tensor([2.2, 2.2]))
+
+
+@pytest.mark.parametrize("dtype", ["float32", torch.int64, torch.float16, torch.bfloat16, torch.complex64])
+def test_the_mig_precision_is_float32_or_float64(dtype):
+    from isa_lib import metrics as M
+    mu, lv = torch.zeros(60, 3), torch.zeros(60, 3)
+    with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.float64, got"):
+        M.mig_chen(mu, lv, (3, 4, 5), n_samples=10, dtype=dtype)
+    with pytest.raises(ValueError, match="mig_dtype must be torch.float32 or torch.float64"):
+        M.evaluate_model(lambda x: (_ for _ in ()).throw(AssertionError("encoded before the check")),
+                         torch.zeros(60, 1, 4, 4), mig_dtype=dtype)
+
+
+@pytest.mark.parametrize("case", ["empty", "int", "bool", "complex"])
+@pytest.mark.parametrize("kernel", ["streamed", "native"])
+def test_log_aggregate_names_an_empty_or_non_real_batch(case, kernel):
+    from isa_lib.aggregate_posterior import log_aggregate
+    m = 0 if case == "empty" else 4
+    dt = {"empty": torch.float32, "int": torch.int32, "bool": torch.bool, "complex": torch.complex64}[case]
+    z = torch.zeros(m, 2, dtype=dt)
+    w = torch.zeros(m, m, dtype=dt)
+    match = "M = 0" if case == "empty" else f"z has dtype {dt}"
+    with pytest.raises(ValueError, match=match):
+        log_aggregate(z, z, z, w, kernel=kernel)

@@ -8,7 +8,7 @@ import torch
 from ._elbo import elbo_decomposition, encode_dataset, reconstruction_log_likelihood
 from ._inputs import MIG_FACTORS, grid_classes
 from ._mig import mig_chen
-from ._mixture import _check_resolvable
+from ._mixture import _check_resolvable, check_dtype
 from ._scores import _check_score_names, score_codes
 
 
@@ -29,6 +29,7 @@ def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, lo
     ``score_points`` random rows), returned under ``out["scores"]``; nothing else changes."""
     if scores is not None:
         _check_score_names(scores)       # before the (long) encoding and MIG
+    check_dtype(mig_dtype, "mig_dtype")     # before the encoding, which can take minutes
     mu, lv = encode_dataset(encode, dataset, batch_size=batch_size, device=device)
     names = getattr(dataset, "factor_names", None)
     if factors is None and getattr(dataset, "name", None) in MIG_FACTORS:
