@@ -375,3 +375,61 @@ def test_isa_gradients_in_the_exponents_equal_the_general_tree(p0, sizes, exps):
 def test_isa_normalises_to_one_at_mixed_exponents(p0, sizes, exps, n_points):
     """Eq. 7-8 checked by quadrature, without Eq. 8, for ISA's own normaliser with p_i != p0."""
     assert total_mass(ISA(p0, sizes, exps), n_points=n_points) == pytest.approx(1.0, abs=2e-3)
+
+
+# ------------------------------------------------------------------ written against surviving mutants (mutmut)
+def test_batch_axes_and_shared_exponents():
+    """A value of shape batch + (n,) gives log densities of shape batch (Eq. 7 over the last axis only, also in
+    the batched ISA evaluation); one exponent for every subspace equals the same exponent listed per subspace."""
+    torch.manual_seed(3)
+    z = torch.randn(2, 3, 6, dtype=torch.float64)
+    for d in (ISA(2.1, [3, 3], [2.6, 1.4]), ISA(1.7, [2, 4], [2.6, 1.4]), LpNested(eq6_tree(1.3, 2.5))):
+        zz = z[..., :d.n]
+        flat = d.log_prob(zz.reshape(-1, d.n)).reshape(2, 3)
+        assert d.log_prob(zz).shape == (2, 3) and torch.allclose(d.log_prob(zz), flat, atol=1e-12)
+        assert torch.allclose(log_lp_nested_norm(zz, d.tree), d.log_norm(zz), atol=1e-12)
+    shared = ISA(2.1, [3, 3], 1.6)
+    assert torch.equal(shared.log_prob(z), ISA(2.1, [3, 3], [1.6, 1.6]).log_prob(z))
+    assert torch.equal(ISA(2.1, [3, 3], torch.tensor(1.6, dtype=torch.float64)).log_prob(z), shared.log_prob(z))
+    assert ISA(2.1, (3, 3), [1.6, 1.6]).sizes == [3, 3]                       # any sequence of sizes
+    with pytest.raises(ValueError, match="sizes must be a list"):
+        ISA(2.1, "33", [1.6, 1.6])
+
+
+def test_subspace_norms_and_radial_energy_by_hand():
+    """log v_i = log ||z_{V_i}||_{p_i} per subspace (Eq. 9-10) and the radial energy f(z)^p0 / s (Eq. 11),
+    computed directly in float64, on a batch of shape (2, 3)."""
+    torch.manual_seed(4)
+    z = torch.randn(2, 3, 5, dtype=torch.float64)
+    p0, sizes, ps, s = 1.8, [2, 3], [2.7, 1.2], 0.6
+    d = ISA(p0, sizes, ps, scale=s)
+    v = torch.stack([(z[..., :2].abs() ** ps[0]).sum(-1) ** (1 / ps[0]),
+                     (z[..., 2:].abs() ** ps[1]).sum(-1) ** (1 / ps[1])], -1)
+    assert torch.allclose(d.subspace_log_norms(z), v.log(), atol=1e-12)
+    f = (v ** p0).sum(-1) ** (1 / p0)
+    assert torch.allclose(d.radial_energy(z), f ** p0 / s, rtol=1e-12)
+    assert d.radial_energy(z.float()).dtype == torch.float32 and d.subspace_log_norms(z.float()).dtype == torch.float32
+
+
+def test_given_exponents_override_the_trees_and_promote_the_dtype():
+    """log_lp_nested_norm(z, tree, exponents): the given pre-order exponents replace the tree's, and the result
+    is computed in the wider of the two dtypes."""
+    z = torch.tensor([[0.3, -1.2, 2.0]], dtype=torch.float32)
+    e = torch.tensor([1.3, 4.0], dtype=torch.float64)
+    out = log_lp_nested_norm(z, eq6_tree(2.0, 2.0), exponents=e)
+    assert out.dtype == torch.float64
+    assert torch.allclose(out, log_lp_nested_norm(z.double(), eq6_tree(1.3, 4.0)), atol=1e-12)
+    with pytest.raises(ValueError, match="latent size mismatch"):
+        log_lp_nested_norm(torch.zeros(2, 4), eq6_tree())
+    with pytest.raises(ValueError, match="latent size mismatch"):
+        log_lp_nested_norm(torch.tensor(1.0), eq6_tree())
+    assert log_lp_nested_norm(torch.zeros(3), eq6_tree()).shape == ()     # one point without a batch axis
+
+
+def test_samples_take_the_parameters_dtype():
+    """Plain-float parameters sample in torch's default dtype, float64 tensor parameters in float64 (Alg. 1 runs
+    in float64 either way)."""
+    assert ISA(2.1, [2, 2], [2.2, 1.5]).sample((3,)).dtype == torch.get_default_dtype()
+    assert PGeneralizedNormal(1.5, 3).sample((3,)).dtype == torch.get_default_dtype()
+    p = torch.tensor([2.2, 1.5], dtype=torch.float64)
+    assert LpNested(isa_tree(2.1, [2, 2], [p[0], p[1]])).sample((3,)).dtype == torch.float64

@@ -246,3 +246,70 @@ def test_bfloat16_autocast_never_reaches_a_log_density(objective, prior_name):
     exact = O.gaussian_log_density(z32, mu16.float(), lv16.float()).sum(-1).mean()
     bf16 = O.gaussian_log_density(z32.bfloat16(), mu16, lv16).float().sum(-1).mean()
     assert abs(bf16 - exact).item() > 50 * 1e-3 * d
+
+
+# ------------------------------------------------------------------ written against surviving mutants (mutmut)
+def test_reparameterize_is_mu_plus_sigma_times_the_generators_noise():
+    """z = mu + exp(logvar / 2) * eps with eps drawn from the generator in mu's dtype (Sec. 2.1): the same
+    generator state gives exactly this z (a sign flip of the noise term is the same law but another z, so a
+    resume or a fused run would diverge); half-precision mu or logvar alone gives a float32 z."""
+    mu = torch.tensor([[0.5, -1.0, 3.0]], dtype=torch.float64)
+    logvar = torch.tensor([[-0.4, 0.2, -9.0]], dtype=torch.float64)
+    eps = torch.randn(1, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    z = O.reparameterize(mu, logvar, torch.Generator().manual_seed(7))
+    assert z.dtype == torch.float64 and torch.equal(z, mu + torch.exp(0.5 * logvar) * eps)
+    assert torch.equal(O.reparameterize(mu, logvar, eps=eps), z)
+    for m, lv in ((mu.bfloat16(), logvar.float()), (mu.float(), logvar.bfloat16())):
+        assert O.reparameterize(m, lv, eps=eps.float()).dtype == torch.float32
+
+
+def test_elbo_checks_its_inputs_and_names_its_terms():
+    out = make_outputs(b=6)
+    with pytest.raises(ValueError, match="dataset_size"):
+        O.elbo(out, normal_prior(3), dataset_size=5)
+    loss0, t0 = O.elbo(out, normal_prior(3), 100, beta=0.0)            # beta = 0 is allowed: reconstruction only
+    assert set(t0) == {"recon", "kl"} and torch.isclose(loss0, -t0["recon"])
+    loss_half, _ = O.elbo(out, normal_prior(3), 100, beta=0.5)
+    assert torch.isclose(loss_half, -(t0["recon"] - 0.5 * t0["kl"]))
+    by_hand = O.bernoulli_log_likelihood(out.x, out.logits).mean()
+    assert torch.isclose(t0["recon"], by_hand)
+
+
+def test_beta_tcvae_defaults_are_the_elbo_and_its_terms_are_the_elbos():
+    """alpha = beta = gamma = 1 by default (Eq. 3 sums back to Eq. 12); the logged kl is mi + tc + dwkl, the
+    same Monte Carlo KL estimate as the ELBO's, and recon is the ELBO's reconstruction term."""
+    out = make_outputs(b=8)
+    prior = normal_prior(3)
+    loss_tc, terms = O.beta_tcvae(out, prior, dataset_size=100)
+    loss_elbo, t_elbo = O.elbo(out, prior, 100)
+    assert torch.isclose(loss_tc, loss_elbo)
+    assert torch.isclose(terms["kl"], t_elbo["kl"]) and torch.isclose(terms["recon"], t_elbo["recon"])
+    assert set(terms) == {"mi", "tc", "dwkl", "recon", "kl"}
+    # with the terms weighted differently, kl is still their plain sum
+    _, t2 = O.beta_tcvae(out, prior, dataset_size=100, alpha=0.0, beta=7.0, gamma=3.0)
+    assert torch.isclose(t2["kl"], t_elbo["kl"])
+
+
+def test_aggregate_weights_at_their_boundaries():
+    """Minibatch-stratified weights (Chen et al. 2018): a batch of 2 is enough; with a data set of one point only
+    that point's own posterior counts (weight 1, every other weight 0); every row's weights sum to 1."""
+    w2 = O.aggregate_log_weights(2, 10, "mss", dtype=torch.float64)
+    assert torch.allclose(w2.exp().sum(1), torch.ones(2, dtype=torch.float64))
+    w1 = O.aggregate_log_weights(2, 1, "mss", dtype=torch.float64)
+    assert torch.equal(w1, torch.tensor([[0.0, -math.inf], [-math.inf, 0.0]], dtype=torch.float64))
+    for est in ("mss", "mws"):
+        assert O.aggregate_log_weights(4, 10, est, dtype=torch.float64).dtype == torch.float64
+    with pytest.raises(ValueError, match="at least 2"):
+        O.aggregate_log_weights(1, 10, "mss")
+
+
+def test_check_aggregate_accepts_each_kernel_where_it_runs():
+    for kernel in O.AGGREGATE_KERNELS:
+        assert O.check_aggregate(kernel) == kernel and O.check_aggregate(kernel, "cpu") == kernel
+    for kernel in ("dense", "streamed", "compiled"):
+        assert O.check_aggregate(kernel, "cuda") == kernel
+    assert O.check_aggregate("native", "cpu:0") == "native"
+    with pytest.raises(ValueError, match="aggregate 'native' runs on a CPU, not on 'cuda:1'"):
+        O.check_aggregate("native", "cuda:1")
+    with pytest.raises(ValueError, match=r"unknown aggregate kernel 'fast'; choose one of \['dense'"):
+        O.check_aggregate("fast")

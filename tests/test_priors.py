@@ -67,3 +67,40 @@ def test_priors_hand_out_unvalidated_distributions_with_the_same_density():
     n = NormalPrior(20)()
     assert n._validate_args is False and n.base_dist._validate_args is False
     assert torch.allclose(n.log_prob(z), torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1))
+
+
+# ------------------------------------------------------------------ written against surviving mutants (mutmut)
+def test_prior_defaults_are_the_papers_and_boundaries_hold():
+    """make_prior's ISA defaults are the paper's dSprites prior (Sec. 4, App. A.2: p0 = 2.1, p_i = 2.2, fixed);
+    a one-dimensional normal prior is allowed; learned exponents must lie strictly inside bounds 0 < low < high."""
+    prior = make_prior("isa", 20, sizes=[4] * 5)
+    assert prior.p0 == 2.1 and float(prior.outer_exponent) == pytest.approx(2.1) and prior.learn is False
+    assert ISAPrior(2.1, [2, 2], 2.2).learn is False
+    assert NormalPrior(1)().event_shape == (1,)
+    with pytest.raises(ValueError, match="latent_dim"):
+        NormalPrior(0)
+    with pytest.raises(ValueError, match="0 < low < high"):
+        ISAPrior(2.1, [2, 2], 2.0, learn=True, bounds=(0.0, 3.0))
+    with pytest.raises(ValueError, match="0 < low < high"):
+        ISAPrior(2.1, [2, 2], 2.0, learn=True, bounds=(3.0, 3.0))
+    for bad in ([1.0, 2.0], [2.0, 3.0]):     # on a bound is not inside
+        with pytest.raises(ValueError, match="inside bounds"):
+            ISAPrior(2.1, [2, 2], bad, learn=True, bounds=(1.0, 3.0))
+    with pytest.raises(ValueError, match="needs a layout"):
+        make_prior("isa", 4)
+
+
+def test_isa_prior_passes_its_scale_and_keeps_the_default_dtype():
+    """The scale s of Eq. 11 reaches the distribution (and is validated at construction); the buffers take
+    torch's default dtype, and a model moved with .double() computes in float64 throughout."""
+    from isa_lib.lpnested import ISA
+
+    z = torch.randn(16, 4, dtype=torch.float64)
+    prior = ISAPrior(2.1, [2, 2], [2.2, 1.7], scale=0.7)
+    assert prior.fixed_exponents.dtype == prior.outer_exponent.dtype == torch.get_default_dtype()
+    ref = ISA(2.1, [2, 2], [2.2, 1.7], scale=0.7).log_prob(z)
+    # (the buffers hold 2.2 and 1.7 rounded to float32: agreement to ~1e-6, where s = 2 instead would be off by ~1)
+    assert torch.allclose(prior.double()().log_prob(z), ref, atol=1e-5, rtol=0)
+    assert prior().log_prob(z).dtype == torch.float64
+    with pytest.raises(ValueError, match="scale"):
+        ISAPrior(2.1, [2, 2], 2.2, scale=-1.0)
