@@ -39,6 +39,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -91,6 +92,28 @@ def _freeze_subgrid(subgrid) -> tuple | None:
     if len(set(names)) != len(names):
         raise ValueError(f"subgrid names a factor twice: {names}")
     return tuple(sorted(out)) or None
+
+
+#: The largest seed or size a run may have: torch's generators and SQLite's INTEGER hold 64 bits.
+_MAX_INT = 2 ** 63 - 1
+
+_DEVICE = re.compile(r"(cpu|cuda|mps)(?::(\d+))?")
+
+
+def _normalise_device(device) -> str:
+    """A run's device in one spelling: ``cpu`` (``cpu:0`` and ``cpu:N`` are torch's one CPU device, so they
+    hash as ``cpu``), ``cuda``, ``cuda:i``, ``mps`` or ``mps:0``; anything else is a ValueError."""
+    m = _DEVICE.fullmatch(device) if isinstance(device, str) else None
+    if m is None:
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:i' or 'mps' (i a whole number), got {device!r}")
+    kind, index = m.groups()
+    if kind == "cpu":
+        return "cpu"
+    if kind == "mps":
+        if index not in (None, "0"):
+            raise ValueError(f"device {device!r}: there is one MPS device, 'mps' (or 'mps:0')")
+        return "mps"
+    return device
 
 
 @dataclass(frozen=True)
@@ -178,6 +201,9 @@ class RunConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+            if v > _MAX_INT:
+                raise ValueError(f"{name} must be at most 2**63 - 1 = {_MAX_INT} (torch's generators and the "
+                                 f"ledger's INTEGER columns hold 64-bit integers), got {v!r}")
             self._put(name, int(v))
 
     def _check_network_and_data(self) -> None:
@@ -196,8 +222,7 @@ class RunConfig:
             if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
                 raise ValueError(f"hidden must be a positive integer, got {self.hidden!r}")
             self._put("hidden", int(hidden))
-        if not isinstance(self.device, str) or not self.device.split(":")[0] in ("cpu", "cuda", "mps"):
-            raise ValueError(f"device must be 'cpu', 'cuda[:i]' or 'mps', got {self.device!r}")
+        self._put("device", _normalise_device(self.device))
         if not isinstance(self.amp, (bool, np.bool_)):
             raise ValueError(f"amp must be True or False, got {self.amp!r}")
         self._put("amp", bool(self.amp))
@@ -252,6 +277,11 @@ class RunConfig:
                 raise ValueError(f"estimator must be 'mss' or 'mws', got {self.estimator!r}")
             check_aggregate(self.aggregate, self.device)
         else:
+            # Unused by this model, so cleared (every such run has one hash), but a name that no model
+            # knows is a mistake, not a setting to drop silently.
+            if self.estimator not in (None, "mss", "mws"):
+                raise ValueError(f"estimator must be 'mss', 'mws' or None, got {self.estimator!r}")
+            check_aggregate(self.aggregate)
             self._put("estimator", None)
             self._put("aggregate", _DEFAULTS["aggregate"])
         if objective == "factor_vae":

@@ -47,6 +47,9 @@ def expand_grid(spec: Mapping) -> list[RunConfig]:
     if bad:
         raise GridError(f"unknown model(s) {bad}; choose from {sorted(MODELS)}")
     betas = spec.get("betas", [1.0])
+    if betas is None:
+        raise GridError("'betas' is empty (null): give a number, a list of numbers or a mapping model -> list, "
+                        "or leave the key out for beta = 1")
     if isinstance(betas, Mapping):
         extra = sorted(set(betas) - set(models))
         if extra:
@@ -128,12 +131,17 @@ def _arms(arms, seeds: list) -> list:
 def _betas_of(model: str, betas, spec: Mapping) -> list:
     """The betas a grid gives ``model`` (a mapping's entry, FactorVAE's ``gammas``, or the shared list)."""
     if isinstance(betas, Mapping):
-        values = betas.get(model, [1.0])
+        values, key = betas.get(model, [1.0]), f"'betas' of {model}"
     elif model == "factor_vae" and "gammas" in spec:
-        values = spec["gammas"]
+        values, key = spec["gammas"], "'gammas'"
     else:
-        values = betas
-    values = [values] if isinstance(values, (int, float)) else list(values)
+        values, key = betas, "'betas'"
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        values = [values]
+    if not isinstance(values, (list, tuple)):
+        raise GridError(f"{key} must be a number or a list of numbers (or 'betas' a mapping model -> list), "
+                        f"got {values!r}")
+    values = list(values)
     if not values:
         raise GridError(f"model {model} gets no beta (an empty list): the grid would run nothing for it")
     return values
