@@ -308,3 +308,274 @@ def test_log_aggregate_names_an_empty_or_non_real_batch(case, kernel):
     match = "M = 0" if case == "empty" else f"z has dtype {dt}"
     with pytest.raises(ValueError, match=match):
         log_aggregate(z, z, z, w, kernel=kernel)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 23, item 4: the experiments package and the sweep command. Each case names the problem before anything
+# runs (no ledger created, no file altered), or is handled correctly (a test says which).
+import dataclasses  # noqa: E402
+import glob  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from isa_lib.experiments import sweep  # noqa: E402
+from isa_lib.experiments import ledger as ledger_module  # noqa: E402
+
+SMALL_GRID = "experiments/grids/dsprites_small.yml"
+
+
+def sqlite_file(path, *sql):
+    with sqlite3.connect(path) as db:
+        for statement in sql:
+            db.execute(statement)
+    return path
+
+
+def a_ledger_with_row(path, **columns):
+    """A ledger with one pending run, then ``columns`` written into its row as raw SQL values."""
+    ledger = Ledger(path)
+    ledger.add([RunConfig()])
+    with sqlite3.connect(path) as db:
+        for name, value in columns.items():
+            db.execute(f"UPDATE runs SET {name} = ?", (value,))
+    return ledger
+
+
+EXPERIMENT_CASES = [
+    # ---- grids: a key given as YAML null
+    ("grid betas: null", lambda p: expand_grid(grid(betas=None)), GridError, r"'betas' is empty \(null\)"),
+    ("grid betas of a model null", lambda p: expand_grid(grid(betas={"beta_vae": None})), GridError,
+     r"'betas' of beta_vae must be a number or a list of numbers.*got None"),
+    ("grid gammas: null", lambda p: expand_grid(grid(models=["factor_vae"], gammas=None)), GridError,
+     r"'gammas' must be a number or a list of numbers.*got None"),
+    ("grid betas as text", lambda p: expand_grid(grid(betas="1, 2")), GridError,
+     r"'betas' must be a number or a list.*got '1, 2'"),
+    ("grid seeds: null", lambda p: expand_grid(grid(seeds=None)), GridError, r"'seeds' must be a count or a list"),
+    ("grid seed 2**70", lambda p: expand_grid(grid(seeds=[2 ** 70])), GridError,
+     r"seed=1180591620717411303424: seed must be at most 2\*\*63 - 1"),
+    # ---- run configurations: values that used to pass, or be replaced, silently
+    ("run seed 2**70", lambda p: RunConfig(seed=2 ** 70), ValueError,
+     r"seed must be at most 2\*\*63 - 1 = 9223372036854775807 .*got 1180591620717411303424"),
+    ("run mig_samples 2**64", lambda p: RunConfig(mig_samples=2 ** 64), ValueError, r"mig_samples must be at most"),
+    ("run aggregate 'bogus' on beta-VAE", lambda p: RunConfig(model="beta_vae", aggregate="bogus"), ValueError,
+     r"unknown aggregate kernel 'bogus'; choose one of \['dense', 'streamed', 'compiled', 'native'\]"),
+    ("run aggregate 'bogus' on ISA-VAE", lambda p: RunConfig(model="isa_vae", aggregate="bogus"), ValueError,
+     r"unknown aggregate kernel 'bogus'"),
+    ("run aggregate 'bogus' on beta-TCVAE", lambda p: RunConfig(model="beta_tcvae", aggregate="bogus"), ValueError,
+     r"unknown aggregate kernel 'bogus'"),
+    ("run estimator 'bogus' on beta-VAE", lambda p: RunConfig(model="beta_vae", estimator="bogus"), ValueError,
+     r"estimator must be 'mss', 'mws' or None, got 'bogus'"),
+    ("run device 'cuda:x'", lambda p: RunConfig(device="cuda:x"), ValueError,
+     r"device must be 'cpu', 'cuda', 'cuda:i' or 'mps'.*got 'cuda:x'"),
+    ("run device 'gpu'", lambda p: RunConfig(device="gpu"), ValueError, r"device must be.*got 'gpu'"),
+    ("run device 'mps:1'", lambda p: RunConfig(device="mps:1"), ValueError, r"there is one MPS device"),
+    ("run device None", lambda p: RunConfig(device=None), ValueError, r"device must be.*got None"),
+    # ---- the sweep's resources, before a ledger exists
+    ("sweep cpus_per_task NaN", lambda p: sweep([RunConfig()], p / "new.db", cpus_per_task=float("nan")),
+     ValueError, r"cpus_per_task must be a finite number > 0, got nan"),
+    ("sweep cpus_per_task huge", lambda p: sweep([RunConfig()], p / "new.db", cpus_per_task=1e9), ValueError,
+     r"cpus_per_task 1e\+09 exceeds the \d+ CPU\(s\) of this machine"),
+    ("sweep cpus_per_task 0", lambda p: sweep([RunConfig()], p / "new.db", cpus_per_task=0), ValueError,
+     r"cpus_per_task must be a finite number > 0, got 0"),
+    ("sweep gpus_per_task inf", lambda p: sweep([RunConfig()], p / "new.db", gpus_per_task=float("inf")),
+     ValueError, r"gpus_per_task must be a finite number >= 0, got inf"),
+    ("sweep cpus_per_task huge on a local Ray cluster",
+     lambda p: sweep([RunConfig()], p / "new.db", backend="ray", cpus_per_task=1e6), ValueError,
+     r"cpus_per_task 1e\+06 exceeds"),
+    # ---- ledgers that are not files, or not ours
+    ("ledger ':memory:'", lambda p: Ledger(":memory:"), LedgerError,
+     r"':memory:' is SQLite's in-memory database.*give a file path"),
+    ("ledger ''", lambda p: Ledger(""), LedgerError, r"'' is SQLite's temporary database"),
+    ("ledger runs table lacking columns", lambda p: Ledger(sqlite_file(
+        p / "r.db", "CREATE TABLE runs (config_hash TEXT PRIMARY KEY, config TEXT, status TEXT, metrics TEXT)")),
+     LedgerError, r"r\.db has a 'runs' table of another shape.*lacks column\(s\) attempts, beta, created"),
+    ("ledger runs table without a key", lambda p: Ledger(sqlite_file(
+        p / "k.db", "CREATE TABLE runs (config_hash TEXT, config TEXT, model TEXT, dataset TEXT, beta REAL, "
+                    "seed INTEGER, status TEXT, metrics TEXT, error TEXT, created REAL, started REAL, "
+                    "finished REAL, duration REAL, versions TEXT, host TEXT, worker TEXT, attempts INTEGER)")),
+     LedgerError, r"k\.db has a 'runs' table of another shape.*config_hash is not its primary key"),
+    ("ledger lease table of another shape", lambda p: Ledger(sqlite_file(
+        p / "l.db", "CREATE TABLE lease (id INTEGER, owner TEXT)")),
+     LedgerError, r"l\.db has a 'lease' table of another shape.*columns: id, owner"),
+    ("ledger opened read-only that does not exist", lambda p: Ledger(p / "none.db", readonly=True), LedgerError,
+     r"none\.db does not exist \(opened read-only, nothing is created\)"),
+    # ---- rows whose JSON is not what the ledger writes, met at export
+    ("ledger metrics a list, at export", lambda p: a_ledger_with_row(p / "m.db", status="done", metrics="[1, 2]")
+     .export_csv(p / "out.csv"), ledger_module.LedgerRowError,
+     r"m\.db: run [0-9a-f]{12} has a metrics column that is not a JSON object \(a list: '\[1, 2\]'\)"),
+    ("ledger metrics a number, at export", lambda p: a_ledger_with_row(p / "m.db", status="done", metrics="3")
+     .to_dataframe(), ledger_module.LedgerRowError, r"metrics column that is not a JSON object \(a int"),
+    ("ledger metrics not JSON, at export", lambda p: a_ledger_with_row(p / "m.db", status="done", metrics="{mig")
+     .export_csv(p / "out.csv"), ledger_module.LedgerRowError, r"has a metrics column that is not valid JSON"),
+    ("ledger config a string", lambda p: a_ledger_with_row(p / "m.db", config='"beta_vae"').rows(),
+     ledger_module.LedgerRowError, r"has a config column that is not a JSON object \(a str"),
+    ("ledger versions a list", lambda p: a_ledger_with_row(p / "m.db", versions="[]").rows(),
+     ledger_module.LedgerRowError, r"has a versions column that is not a JSON object"),
+    ("ledger outcome whose metrics are a list",
+     lambda p: a_ledger_with_row(p / "m.db").record({"config_hash": RunConfig().config_hash(), "status": "done",
+                                                     "metrics": [1, 2]}),
+     ValueError, r"an outcome's metrics are a mapping or None, got list \(run [0-9a-f]{12}\)"),
+]
+
+
+@pytest.mark.parametrize("what, call, error, pattern", EXPERIMENT_CASES, ids=[c[0] for c in EXPERIMENT_CASES])
+def test_an_experiment_input_gets_a_named_error(what, call, error, pattern, tmp_path, monkeypatch):
+    monkeypatch.setenv("ISA_VAE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(error, match=pattern):
+        call(tmp_path)
+    assert not (tmp_path / "new.db").exists(), "a refused sweep created its ledger"
+    assert not (tmp_path / "out.csv").exists(), "a refused export wrote a file"
+
+
+def test_the_experiment_catalogue_and_the_first_one_reach_a_hundred_cases():
+    assert len(CASES) + len(EXPERIMENT_CASES) >= 90
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cpus-per-task", "nan"], "cpus_per_task must be a finite number > 0, got nan"),
+    (["--cpus-per-task", "inf"], "cpus_per_task must be a finite number > 0, got inf"),
+    (["--cpus-per-task", "1e9"], "cpus_per_task 1e+09 exceeds the"),
+    (["--cpus-per-task", "-1"], "cpus_per_task must be a finite number > 0, got -1.0"),
+    (["--gpus-per-task", "nan"], "gpus_per_task must be a finite number >= 0, got nan"),
+    (["--backend", "ray", "--cpus-per-task", "1e6"], "cpus_per_task 1e+06 exceeds the"),
+    (["--device", "cpu:x"], "device must be 'cpu', 'cuda', 'cuda:i' or 'mps'"),
+])
+def test_the_sweep_command_refuses_bad_resources_before_anything_runs(tmp_path, capsys, argv, message):
+    path = tmp_path / "new.db"
+    assert sweep_main(["--grid", SMALL_GRID, "--ledger", str(path), *argv]) == 2
+    assert message in capsys.readouterr().err and not path.exists()
+
+
+def test_the_sweep_command_refuses_an_in_memory_ledger(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in (":memory:", ""):
+        assert sweep_main(["--grid", str(Path(__file__).parents[1] / SMALL_GRID), "--ledger", name]) == 2
+        assert "which every connection sees new and empty" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_grid_file_with_betas_null_is_named(tmp_path, capsys):
+    p = tmp_path / "g.yml"
+    p.write_text("scale: small\nmodels: [beta_vae]\nbetas:\nseeds: 1\n")
+    with pytest.raises(GridError, match=r"g\.yml: 'betas' is empty \(null\)"):
+        load_grid(p)
+    assert sweep_main(["--grid", str(p), "--ledger", str(tmp_path / "new.db")]) == 2
+    assert "'betas' is empty (null)" in capsys.readouterr().err and not (tmp_path / "new.db").exists()
+
+
+def make_read_only(path, monkeypatch):
+    """Make ``path`` a read-only ledger: its mode 0444, and where permissions do not bind (root) every
+    connection to it opened read-only, as SQLite opens a file it may not write."""
+    os.chmod(path, 0o444)
+    if os.access(path, os.W_OK):
+        real = sqlite3.connect
+
+        def connect(database, *args, **kw):
+            if str(database) == str(path):
+                database, kw = f"file:{path}?mode=ro", {**kw, "uri": True}
+            return real(database, *args, **kw)
+
+        monkeypatch.setattr(ledger_module.sqlite3, "connect", connect)
+
+
+def test_a_read_only_ledger_is_named_before_a_sweep_and_can_still_be_listed_and_exported(tmp_path, capsys,
+                                                                                          monkeypatch):
+    path = tmp_path / "ro.db"
+    configs = load_grid(SMALL_GRID)
+    ledger = Ledger(path)
+    ledger.add(configs[:2])
+    ledger.record({"config_hash": configs[0].config_hash(), "status": "done", "duration": 1.0,
+                   "metrics": {"mig": 0.25, "versions": {"torch": "x"}}})
+    make_read_only(path, monkeypatch)
+    raw = path.read_bytes()
+    with pytest.raises(ledger_module.LedgerReadOnlyError, match=r"ro\.db is read-only .*a sweep records its runs"):
+        sweep(configs, path, progress=False)
+    assert sweep_main(["--grid", SMALL_GRID, "--ledger", str(path)]) == 2
+    assert "is read-only" in capsys.readouterr().err
+    out = tmp_path / "ro.csv"
+    assert sweep_main(["--grid", SMALL_GRID, "--ledger", str(path), "--dry-run", "--export", str(out)]) == 0
+    listed = capsys.readouterr().out
+    assert f"{configs[0].config_hash()[:12]}  done" in listed and f"{configs[1].config_hash()[:12]}  pending" in listed
+    assert "0.25" in out.read_text()
+    assert path.read_bytes() == raw
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2
+
+
+def test_the_sweep_command_names_a_row_it_cannot_export(tmp_path, capsys):
+    path = tmp_path / "m.db"
+    a_ledger_with_row(path, status="done", metrics="[0.5]")
+    out = tmp_path / "m.csv"
+    assert sweep_main(["--grid", SMALL_GRID, "--ledger", str(path), "--dry-run", "--export", str(out)]) == 2
+    assert "has a metrics column that is not a JSON object" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("row", [
+    "(1, NULL, NULL, NULL, NULL, NULL)",                              # every field NULL
+    "(1, 'node-7', NULL, NULL, NULL, 'sweep')",                       # no heartbeat at all
+    "(1, 'node-7', 4242, 'yesterday', 'noon', 'sweep')",              # times as text
+    "(1, HOST, NULL, NULL, FUTURE, NULL)",                            # a heartbeat far in the future
+])
+def test_a_lease_row_no_live_sweep_would_leave_is_taken_over(tmp_path, row):
+    ledger = Ledger(tmp_path / "l.db")
+    with ledger.lease():                       # (makes the lease table)
+        pass
+    row = row.replace("HOST", repr(socket.gethostname())).replace("FUTURE", repr(time.time() + 1e9))
+    sqlite_file(ledger.path, f"INSERT INTO lease VALUES {row}")
+    with ledger.lease():
+        holder = ledger.lease_holder()
+        assert (holder["host"], holder["pid"]) == (socket.gethostname(), os.getpid())
+    assert ledger.lease_holder() is None
+
+
+def test_a_lease_row_with_a_null_pid_and_a_fresh_heartbeat_still_holds(tmp_path):
+    ledger = Ledger(tmp_path / "l.db")
+    with ledger.lease():
+        pass
+    sqlite_file(ledger.path, f"INSERT INTO lease VALUES (1, '{socket.gethostname()}', NULL, NULL, {time.time()}, "
+                             f"NULL)")
+    with pytest.raises(ledger_module.LedgerBusyError, match=r"pid None on .*started at an unknown time"):
+        with ledger.lease():
+            pass
+
+
+def test_cpu_0_is_the_cpu_and_hashes_as_cpu():
+    for model in ("beta_vae", "isa_vae", "beta_tcvae"):
+        cpu = RunConfig(model=model, beta=2.0)
+        for spelling in ("cpu:0", "cpu:1"):
+            same = RunConfig(model=model, beta=2.0, device=spelling)
+            assert same.device == "cpu" and same == cpu and same.config_hash() == cpu.config_hash()
+        assert dataclasses.replace(cpu, device="cpu:0").config_hash() == cpu.config_hash()
+    assert RunConfig(device="mps:0").config_hash() == RunConfig(device="mps").config_hash()
+    assert RunConfig(device="cuda:1").config_hash() != RunConfig(device="cuda").config_hash()  # may differ
+
+
+def test_an_unused_but_known_aggregate_or_estimator_is_still_cleared():
+    """Known kernels and estimators stay cleared for the models that do not use them (one hash per run)."""
+    plain = RunConfig(model="beta_vae")
+    for kw in ({"aggregate": "streamed"}, {"aggregate": "native"}, {"estimator": "mws"}):
+        c = RunConfig(model="beta_vae", **kw)
+        assert (c.aggregate, c.estimator) == ("dense", None) and c.config_hash() == plain.config_hash()
+
+
+COMMITTED_LEDGERS = sorted({*glob.glob(str(Path(__file__).parents[1] / "results" / "*.db"))})
+
+
+def test_the_committed_ledgers_include_the_three_studies():
+    names = {Path(p).name for p in COMMITTED_LEDGERS}
+    assert {"dsprites_budget.db", "dsprites_large.db", "dsprites_medium.db"} <= names
+
+
+@pytest.mark.parametrize("path", COMMITTED_LEDGERS, ids=[Path(p).name for p in COMMITTED_LEDGERS])
+def test_every_committed_row_keeps_its_config_hash(path):
+    """A change of validation (device spelling, bounds, cleared fields) must not change any existing key:
+    the running studies find their rows by these hashes. Opened read-only."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT config_hash, config FROM runs").fetchall()
+    assert rows, f"{path} has no rows"
+    changed = [(h[:12], RunConfig.from_dict(json.loads(c)).config_hash()[:12]) for h, c in rows
+               if RunConfig.from_dict(json.loads(c)).config_hash() != h]
+    assert changed == []

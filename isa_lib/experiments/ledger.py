@@ -50,6 +50,15 @@ class LedgerWriteError(LedgerError):
     """Finished runs could not be written; the message names the side file that holds them."""
 
 
+class LedgerReadOnlyError(LedgerError):
+    """A sweep was asked to write into a ledger it can only read (read-only file, folder or file system)."""
+
+
+class LedgerRowError(LedgerError):
+    """A row whose stored JSON (config, metrics, versions) is not what this library writes: not valid JSON,
+    or not a JSON object. The message names the run and the column."""
+
+
 def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -80,6 +89,12 @@ _LEASE_SCHEMA = """CREATE TABLE IF NOT EXISTS lease (
 )"""
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _OUR_TABLES = {"runs", "lease"}
+#: The columns the ledger reads and writes (every ledger this library made has them all).
+_RUNS_COLUMNS = {"config_hash", "config", "model", "dataset", "beta", "seed", "status", "metrics", "error",
+                 "created", "started", "finished", "duration", "versions", "host", "worker", "attempts"}
+_LEASE_COLUMNS = {"id", "host", "pid", "started", "heartbeat", "command"}
+#: Paths SQLite does not treat as a file: each connection would see a new, empty database.
+_NOT_FILES = {":memory:": "SQLite's in-memory database", "": "SQLite's temporary database"}
 
 
 class Ledger:
@@ -93,10 +108,19 @@ class Ledger:
     and is left untouched.
     """
 
-    def __init__(self, path, timeout: float = 60.0):
+    def __init__(self, path, timeout: float = 60.0, readonly: bool = False):
         self.path = str(path)
         self.timeout = float(timeout)
+        self.readonly = bool(readonly)
+        if self.path in _NOT_FILES:
+            raise LedgerError(f"ledger {self.path!r} is {_NOT_FILES[self.path]}, which every connection sees "
+                              f"new and empty (a sweep's workers could not share it, and nothing would be kept); "
+                              f"give a file path such as runs/sweep.db")
         self._check_file()
+        if self.readonly:
+            if not Path(self.path).is_file():
+                raise LedgerError(f"ledger {self.path} does not exist (opened read-only, nothing is created)")
+            return
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
@@ -119,28 +143,43 @@ class Ledger:
             raise LedgerError(f"ledger {p} is not an SQLite database (it starts with {head[:8]!r}); "
                               f"give a new path or an existing ledger")
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=self.timeout)) as db:
+            with contextlib.closing(sqlite3.connect(_ro_uri(p), uri=True, timeout=self.timeout)) as db:
                 tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                cols = {r[1] for r in db.execute("PRAGMA table_info(runs)")} if "runs" in tables else set()
+                info = {t: db.execute(f"PRAGMA table_info({t})").fetchall() for t in _OUR_TABLES & tables}
         except sqlite3.Error as err:
             raise LedgerError(f"ledger {p} cannot be read as SQLite ({err})") from None
         if tables - _OUR_TABLES:
             raise LedgerError(f"ledger {p} is the database of another application (tables: "
                               f"{', '.join(sorted(tables))}); it is left untouched, give a path of its own")
+        cols = {r[1] for r in info.get("runs", ())}
         if cols and not {"config_hash", "config", "status", "metrics"} <= cols:
             raise LedgerError(f"ledger {p} has a 'runs' table that is not a ledger's (columns: "
                               f"{', '.join(sorted(cols))})")
+        if cols and (not _RUNS_COLUMNS <= cols or [r[1] for r in info["runs"] if r[5]] != ["config_hash"]):
+            missing = sorted(_RUNS_COLUMNS - cols)
+            raise LedgerError(f"ledger {p} has a 'runs' table of another shape than a ledger's: "
+                              + (f"it lacks column(s) {', '.join(missing)}" if missing else
+                                 "config_hash is not its primary key")
+                              + "; it is left untouched, give a path of its own")
+        lease_cols = {r[1] for r in info.get("lease", ())}
+        if "lease" in tables and not _LEASE_COLUMNS <= lease_cols:
+            raise LedgerError(f"ledger {p} has a 'lease' table of another shape than a ledger's (columns: "
+                              f"{', '.join(sorted(lease_cols))}; needs {', '.join(sorted(_LEASE_COLUMNS))})")
 
     def __repr__(self) -> str:
         return f"Ledger({self.path!r})"
 
     @contextlib.contextmanager
     def _connect(self):
-        db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        if self.readonly:
+            db = sqlite3.connect(_ro_uri(self.path), uri=True, timeout=self.timeout, isolation_level=None)
+        else:
+            db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         try:
             db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")
+            if not self.readonly:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
             db.row_factory = sqlite3.Row
             yield db
         finally:
@@ -156,6 +195,26 @@ class Ledger:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    def check_writable(self) -> None:
+        """Raise :class:`LedgerReadOnlyError` unless a transaction can write here (a read-only file, folder or
+        file system; opened with ``readonly``). It writes nothing: the write touches no row and is rolled back."""
+        why = "it was opened read-only" if self.readonly else None
+        if why is None:
+            try:
+                with self._connect() as db:
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        db.execute("UPDATE runs SET status = status WHERE 0")
+                    finally:
+                        db.execute("ROLLBACK")
+            except sqlite3.OperationalError as err:
+                if getattr(err, "sqlite_errorname", "") != "SQLITE_READONLY" and "readonly" not in str(err):
+                    raise LedgerError(f"ledger {self.path}: cannot write to it ({err})") from None
+                why = str(err)
+        if why is not None:
+            raise LedgerReadOnlyError(f"ledger {self.path} is read-only ({why}): a sweep records its runs there; "
+                                      f"give a writable copy or another path (--dry-run and --export only read)")
 
     # ------------------------------------------------------------------ writes
     def add(self, configs: Iterable[RunConfig]) -> int:
@@ -202,6 +261,9 @@ class Ledger:
             if status not in ("done", "failed"):
                 raise ValueError(f"an outcome is 'done' or 'failed', got {status!r}")
             metrics = o.get("metrics")
+            if metrics is not None and not isinstance(metrics, Mapping):
+                raise ValueError(f"an outcome's metrics are a mapping or None, got {type(metrics).__name__} "
+                                 f"(run {str(o.get('config_hash'))[:12]})")
             vers = (metrics or {}).get("versions") or versions()
             rows.append((status, None if metrics is None else json.dumps(_jsonable(metrics), allow_nan=False),
                          o.get("error"), time.time(), o.get("duration"), json.dumps(vers),
@@ -302,13 +364,26 @@ class Ledger:
         with self._connect() as db:
             q = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created, rowid"
             rows = db.execute(q, args).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            for k in ("config", "metrics", "versions"):
-                d[k] = json.loads(d[k]) if d[k] else None
-            out.append(d)
-        return out
+        return [self._decoded(r) for r in rows]
+
+    def _decoded(self, row) -> dict:
+        """A row with config, metrics and versions decoded; each must be a JSON object (or empty)."""
+        d = dict(row)
+        for k in ("config", "metrics", "versions"):
+            if not d[k]:
+                d[k] = None
+                continue
+            try:
+                value = json.loads(d[k])
+            except (TypeError, ValueError) as err:
+                raise LedgerRowError(f"ledger {self.path}: run {str(d['config_hash'])[:12]} has a {k} column "
+                                     f"that is not valid JSON ({err}); the row is left as it is") from None
+            if not isinstance(value, dict):
+                raise LedgerRowError(f"ledger {self.path}: run {str(d['config_hash'])[:12]} has a {k} column "
+                                     f"that is not a JSON object (a {type(value).__name__}: {d[k][:80]!r}); "
+                                     f"this library writes objects only; the row is left as it is")
+            d[k] = value
+        return d
 
     def to_dataframe(self, history: bool = False):
         """One row per run: config_hash, status, the config fields, the metrics (nested keys joined by '.',
@@ -402,11 +477,13 @@ class Ledger:
             row = db.execute("SELECT * FROM lease WHERE id = 1").fetchone()
             held = row is not None and (row["host"], row["pid"]) == me
             if row is not None and not held and not _stale(row, stale_s):
+                started = _number(row["started"])
+                started = ("at an unknown time" if started is None else
+                           time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started)))
                 raise LedgerBusyError(
                     f"ledger {self.path} is in use by another sweep: pid {row['pid']} on {row['host']} "
-                    f"(started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['started']))}, last "
-                    f"heartbeat {now - row['heartbeat']:.0f} s ago, command {row['command']!r}); wait for it "
-                    f"to finish or stop it, or use another ledger")
+                    f"(started {started}, last heartbeat {now - row['heartbeat']:.0f} s ago, "
+                    f"command {row['command']!r}); wait for it to finish or stop it, or use another ledger")
             if not held:
                 db.execute("INSERT OR REPLACE INTO lease (id, host, pid, started, heartbeat, command) "
                            "VALUES (1, ?, ?, ?, ?, ?)", (*me, now, now, " ".join(sys.argv)[:500]))
@@ -435,10 +512,32 @@ class Ledger:
 
 
 def _stale(row, stale_s: float) -> bool:
-    """Whether a lease row's sweep is gone: its process is dead (same host) or its heartbeat is old."""
-    if time.time() - row["heartbeat"] > stale_s:
+    """Whether a lease row's sweep is gone: its process is dead (same host) or its heartbeat is old.
+
+    A row no live sweep of this library would leave counts as gone: a heartbeat that is not a number (NULL,
+    text) or lies more than ``stale_s`` in the future (a live holder renews it every few seconds). A pid that
+    is not a whole number cannot be checked, so only the heartbeat decides then."""
+    beat = _number(row["heartbeat"])
+    if beat is None or abs(time.time() - beat) > stale_s:
         return True
-    return row["host"] == socket.gethostname() and not pid_alive(int(row["pid"]))
+    pid = row["pid"]
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False
+    return row["host"] == socket.gethostname() and not pid_alive(pid)
+
+
+def _number(value) -> float | None:
+    """A finite REAL/INTEGER column's value as a float, else None (NULL, text, blob)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if abs(value) < float("inf") else None
+
+
+def _ro_uri(path) -> str:
+    """An SQLite URI that opens ``path`` read-only (the characters URIs reserve escaped)."""
+    from urllib.parse import quote
+
+    return f"file:{quote(str(Path(path).absolute()))}?mode=ro"
 
 
 def _flatten(d: Mapping, prefix: str = "") -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sqlite3
 import sys
 import time
@@ -40,6 +42,24 @@ def _check_fuse(fuse) -> int:
     return fuse
 
 
+def _check_resources(cpus_per_task, gpus_per_task, backend: str = "local", address: str | None = None) -> int:
+    """Check a task's CPU and GPU request before anything runs; returns the torch threads each task uses.
+
+    Both are finite numbers (CPUs > 0, GPUs >= 0). On this machine (the local backend, or a Ray cluster
+    started here) a task cannot hold more CPUs than the machine has: Ray would never schedule it, and as
+    torch threads so many make OpenMP abort mid-sweep. On a remote cluster (``address``) a node may be larger,
+    so only the number itself is checked there; each worker still uses at most its own cores."""
+    for name, v, low_ok in (("cpus_per_task", cpus_per_task, False), ("gpus_per_task", gpus_per_task, True)):
+        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                or v < 0 or (v == 0 and not low_ok)):
+            raise ValueError(f"{name} must be a finite number {'>= 0' if low_ok else '> 0'}, got {v!r}")
+    cores = os.cpu_count() or 1
+    if (backend == "local" or address is None) and cpus_per_task > cores:
+        raise ValueError(f"cpus_per_task {cpus_per_task:g} exceeds the {cores} CPU(s) of this machine: no task "
+                         f"could hold them (give at most {cores})")
+    return max(1, int(cpus_per_task))
+
+
 def default_fuse(device: str = "cpu") -> int:
     """Runs trained together per task by default: 1 on a CPU, where fusing gains nothing measurable and a
     kill loses more; 4 on a GPU, where K small networks fill the device better than one."""
@@ -60,7 +80,8 @@ def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, re
     if threads is not None:
         import torch
 
-        torch.set_num_threads(int(threads))
+        # No more threads than this node has cores (a larger request came from a remote cluster's driver).
+        torch.set_num_threads(max(1, min(int(threads), os.cpu_count() or 1)))
     worker = _worker_id()
     ledger = None
     try:
@@ -143,7 +164,9 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
     if not unique:
         raise ValueError("sweep: no configurations to run (an empty grid?)")
     fuse = _check_fuse(default_fuse(unique[0].device) if fuse is None else fuse)
+    threads = _check_resources(cpus_per_task, gpus_per_task, backend, address)
     ledger = Ledger(ledger_path)
+    ledger.check_writable()  # a read-only ledger is named here, not by the lease's first write
     with ledger.lease():
         say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
         recovered = ledger.recover_side_files()
@@ -167,7 +190,7 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
             ledger.keep([o for o in outcomes if not o.get("written")], worker=f"driver:{_worker_id()}")
 
         # One torch thread per CPU the task holds (default 1): on a busy CPU more threads than cores spin.
-        task_args = (ledger.path, cache, retry_failed, progress, checkpoints, max(1, int(cpus_per_task)))
+        task_args = (ledger.path, cache, retry_failed, progress, checkpoints, threads)
         if backend == "local":
             for i, g in enumerate(groups, 1):
                 say(f"task {i}/{len(groups)}: {len(g)} x {g[0].model} ({', '.join(c.short() for c in g)})")
@@ -264,13 +287,17 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
         if args.device:
             configs = [dataclasses.replace(c, device=args.device) for c in configs]
         fuse = _check_fuse(default_fuse(configs[0].device) if args.fuse is None else args.fuse)
-        if not args.dry_run:
-            Ledger(args.ledger)  # a path that cannot be a ledger is named before anything runs
-    except (GridError, OSError, ValueError, LedgerError) as err:
+        _check_resources(args.cpus_per_task, args.gpus_per_task, args.backend, args.address)
+        if args.dry_run:
+            # only read: a read-only ledger can be listed and exported, a missing one is not created
+            ledger = Ledger(args.ledger, readonly=True) if Path(args.ledger).exists() else None
+            status = ledger.statuses() if ledger else {}
+        else:
+            Ledger(args.ledger).check_writable()  # a path that cannot be a ledger is named before anything runs
+    except (GridError, OSError, ValueError, LedgerError, sqlite3.Error) as err:
         print(f"isa-vae sweep: error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
-        status = Ledger(args.ledger).statuses() if Path(args.ledger).exists() else {}
         for c in configs:
             same = "" if c.equivalent() == c else f"  (same as {c.equivalent().config_hash()[:12]})"
             print(f"{c.config_hash()[:12]}  {status.get(c.config_hash(), 'new'):8s} {c.short()}{same}")
@@ -278,8 +305,12 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
         todo = [c for c in distinct if status.get(c.config_hash()) != "done"]
         print(f"{len(configs)} runs ({len(configs) - len(distinct)} repeat another exactly), {len(todo)} to compute "
               f"in {len(plan_groups(todo, fuse))} tasks")
-        if args.export and Path(args.ledger).exists():
-            print(f"exported {Ledger(args.ledger).export_csv(args.export)}")
+        if args.export and ledger is not None:
+            try:
+                print(f"exported {ledger.export_csv(args.export)}")
+            except (LedgerError, OSError) as err:
+                print(f"isa-vae sweep: error: {err}", file=sys.stderr)
+                return 2
         return 0
     try:
         summary = sweep(configs, args.ledger, backend=args.backend, address=args.address,
@@ -289,9 +320,17 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
     except LedgerError as err:
         print(f"isa-vae sweep: error: {err}", file=sys.stderr)
         return 2
+    exported = True
     if args.export:
-        print(f"exported {Ledger(args.ledger).export_csv(args.export)}")
+        try:
+            print(f"exported {Ledger(args.ledger).export_csv(args.export)}")
+        except (LedgerError, OSError) as err:
+            exported = False
+            print(f"isa-vae sweep: error: {err} (the runs are in the ledger; export it again with --dry-run "
+                  f"--export)", file=sys.stderr)
     print(json.dumps(summary))
+    if not exported:
+        return 2
     return 0 if summary["done"] == summary["total"] else 1
 
 
