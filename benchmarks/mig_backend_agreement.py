@@ -4,7 +4,8 @@ torch float32 path that scored them in the ledger, on the same posteriors, sampl
 For each finished run of a ledger whose training checkpoint is still there (the lineage's checkpoint at the
 run's step; the sweep keeps it until the run at the whole budget is done), rebuild the model, encode the full
 grid, score the MIG with ``backend="native"`` and compare with the ledger's number (scored by the torch path),
-timing the parts. Read-only on the ledger; writes a JSON summary.
+timing the parts (encoding, the native MIG, the reconstruction term from the shared posteriors: the scoring
+of the sweep). Read-only on the ledger; writes a JSON summary.
 
     python benchmarks/mig_backend_agreement.py --ledger results/dsprites_budget.db --runs 2 \
         --out results/mig_backend_agreement.json
@@ -68,7 +69,12 @@ def main(argv=None):
             t = time.perf_counter()
             nat = M.mig_chen(mu, lv, data.factor_sizes, backend="native", **kw)
             t_nat = time.perf_counter() - t
-            row = {"run": c.short(), "ledger_mig": met["mig"], "native_mig": nat.mig,
+            t = time.perf_counter()
+            recon = M.reconstruction_log_likelihood(model.encoder, model.decoder, data, batch_size=1024,
+                                                    seed=c.seed, posteriors=(mu, lv))
+            t_rec = time.perf_counter() - t
+            row = {"run": c.short(), "ledger_reconstruction": met["reconstruction"], "reconstruction": recon,
+                   "reconstruction_s": t_rec, "ledger_mig": met["mig"], "native_mig": nat.mig,
                    "abs_diff": abs(nat.mig - met["mig"]), "native_s": t_nat, "encode_s": t_enc,
                    "ledger_eval_s": met.get("timings", {}).get("eval_s"), "load": os.getloadavg()[0],
                    "per_factor_ledger": met["mig_per_factor"],
