@@ -579,3 +579,132 @@ def test_every_committed_row_keeps_its_config_hash(path):
     changed = [(h[:12], RunConfig.from_dict(json.loads(c)).config_hash()[:12]) for h, c in rows
                if RunConfig.from_dict(json.loads(c)).config_hash() != h]
     assert changed == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 23, item 2: dSprites files are read without pickle. The data members are plain numeric arrays, checked
+# from their headers (an object-typed member is refused by name); the factor sizes come from the specification;
+# the original's pickled ``metadata`` member is never opened, so no object array is ever built from a file.
+import io  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from isa_lib.datasets import dsprites  # noqa: E402
+
+DSPRITES_SUBGRID = {"scale": [0, 5], "orientation": [0, 20], "posX": [0, 5, 31], "posY": [2, 9]}
+
+
+class ForgedObjectDtype:
+    """numpy's object dtype as it pickles, with flags that drop 'pickled as a list': an array of it is then
+    built over raw bytes from the file, i.e. over forged pointers (the red team's SIGSEGV)."""
+
+    def __reduce__(self):
+        return (np.dtype, ("O8", False, True), (3, "|", None, None, None, -1, -1, 61))
+
+
+class ForgedObjectArray:
+    def __reduce__(self):
+        reconstruct = getattr(np, "_core", getattr(np, "core", None)).multiarray._reconstruct
+        return (reconstruct, (np.ndarray, (0,), b"b"), (1, (), ForgedObjectDtype(), False, b"\x41" * 8))
+
+
+def npy_member(descr, shape, payload: bytes) -> bytes:
+    """An .npy member: a format 1.0 header saying ``descr`` and ``shape``, then ``payload``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue() + payload
+
+
+def npz_with(src, dst, **members):
+    """A copy of the .npz ``src`` with ``members`` (name -> raw .npy bytes) put in place of its own."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            if name[:-4] not in members:
+                zout.writestr(name, zin.read(name))
+        for name, raw in members.items():
+            zout.writestr(f"{name}.npy", raw)
+    return dst
+
+
+@pytest.fixture
+def small_dsprites_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ISA_VAE_CACHE", str(tmp_path / "cache"))
+    ds = datasets.load("dsprites", subgrid=DSPRITES_SUBGRID)
+    return ds, datasets.export(ds, tmp_path / "good.npz")
+
+
+@pytest.fixture
+def no_pickle(monkeypatch):
+    """Every way into pickle (numpy's object-array reader calls pickle.load) fails the test."""
+    def refuse(*a, **kw):
+        raise AssertionError("something was unpickled")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", refuse)
+
+
+@pytest.mark.parametrize("member", ["imgs", "latents_values", "latents_classes"])
+def test_dsprites_an_object_typed_data_member_is_refused_by_name_and_never_unpickled(member, small_dsprites_file,
+                                                                                      tmp_path, no_pickle):
+    ds, good = small_dsprites_file
+    n = len(ds)
+    shape = (n, 64, 64) if member == "imgs" else (n, 6)
+    sentinel = tmp_path / "code_ran"
+    raw = npy_member("|O", shape, pickle.dumps([Payload(sentinel)] * n, protocol=2))
+    bad = npz_with(good, tmp_path / f"{member}_object.npz", **{member: raw})
+    with pytest.raises(dsprites.ObjectMemberError, match=rf"object\.npz: member {member}\.npy holds Python "
+                                                         rf"objects \(dtype object\).*never read"):
+        dsprites.read_npz(bad, ds.factor_sizes)
+    with pytest.raises(datasets.DatasetFormatError, match="holds Python objects"):
+        datasets.load("dsprites", path=bad)
+    assert not sentinel.exists()
+
+
+def test_dsprites_a_crafted_metadata_member_is_never_opened(small_dsprites_file, tmp_path, no_pickle):
+    ds, good = small_dsprites_file
+    sentinel = tmp_path / "code_ran"
+    crafted = npz_with(good, tmp_path / "crafted.npz",
+                       metadata=npy_member("|O", (), pickle.dumps(Payload(sentinel), protocol=2)))
+    for f in (good, crafted):          # our own export's metadata is a pickle too, as in the original file
+        d = dsprites.read_npz(f, ds.factor_sizes)
+        assert d["factor_sizes"] == ds.factor_sizes and d["metadata"] is None
+        assert np.array_equal(d["imgs"], ds.images[:, 0].numpy())
+    assert not sentinel.exists()
+
+
+def test_dsprites_headers_are_checked_before_anything_is_loaded(small_dsprites_file, tmp_path):
+    ds, good = small_dsprites_file
+    huge = npz_with(good, tmp_path / "huge.npz", imgs=npy_member("|u1", (10 ** 12, 64, 64), b""))
+    with pytest.raises(datasets.DatasetFormatError, match=r"huge\.npz: imgs has shape \(1000000000000, 64, 64\)"):
+        dsprites.read_npz(huge, ds.factor_sizes)
+    floats = npz_with(good, tmp_path / "floats.npz", imgs=npy_member("<f8", (len(ds), 64, 64), b""))
+    with pytest.raises(datasets.DatasetFormatError, match=r"imgs must be binary uint8, got dtype float64"):
+        dsprites.read_npz(floats, ds.factor_sizes)
+    text = npz_with(good, tmp_path / "text.npz", latents_values=npy_member("<U3", (len(ds), 6), b""))
+    with pytest.raises(datasets.DatasetFormatError, match=r"latents_values must be numeric, got dtype <U3"):
+        dsprites.read_npz(text, ds.factor_sizes)
+
+
+def test_dsprites_the_red_teams_forged_object_array_cannot_crash_the_reader(small_dsprites_file, tmp_path):
+    """The metadata member that made the restricted unpickler build an object array over forged pointers
+    (SIGSEGV at 2d84c1a), and the same pickle as a data member: read in a child process, so that a
+    regression fails this test instead of killing the test run."""
+    ds, good = small_dsprites_file
+    forged = pickle.dumps(ForgedObjectArray(), protocol=2)
+    meta = npz_with(good, tmp_path / "forged_meta.npz", metadata=npy_member("|O", (), forged))
+    data = npz_with(good, tmp_path / "forged_imgs.npz", imgs=npy_member("|O", (len(ds), 64, 64), forged))
+    child = (
+        "import sys\n"
+        "from isa_lib.datasets import dsprites\n"
+        f"sizes = {tuple(ds.factor_sizes)!r}\n"
+        f"d = dsprites.read_npz({str(meta)!r}, sizes)\n"
+        "print('metadata-file-read', d['metadata'], d['factor_sizes'] == sizes, flush=True)\n"
+        "try:\n"
+        f"    dsprites.read_npz({str(data)!r}, sizes)\n"
+        "except dsprites.ObjectMemberError as err:\n"
+        "    print('refused:', err, flush=True)\n")
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"the reader crashed or failed (rc {out.returncode}): {out.stderr[-2000:]}"
+    assert "metadata-file-read None True" in out.stdout
+    assert "refused:" in out.stdout and "member imgs.npy holds Python objects" in out.stdout

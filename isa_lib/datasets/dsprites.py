@@ -32,7 +32,6 @@ kept, as ``version=1``, so that studies made with it can be reproduced.
 """
 from __future__ import annotations
 
-import pickle
 import zipfile
 from pathlib import Path
 
@@ -241,85 +240,87 @@ def _metadata(names, sizes, values) -> dict:
             "author": "isa_lib", "title": "dSprites dataset"}
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Unpickles plain containers, strings, numbers and numpy arrays, and refuses every other global, so a
-    crafted member cannot run code (the names a Python-2 pickle of a dict of arrays needs are allowed)."""
-
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-    _ALLOWED |= {(m, n) for m in ("builtins", "__builtin__")
-                 for n in ("dict", "list", "tuple", "set", "frozenset", "str", "unicode", "bytes", "int", "long",
-                           "float", "complex", "bool")}
-
-    def find_class(self, module, name):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} (only plain data is read)")
-        return super().find_class(module, name)
+class ObjectMemberError(DatasetFormatError):
+    """A data member of a dSprites .npz holds Python objects (an object dtype: a pickle). Such a member is
+    refused from its header; it is never unpickled, and no object array is built from the file."""
 
 
-def _read_metadata(path) -> object:
-    """The ``metadata`` member of a dSprites .npz (a pickled object array holding a dict), read through
-    :class:`_PlainUnpickler` instead of numpy's unrestricted ``allow_pickle``."""
-    with zipfile.ZipFile(path) as zf, zf.open("metadata.npy") as f:
-        version = np.lib.format.read_magic(f)
-        if version not in ((1, 0), (2, 0)):
-            return None                                   # an npy version we do not parse: left unchecked
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        _, _, dtype = read_header(f)
-        if dtype != np.dtype(object):
-            return None                                   # not a pickled dict: nothing to check against
-        arr = _PlainUnpickler(f, encoding="latin1").load()
-    return arr[()] if isinstance(arr, np.ndarray) and arr.shape == () else arr
+#: The members that carry data, and the dtype kinds each may have (numeric arrays only).
+_DATA_MEMBERS = {"imgs": "u", "latents_values": "iuf", "latents_classes": "iu"}
+
+
+def _member_headers(path) -> dict:
+    """Shape and dtype of each data member, from its .npy header alone (nothing is loaded or unpickled).
+    An object-typed member is an :class:`ObjectMemberError`; a header numpy cannot parse is a
+    :class:`DatasetFormatError`."""
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        for key in _DATA_MEMBERS:
+            member = f"{key}.npy" if f"{key}.npy" in names else key
+            with zf.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise DatasetFormatError(path, f"member {member} is in .npy format {version}, "
+                                                   f"not 1.0 or 2.0")
+            if dtype.hasobject:
+                raise ObjectMemberError(path, f"member {member} holds Python objects (dtype {dtype}): dSprites "
+                                              f"data are numeric arrays, and an object member is a pickle, "
+                                              f"which is never read")
+            out[key] = (tuple(shape), dtype)
+    return out
 
 
 def read_npz(path, factor_sizes=SIZES) -> dict:
-    """Read and validate a dSprites .npz; returns its arrays and metadata.
+    """Read and validate a dSprites .npz; returns its arrays (``imgs``, ``latents_values``,
+    ``latents_classes``), ``factor_values`` and ``factor_sizes``.
 
+    Nothing in the file is unpickled: the three data members are read as plain numeric arrays
+    (``allow_pickle=False``) after their headers are checked (an object-typed member is an
+    :class:`ObjectMemberError`), and the factor sizes come from the specification (``factor_sizes``, the
+    published grid by default; tests pass a small one), not from the file. The original's ``metadata``
+    member, a pickled Python-2 dict, is never opened (``metadata`` in the result is None).
     Raises DatasetFileNotFoundError / DatasetFormatError naming the file.
-    ``factor_sizes`` is the grid the file must hold (the published one by
-    default; tests pass a small one).
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetFileNotFoundError(path, f"dSprites file not found (expected {FILENAME})")
-    try:
-        # No pickles: a pickled member (or a pickle passed as the file) could run code when loaded. The
-        # original's metadata member is a pickled Python-2 dict; it is read by _read_metadata, which builds
-        # only plain containers and numpy arrays.
-        with np.load(path, allow_pickle=False) as z:
-            keys = set(z.files)
-            missing = {"imgs", "latents_values", "latents_classes"} - keys
-            if missing:
-                raise DatasetFormatError(path, f"missing keys {sorted(missing)}; found {sorted(keys)}")
-            d = {k: z[k] for k in ("imgs", "latents_values", "latents_classes")}
-        meta = _read_metadata(path) if "metadata" in keys else None
-    except DatasetFormatError:
-        raise
-    except Exception as e:  # zip, pickle and npy errors all mean an unreadable file
-        raise DatasetFormatError(path, f"cannot be read as a dSprites .npz ({type(e).__name__}: {e})") from e
     sizes = tuple(int(s) for s in factor_sizes)
     n = int(np.prod(sizes))
+    expected_shape = {"imgs": (n, IMG, IMG), "latents_values": (n, 6), "latents_classes": (n, 6)}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            missing = set(_DATA_MEMBERS) - keys
+            if missing:
+                raise DatasetFormatError(path, f"missing keys {sorted(missing)}; found {sorted(keys)}")
+            # Shapes and dtypes from the headers first: a crafted header cannot make us allocate or unpickle.
+            for key, (shape, dtype) in _member_headers(path).items():
+                if dtype.kind not in _DATA_MEMBERS[key] or (key == "imgs" and dtype != np.uint8):
+                    what = "binary uint8" if key == "imgs" else "numeric"
+                    raise DatasetFormatError(path, f"{key} must be {what}, got dtype {dtype}")
+                if shape != expected_shape[key]:
+                    raise DatasetFormatError(path, f"{key} has shape {shape}, expected {expected_shape[key]}")
+            d = {k: z[k] for k in _DATA_MEMBERS}
+    except DatasetFormatError:
+        raise
+    except Exception as e:  # zip and npy errors (and a pickle given as the file) all mean an unreadable file
+        raise DatasetFormatError(path, f"cannot be read as a dSprites .npz ({type(e).__name__}: {e})") from e
     imgs, lv, lc = d["imgs"], d["latents_values"], d["latents_classes"]
-    if imgs.shape != (n, IMG, IMG):
-        raise DatasetFormatError(path, f"imgs has shape {imgs.shape}, expected {(n, IMG, IMG)}")
-    if imgs.dtype != np.uint8 or (imgs.size and imgs.max() > 1):
+    if imgs.size and imgs.max() > 1:
         raise DatasetFormatError(path, f"imgs must be binary uint8, got {imgs.dtype} max {imgs.max()}")
-    for key, arr in (("latents_values", lv), ("latents_classes", lc)):
-        if arr.shape != (n, 6):
-            raise DatasetFormatError(path, f"{key} has shape {arr.shape}, expected {(n, 6)}")
     expected = np.stack(np.unravel_index(np.arange(n), sizes), -1)
     if not np.array_equal(lc, expected):
         raise DatasetFormatError(path, "latents_classes are not the C-order grid of "
                                        f"factor sizes {sizes}")
-    if meta is not None:
-        if not isinstance(meta, dict) or tuple(int(s) for s in meta.get("latents_sizes", ())) != sizes:
-            raise DatasetFormatError(path, f"metadata latents_sizes disagree with {sizes}")
     values = [np.unique(lv[:, k]) for k in range(6)]
     if [len(v) for v in values] != list(sizes):
         raise DatasetFormatError(path, "latents_values do not take one value per class")
-    d["metadata"], d["factor_values"], d["factor_sizes"] = meta, values, sizes
+    d["metadata"], d["factor_values"], d["factor_sizes"] = None, values, sizes
     return d
 
 
