@@ -708,3 +708,223 @@ def test_dsprites_the_red_teams_forged_object_array_cannot_crash_the_reader(smal
     assert out.returncode == 0, f"the reader crashed or failed (rc {out.returncode}): {out.stderr[-2000:]}"
     assert "metadata-file-read None True" in out.stdout
     assert "refused:" in out.stdout and "member imgs.npy holds Python objects" in out.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 23, item 3: side files (outcomes a ledger refused) can no longer be forged. They live only beside the
+# ledger (<ledger>.unrecorded/, this user's, writable by no one else), carry the ledger's path and a digest of
+# its rows, and are checked against their schema before use; a bad one is quarantined with a SideFileWarning,
+# never blocks a sweep, and records nothing. At 2d84c1a every planted file below made its run 'done'.
+import random  # noqa: E402
+import warnings  # noqa: E402
+
+SideFileWarning = ledger_module.SideFileWarning
+
+
+def ledger_with_a_side_file(tmp_path, monkeypatch, mig=0.5):
+    """A ledger with two queued runs and the side file its keep() wrote when every write failed."""
+    monkeypatch.setattr(ledger_module, "WRITE_WAIT_S", 0.0)
+    path = tmp_path / "l.db"
+    configs = [RunConfig(seed=s) for s in (0, 1)]
+    ledger = Ledger(path)
+    ledger.add(configs)
+    sqlite_file(path, "CREATE TRIGGER fail BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    with pytest.raises(ledger_module.LedgerWriteError):
+        ledger.keep([{"config_hash": c.config_hash(), "status": "done", "duration": 1.0,
+                      "metrics": {"mig": mig, "versions": {"torch": "x"}}} for c in configs])
+    sqlite_file(path, "DROP TRIGGER fail")
+    (side,) = ledger.side_folder().glob("*.json")
+    return ledger, configs, side
+
+
+def recover_expecting_quarantine(ledger, side, reason):
+    with pytest.warns(SideFileWarning, match=reason):
+        assert ledger.recover_side_files() == 0
+    assert set(ledger.statuses().values()) == {"pending"}, "a quarantined side file recorded a run"
+    if side.name.endswith(".json"):
+        assert not side.exists() or side.is_symlink()
+        assert (ledger.side_folder() / "quarantine" / side.name).exists() or side.is_symlink()
+
+
+def rewrite(side, change):
+    payload = json.loads(side.read_text())
+    change(payload)
+    side.write_text(json.dumps(payload))
+
+
+def test_a_genuine_side_file_is_read_back(tmp_path, monkeypatch):
+    ledger, configs, side = ledger_with_a_side_file(tmp_path, monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SideFileWarning)
+        assert ledger.recover_side_files() == 2
+    assert {r["config_hash"]: r["metrics"]["mig"] for r in ledger.rows()} == {c.config_hash(): 0.5 for c in configs}
+    assert not side.exists() and not (ledger.side_folder() / "quarantine").exists()
+
+
+FORGERIES = [
+    # (what, how the genuine file is changed, the reason the warning must give)
+    ("a file in the old format", lambda p: [p.pop(k) for k in ("format", "version", "rows_digest", "saved")],
+     r"not a side file of this library: format None"),
+    ("another ledger's path", lambda p: p.update(ledger="/elsewhere/l.db"), r"written for ledger '/elsewhere/l\.db'"),
+    ("a digest that is not this ledger's", lambda p: p.update(rows_digest="0" * 64),
+     r"digest does not match this ledger's rows"),
+    ("no digest", lambda p: p.update(rows_digest=None), r"carries no digest"),
+    ("a run this ledger never queued", lambda p: p["outcomes"][0].update(config_hash="ab" * 32),
+     r"run\(s\) abababababab are not in this ledger"),
+    ("status 'running'", lambda p: p["outcomes"][0].update(status="running"), r"outcome 0 has status 'running'"),
+    ("'done' without metrics", lambda p: p["outcomes"][1].update(metrics=None), r"outcome 1 is 'done' without"),
+    ("metrics a list", lambda p: p["outcomes"][0].update(metrics=[1, 2]), r"metrics that are not an object"),
+    ("a run twice", lambda p: p["outcomes"].append(dict(p["outcomes"][0])), r"outcome 2 repeats run"),
+    ("no outcomes", lambda p: p.update(outcomes=[]), r"no list of outcomes"),
+    ("an unknown key", lambda p: p.update(exec="rm -rf ~"), r"unknown key\(s\) \['exec'\]"),
+    ("a hash of the wrong form", lambda p: p["outcomes"][0].update(config_hash="../../etc"),
+     r"outcome 0 has no valid config_hash"),
+    ("a duration as text", lambda p: p["outcomes"][0].update(duration="1 s"), r"duration that is not a number"),
+]
+
+
+@pytest.mark.parametrize("what, change, reason", FORGERIES, ids=[f[0] for f in FORGERIES])
+def test_a_forged_side_file_is_quarantined_and_records_nothing(what, change, reason, tmp_path, monkeypatch):
+    ledger, _, side = ledger_with_a_side_file(tmp_path, monkeypatch)
+    rewrite(side, change)
+    recover_expecting_quarantine(ledger, side, reason)
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("{not json", r"cannot be read as JSON"),
+    ("[1, 2, 3]", r"a JSON list, not an object"),
+    ("\xff\xfe", r"cannot be read as JSON"),
+])
+def test_a_malformed_side_file_is_named_and_never_blocks_a_sweep(content, reason, tmp_path, monkeypatch):
+    ledger, configs, side = ledger_with_a_side_file(tmp_path, monkeypatch)
+    side.write_bytes(content.encode("latin-1"))
+    recover_expecting_quarantine(ledger, side, reason)
+    # a sweep over a ledger with a bad side file goes on: here its runs are done, so it runs nothing
+    for c in configs:
+        ledger.record({"config_hash": c.config_hash(), "status": "done", "metrics": {"mig": 0.1}})
+    (ledger.side_folder() / "again.json").write_bytes(content.encode("latin-1"))
+    with pytest.warns(SideFileWarning, match=reason):
+        summary = sweep(configs, ledger.path, progress=False)
+    assert summary["done"] == 2 and summary["ran"] == 0
+
+
+def test_a_side_file_of_a_ledger_made_again_at_the_same_path_is_refused(tmp_path, monkeypatch):
+    ledger, configs, side = ledger_with_a_side_file(tmp_path, monkeypatch)
+    kept = side.read_bytes()
+    for p in tmp_path.glob("l.db*"):
+        if p.is_file():
+            p.unlink()
+    again = Ledger(tmp_path / "l.db")
+    time.sleep(0.01)                             # (creation times then differ even on a coarse clock)
+    again.add(configs)
+    side.write_bytes(kept)
+    recover_expecting_quarantine(again, side, r"digest does not match")
+
+
+def test_a_side_file_planted_as_a_link_is_refused(tmp_path, monkeypatch):
+    ledger, _, side = ledger_with_a_side_file(tmp_path, monkeypatch)
+    target = tmp_path / "elsewhere.json"
+    os.replace(side, target)
+    link = ledger.side_folder() / "planted.json"
+    link.symlink_to(target)
+    with pytest.warns(SideFileWarning, match=r"planted\.json is not trusted \(not a regular file\)"):
+        assert ledger.recover_side_files() == 0
+    assert set(ledger.statuses().values()) == {"pending"} and target.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="changing a file's owner needs root")
+def test_a_side_file_of_another_user_is_refused(tmp_path, monkeypatch):
+    ledger, _, side = ledger_with_a_side_file(tmp_path, monkeypatch)
+    os.chown(side, 4321, 4321)
+    recover_expecting_quarantine(ledger, side, r"owned by uid 4321, not by this user")
+
+
+def test_a_side_file_folder_others_may_write_is_not_read(tmp_path, monkeypatch):
+    ledger, _, side = ledger_with_a_side_file(tmp_path, monkeypatch)
+    os.chmod(ledger.side_folder(), 0o777)
+    with pytest.warns(SideFileWarning, match=r"l\.db\.unrecorded is not trusted \(writable by others"):
+        assert ledger.recover_side_files() == 0
+    assert set(ledger.statuses().values()) == {"pending"} and side.exists()
+    # and nothing new is written into it
+    sqlite_file(ledger.path, "CREATE TRIGGER fail BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'full'); END")
+    with pytest.raises(ledger_module.LedgerWriteError, match="no side file could be written"):
+        ledger.keep([{"config_hash": RunConfig(seed=0).config_hash(), "status": "done", "metrics": {"mig": 1.0}}])
+    assert list(ledger.side_folder().glob("*.json")) == [side]
+
+
+def test_side_files_in_the_shared_temporary_directory_are_never_read(tmp_path, monkeypatch):
+    """2d84c1a read outcomes from <tmp>/isa-vae-unrecorded/<key>/, where any local user can write."""
+    import hashlib
+
+    ledger, configs, side = ledger_with_a_side_file(tmp_path, monkeypatch)
+    key = hashlib.sha1(str(Path(ledger.path).resolve()).encode()).hexdigest()[:12]
+    shared = tmp_path / "tmp" / "isa-vae-unrecorded" / key
+    shared.mkdir(parents=True)
+    os.replace(side, shared / side.name)
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path / "tmp"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SideFileWarning)
+        assert ledger.recover_side_files() == 0
+    assert set(ledger.statuses().values()) == {"pending"} and (shared / side.name).exists()
+
+
+def _mutations(rng, payload):
+    """One random change of a genuine side file, and whether the file stays genuine after it."""
+    o = rng.choice(payload["outcomes"])
+    junk = rng.choice([None, 0, -1.5, True, "", "x" * 70, [], {}, ["done"], {"mig": 1}])
+    options = [
+        (lambda: o["metrics"].update(mig=rng.random()), True),            # content the schema allows
+        (lambda: o.update(duration=rng.random() * 100), True),
+        (lambda: payload.update(worker=f"w{rng.randrange(99)}"), True),
+        (lambda: payload.pop(rng.choice(["format", "version", "ledger", "outcomes"])), False),
+        (lambda: payload.update({rng.choice(["format", "version", "ledger", "outcomes", "rows_digest"]): junk}),
+         False),
+        (lambda: o.update(config_hash="".join(rng.choice("0123456789abcdef") for _ in range(64))), False),
+        (lambda: o.update(status=rng.choice(["pending", "running", "DONE", None, 1])), False),
+        (lambda: o.update(metrics=rng.choice([[], "0.5", 1, True])), False),
+        (lambda: o.update(error=rng.choice([1, [], {}])), False),
+        (lambda: payload.update(rows_digest="".join(rng.choice("0123456789abcdef") for _ in range(64))), False),
+        (lambda: payload.update(ledger=payload["ledger"] + rng.choice(["x", "/", ".db"])), False),
+        (lambda: payload["outcomes"].append(rng.choice([junk, dict(o)])), False),
+        (lambda: payload.update({rng.choice(["extra", "__class__", "code"]): junk}), False),
+    ]
+    change, genuine = rng.choice(options)
+    change()
+    return genuine
+
+
+def test_property_a_side_file_is_recorded_only_as_written_and_anything_else_is_quarantined(tmp_path, monkeypatch):
+    """Random single changes to a genuine side file (seeded, 300 of them): the sweep's recovery never raises;
+    a change the schema allows is recorded exactly as the file says, any other quarantines the file and
+    leaves every row as it was."""
+    ledger, configs, side = ledger_with_a_side_file(tmp_path, monkeypatch)
+    genuine = json.loads(side.read_text())
+    os.unlink(side)
+    rng = random.Random(23)
+    seen = {True: 0, False: 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SideFileWarning)
+        for k in range(300):
+            seen[_one_random_side_file(ledger, genuine, rng, k)] += 1
+    assert min(seen.values()) > 30                      # both kinds were drawn often
+
+
+def _one_random_side_file(ledger, genuine, rng, k) -> bool:
+    """Write one randomly changed side file, recover, and check the property; returns whether it was genuine."""
+    sqlite_file(ledger.path, "UPDATE runs SET status = 'pending', metrics = NULL")
+    payload = json.loads(json.dumps(genuine))
+    ok = _mutations(rng, payload)
+    f = ledger.side_folder() / f"case{k}.json"
+    f.write_text(json.dumps(payload))
+    os.chmod(f, 0o600)
+    n = ledger.recover_side_files()
+    rows = {r["config_hash"]: r for r in ledger.rows()}
+    if ok:
+        assert n == 2 and not f.exists(), payload
+        for o in payload["outcomes"]:
+            assert rows[o["config_hash"]]["status"] == "done"
+            assert rows[o["config_hash"]]["metrics"]["mig"] == o["metrics"]["mig"]
+    else:
+        assert n == 0 and (ledger.side_folder() / "quarantine" / f.name).exists(), payload
+        assert {r["status"] for r in rows.values()} == {"pending"}, payload
+    return ok

@@ -83,21 +83,31 @@ def test_keep_retries_then_saves_a_side_file_that_the_next_sweep_reads_back(tmp_
     side = tmp_path / "l.db.unrecorded"
     files = list(side.glob("*.json"))
     assert len(files) == 1 and str(files[0]) in str(err.value) and "disk is full" in str(err.value)
-    assert json.loads(files[0].read_text())["outcomes"][0]["metrics"]["mig"] == 0.5
+    saved = json.loads(files[0].read_text())
+    assert saved["outcomes"][0]["metrics"]["mig"] == 0.5 and saved["ledger"] == str(path.resolve())
+    assert saved["format"] == L.SIDE_FILE_FORMAT and len(saved["rows_digest"]) == 64
+    assert (side.stat().st_mode & 0o777, files[0].stat().st_mode & 0o777) == (0o700, 0o600)
     drop_trigger(path)
     assert ledger.recover_side_files() == 2 and not list(side.glob("*.json"))
     assert {r["config_hash"]: r["metrics"]["mig"] for r in ledger.rows()} == {c.config_hash(): 0.5 for c in configs}
 
 
-def test_side_files_fall_back_to_the_temporary_directory(tmp_path, monkeypatch):
-    monkeypatch.setattr(L.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+def test_side_files_stay_beside_the_ledger_and_nothing_is_dropped_when_none_can_be_written(tmp_path, monkeypatch,
+                                                                                           capsys):
+    monkeypatch.setattr(L, "WRITE_WAIT_S", 0.0)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     ledger = Ledger(tmp_path / "l.db")
     (tmp_path / "l.db.unrecorded").write_text("a file where the side-file folder should be")
     (c,) = tiny_runs(seeds=(0,))
     ledger.add([c])
-    side = ledger.save_side_file([outcome(c)])
-    assert side is not None and side.parent.parent == tmp_path / "tmp" / "isa-vae-unrecorded"
-    assert ledger.recover_side_files() == 1 and ledger.statuses()[c.config_hash()] == "done"
+    fail_updates_of(ledger.path)
+    with pytest.raises(LedgerWriteError, match=r"no side file could be written in .*l\.db\.unrecorded") as err:
+        ledger.keep([outcome(c, mig=0.75)])
+    assert err.value.side_file is None and err.value.outcomes[0]["metrics"]["mig"] == 0.75
+    printed = capsys.readouterr().err
+    assert "unrecorded outcomes for ledger" in printed and '"mig": 0.75' in printed
+    assert not (tmp_path / "tmp").exists()          # never the shared temporary directory
+    assert {p.name for p in tmp_path.iterdir()} - {"cache", "l.db-wal", "l.db-shm"} == {"l.db", "l.db.unrecorded"}
 
 
 def test_a_sweep_whose_ledger_refuses_writes_loses_no_training(tmp_path, monkeypatch, capsys):

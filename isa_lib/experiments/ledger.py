@@ -6,8 +6,9 @@ What it guarantees, and how (each tested in ``tests/test_ledger.py``):
 - a fused task's runs are written in one transaction, all or none (:meth:`Ledger.record_many`), so an
   interrupted task is trained again as the same fused group;
 - one sweep at a time (:meth:`Ledger.lease`: the owner's host and pid and a heartbeat);
-- results that cannot be written (disk full, read-only) are retried, then saved to a side file that the
-  next sweep reads back (:meth:`Ledger.keep`, :meth:`Ledger.recover_side_files`).
+- results that cannot be written (disk full, read-only) are retried, then saved to a side file beside the
+  ledger that the next sweep reads back if it can be trusted, and quarantines otherwise
+  (:meth:`Ledger.keep`, :meth:`Ledger.recover_side_files`).
 
 The ledger keeps no checksums of its own: a file damaged on disk is detected only as far as SQLite
 detects it.
@@ -18,12 +19,14 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
+import stat
 import sys
-import tempfile
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -36,6 +39,9 @@ LEASE_HEARTBEAT_S = 10.0   # how often a sweep renews its hold on the ledger
 LEASE_STALE_S = 120.0      # a hold not renewed for this long is abandoned (its sweep died or hung)
 WRITE_ATTEMPTS = 4         # tries to store finished runs before they go to a side file ...
 WRITE_WAIT_S = 2.0         # ... waiting this long after the first failure, doubling each time
+SIDE_FILE_FORMAT = "isa-vae-unrecorded"   # what a side file says it is ...
+SIDE_FILE_VERSION = 1                     # ... and the version of its schema
+SIDE_FILE_MAX_BYTES = 256 * 2 ** 20       # a larger file is not one of ours
 
 
 class LedgerError(RuntimeError):
@@ -52,6 +58,15 @@ class LedgerWriteError(LedgerError):
 
 class LedgerReadOnlyError(LedgerError):
     """A sweep was asked to write into a ledger it can only read (read-only file, folder or file system)."""
+
+
+class SideFileError(LedgerError):
+    """A side file that may not be trusted (its owner, place, schema, ledger or runs); it is quarantined."""
+
+
+class SideFileWarning(UserWarning):
+    """A side file was quarantined (or its folder ignored) and none of its runs recorded; the message says
+    which file, where it went and why."""
 
 
 class LedgerRowError(LedgerError):
@@ -293,10 +308,17 @@ class Ledger:
                 if k + 1 < attempts:
                     time.sleep(wait_s * 2 ** k)
         side = self.save_side_file(outcomes, worker)
-        where = f"they are saved in {side}" if side else "no side file could be written either"
-        raise LedgerWriteError(f"could not write {len(outcomes)} finished run(s) to ledger {self.path} "
-                               f"({type(last).__name__}: {last}); {where}; the next sweep on this ledger "
-                               f"reads them back")
+        if side:
+            where = f"they are saved in {side}; the next sweep on this ledger reads them back"
+        else:
+            where = (f"no side file could be written in {self.side_folder()} either (missing and not creatable, "
+                     f"not this user's, or writable by others); their outcomes are printed above as JSON")
+            print(f"unrecorded outcomes for ledger {self.path} (JSON): "
+                  f"{json.dumps([_jsonable(o) for o in outcomes], allow_nan=False)}", file=sys.stderr, flush=True)
+        err = LedgerWriteError(f"could not write {len(outcomes)} finished run(s) to ledger {self.path} "
+                               f"({type(last).__name__}: {last}); {where}")
+        err.outcomes, err.side_file = outcomes, side
+        raise err
 
     def fill_equivalents(self, configs: Iterable[RunConfig]) -> int:
         """Record each run that repeats another exactly (:meth:`RunConfig.equivalent`) from that run's row,
@@ -416,44 +438,141 @@ class Ledger:
         return path
 
     # ------------------------------------------------------------------ side files
-    def _side_dirs(self) -> list[Path]:
-        key = hashlib.sha1(str(Path(self.path).resolve()).encode()).hexdigest()[:12]
-        return [Path(self.path + ".unrecorded"), Path(tempfile.gettempdir()) / "isa-vae-unrecorded" / key]
+    def side_folder(self) -> Path:
+        """Where outcomes the ledger refused are kept: ``<ledger>.unrecorded/``, beside the ledger and nowhere
+        else (no shared temporary directory), owned by this user and writable by no one else."""
+        return Path(self.path + ".unrecorded")
+
+    def _rows_digest(self, hashes: Sequence[str]) -> str:
+        """sha256 of the ledger's config rows for ``hashes`` (hash, stored config text, creation time), which
+        binds a side file to this ledger's own rows: a ledger made again at the same path, or another ledger,
+        has other creation times. Only the rows the file speaks of enter, so runs added to the ledger later
+        do not invalidate it. Raises sqlite3.Error if the rows cannot be read."""
+        with self._connect() as db:
+            rows = {r["config_hash"]: (r["config"], r["created"]) for r in db.execute(
+                f"SELECT config_hash, config, created FROM runs WHERE config_hash IN "
+                f"({','.join('?' * len(hashes))})", list(hashes))}
+        h = hashlib.sha256()
+        for key in sorted(set(hashes)):
+            config, created = rows.get(key, (None, None))
+            h.update(json.dumps([key, config, created]).encode())
+        return h.hexdigest()
 
     def save_side_file(self, outcomes: Sequence[Mapping], worker: str | None = None) -> Path | None:
-        """Write outcomes that the ledger refused as JSON next to it (or, if that fails too, under the
-        temporary directory); returns the file, or None if nothing could be written."""
-        text = json.dumps({"ledger": str(Path(self.path).resolve()), "worker": worker or _worker_id(),
-                           "outcomes": [_jsonable(o) for o in outcomes]}, allow_nan=False)
+        """Write outcomes that the ledger refused to a side file in :meth:`side_folder`, with the ledger's
+        path and :meth:`_rows_digest` of its rows (read if the ledger can still be read; a file without it
+        cannot be verified and is quarantined when read back). Returns the file, or None if it could not be
+        written (the folder is missing and cannot be made, is not this user's, or others may write to it)."""
+        outcomes = [_jsonable(dict(o)) for o in outcomes]
+        try:
+            digest = self._rows_digest([o["config_hash"] for o in outcomes])
+        except (sqlite3.Error, OSError, KeyError, TypeError):
+            digest = None
+        text = json.dumps({"format": SIDE_FILE_FORMAT, "version": SIDE_FILE_VERSION,
+                           "ledger": str(Path(self.path).resolve()), "rows_digest": digest,
+                           "worker": worker or _worker_id(), "saved": time.time(), "outcomes": outcomes},
+                          allow_nan=False)
+        folder = self.side_folder()
         name = f"{socket.gethostname()}.{os.getpid()}.{time.time_ns()}.json"
-        for folder in self._side_dirs():
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                tmp = folder / f".{name}.tmp"
-                tmp.write_text(text)
-                os.replace(tmp, folder / name)
-                return folder / name
-            except OSError:
-                continue
-        return None
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            if _untrusted_folder(folder):
+                return None
+            tmp = folder / f".{name}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, folder / name)
+            return folder / name
+        except OSError:
+            return None
 
     def recover_side_files(self) -> int:
-        """Write back the outcomes that earlier sweeps saved to side files; each file is deleted once its
-        runs are in the ledger (an unreadable one is left and named). Returns how many runs came back."""
+        """Write back the outcomes that earlier sweeps saved to side files, and delete each file once its runs
+        are in the ledger. Returns how many runs came back.
+
+        A side file is used only if it passes every check (:meth:`_check_side_file`): a regular file owned by
+        this user in a folder owned by this user that no one else may write, in the schema this library writes,
+        for this ledger (its path and the digest of its rows), every run in it one this ledger queued (a row it
+        holds; rows already 'done' are kept as they are). A file that fails is moved to ``<ledger>.unrecorded/quarantine/`` with a :class:`SideFileWarning` naming
+        it and why; nothing of it is recorded. No side file stops a sweep."""
+        folder = self.side_folder()
+        if not folder.is_dir() and not folder.is_symlink():
+            return 0
+        why = _untrusted_folder(folder)
+        if why:
+            _side_warning(f"ledger {self.path}: side-file folder {folder} is not trusted ({why}); nothing in it "
+                          f"is read")
+            return 0
         n = 0
-        for folder in self._side_dirs():
-            for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-                try:
-                    payload = json.loads(f.read_text())
-                    outcomes = payload["outcomes"]
-                except (OSError, ValueError, KeyError, TypeError) as err:
-                    print(f"ledger {self.path}: side file {f} cannot be read ({err}); left in place",
-                          file=sys.stderr)
-                    continue
-                self.record_many(outcomes, payload.get("worker"))
+        for f in sorted(folder.glob("*.json")):
+            try:
+                outcomes, worker = self._check_side_file(f)
+            except SideFileError as err:
+                self._quarantine(f, str(err))
+                continue
+            except sqlite3.Error as err:   # the ledger, not the file, failed: try again next sweep
+                _side_warning(f"ledger {self.path}: side file {f} could not be checked ({err}); left in place")
+                continue
+            try:
+                self.record_many(outcomes, worker)
+            except (sqlite3.Error, OSError, ValueError) as err:
+                _side_warning(f"ledger {self.path}: side file {f} could not be written back ({err}); left in "
+                              f"place for the next sweep")
+                continue
+            with contextlib.suppress(OSError):
                 f.unlink()
-                n += len(outcomes)
+            n += len(outcomes)
         return n
+
+    def _check_side_file(self, f: Path) -> tuple[list[dict], str | None]:
+        """The outcomes and worker of side file ``f`` if it may be trusted, else :class:`SideFileError`."""
+        try:
+            st = os.lstat(f)
+            if not stat.S_ISREG(st.st_mode):
+                raise SideFileError("not a regular file")
+            if hasattr(os, "getuid") and st.st_uid != os.getuid():
+                raise SideFileError(f"owned by uid {st.st_uid}, not by this user ({os.getuid()})")
+            if st.st_size > SIDE_FILE_MAX_BYTES:
+                raise SideFileError(f"{st.st_size} bytes, more than a side file holds ({SIDE_FILE_MAX_BYTES})")
+            fd = os.open(f, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as fh:
+                payload = json.loads(fh.read(SIDE_FILE_MAX_BYTES + 1).decode("utf-8"))
+        except SideFileError:
+            raise
+        except (OSError, ValueError) as err:
+            raise SideFileError(f"cannot be read as JSON ({type(err).__name__}: {err})") from None
+        outcomes, worker = _side_file_schema(payload)
+        if payload["ledger"] != str(Path(self.path).resolve()):
+            raise SideFileError(f"written for ledger {payload['ledger']!r}, not this one")
+        hashes = [o["config_hash"] for o in outcomes]
+        with self._connect() as db:
+            known = {r[0] for r in db.execute(f"SELECT config_hash FROM runs WHERE config_hash IN "
+                                              f"({','.join('?' * len(hashes))})", hashes)}
+        unknown = [h[:12] for h in hashes if h not in known]
+        if unknown:
+            raise SideFileError(f"run(s) {', '.join(unknown)} are not in this ledger (it never queued them)")
+        if payload["rows_digest"] is None:
+            raise SideFileError("it carries no digest of the ledger's rows (the ledger could not be read when "
+                                "it was written), so it cannot be verified")
+        if payload["rows_digest"] != self._rows_digest(hashes):
+            raise SideFileError("its digest does not match this ledger's rows (another ledger at this path, or "
+                                "an edited file)")
+        return outcomes, worker
+
+    def _quarantine(self, f: Path, why: str) -> None:
+        q = self.side_folder() / "quarantine"
+        try:
+            q.mkdir(mode=0o700, exist_ok=True)
+            target = q / f.name
+            os.replace(f, target)
+            where = f"moved to {target}"
+        except OSError as err:
+            where = f"left in place, it could not be moved ({err})"
+        _side_warning(f"ledger {self.path}: side file {f} is not trusted ({why}); {where}; none of its runs "
+                      f"were recorded")
 
     # ------------------------------------------------------------------ one sweep at a time
     def lease_holder(self) -> dict | None:
@@ -524,6 +643,70 @@ def _stale(row, stale_s: float) -> bool:
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         return False
     return row["host"] == socket.gethostname() and not pid_alive(pid)
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _side_warning(message: str) -> None:
+    warnings.warn(message, SideFileWarning, stacklevel=3)
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _untrusted_folder(folder: Path) -> str | None:
+    """Why the side-file folder may not be trusted (a link, not a folder, another user's, writable by others),
+    or None."""
+    try:
+        st = os.lstat(folder)
+    except OSError as err:
+        return f"cannot be examined ({err})"
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a directory (a link or a file)"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"owned by uid {st.st_uid}, not by this user ({os.getuid()})"
+    if st.st_mode & 0o022:
+        return f"writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def _side_file_schema(payload) -> tuple[list[dict], str | None]:
+    """The outcomes and worker of a decoded side file, checked against the schema save_side_file writes;
+    anything else is a SideFileError naming the first difference."""
+    def need(ok, what):
+        if not ok:
+            raise SideFileError(f"not a side file of this library: {what}")
+
+    need(isinstance(payload, dict), f"a JSON {type(payload).__name__}, not an object")
+    need(payload.get("format") == SIDE_FILE_FORMAT, f"format {payload.get('format')!r}")
+    version = payload.get("version")
+    need(type(version) is int and version == SIDE_FILE_VERSION, f"version {version!r}")  # (True == 1)
+    saved = payload.get("saved")
+    need(saved is None or (type(saved) in (int, float)), "a time saved that is not a number")
+    extra = set(payload) - {"format", "version", "ledger", "rows_digest", "worker", "saved", "outcomes"}
+    need(not extra, f"unknown key(s) {sorted(extra)}")
+    need(isinstance(payload.get("ledger"), str), "no ledger path")
+    digest = payload.get("rows_digest")
+    need(digest is None or (isinstance(digest, str) and _HEX64.fullmatch(digest)), "a malformed rows_digest")
+    worker = payload.get("worker")
+    need(worker is None or isinstance(worker, str), "a worker that is not text")
+    outcomes = payload.get("outcomes")
+    need(isinstance(outcomes, list) and outcomes, "no list of outcomes")
+    seen = set()
+    for k, o in enumerate(outcomes):
+        need(isinstance(o, dict), f"outcome {k} is not an object")
+        h = o.get("config_hash")
+        need(isinstance(h, str) and _HEX64.fullmatch(h), f"outcome {k} has no valid config_hash")
+        need(h not in seen, f"outcome {k} repeats run {h[:12]}")
+        seen.add(h)
+        need(o.get("status") in ("done", "failed"), f"outcome {k} has status {o.get('status')!r}")
+        metrics = o.get("metrics")
+        need(metrics is None or isinstance(metrics, dict), f"outcome {k} has metrics that are not an object")
+        need(o["status"] != "done" or isinstance(metrics, dict), f"outcome {k} is 'done' without metrics")
+        need(o.get("error") is None or isinstance(o.get("error"), str), f"outcome {k} has an error that is not text")
+        d = o.get("duration")
+        need(d is None or (isinstance(d, (int, float)) and not isinstance(d, bool)),
+             f"outcome {k} has a duration that is not a number")
+    return outcomes, worker
 
 
 def _number(value) -> float | None:
