@@ -144,9 +144,13 @@ if budget is not None:
     # What a run costs here: the first fraction is trained from step 0, so its time per step is a whole step's
     first = budget[np.isclose(budget["budget_fraction"], budget["budget_fraction"].min())]
     per_step = (first["timings.train_s"] / first["train_steps"]).median()
+    # the MIG's kernel per row (rows before it was recorded were scored by the torch path)
+    kernel = budget["mig_backend"].fillna("torch") if "mig_backend" in budget else pd.Series("torch", budget.index)
+    scoring = "; ".join(f"{g.median() / 60:.1f} min per scoring with the {k} MIG kernel (median of {len(g)})"
+                        for k, g in budget["timings.eval_s"].groupby(kernel))
     print(f"measured on the 2-core CPU, two runs side by side: {per_step:.2f} s per training step (median of "
           f"{len(first)} runs), so {per_step * first['steps'].iloc[0] / 3600:.1f} h to train a whole run; "
-          f"{budget['timings.eval_s'].median() / 60:.1f} min per scoring (median of {len(budget)}), four per run")
+          f"{scoring}; four scorings per run")
 else:
     top = None
 
