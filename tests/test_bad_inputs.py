@@ -928,3 +928,51 @@ def _one_random_side_file(ledger, genuine, rng, k) -> bool:
         assert n == 0 and (ledger.side_folder() / "quarantine" / f.name).exists(), payload
         assert {r["status"] for r in rows.values()} == {"pending"}, payload
     return ok
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 23, items 4 and 5: a warm-up longer than the run, and Ray resource requests no node can meet.
+def test_a_beta_warmup_longer_than_the_run_is_named():
+    from isa_lib.experiments import config_for
+
+    steps = config_for("small").steps
+    with pytest.raises(ValueError, match=rf"beta_warmup_steps {steps + 1} is longer than the run's {steps} steps"):
+        config_for("small", beta_warmup_steps=steps + 1)
+    assert config_for("small", beta_warmup_steps=steps).beta_warmup_steps == steps
+
+
+@pytest.mark.parametrize("nodes, cpus, gpus, ok", [
+    ([{"Alive": True, "Resources": {"CPU": 2.0}}], 1, 0, True),
+    ([{"Alive": True, "Resources": {"CPU": 2.0}}], 1, 1, False),                       # GPUs asked, none there
+    ([{"Alive": True, "Resources": {"CPU": 2.0}}], 4, 0, False),
+    ([{"Alive": True, "Resources": {"CPU": 2.0, "GPU": 1.0}}, {"Alive": True, "Resources": {"CPU": 8.0}}],
+     4, 1, False),                                                                     # no one node has both
+    ([{"Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0}}], 1, 1, False),           # the only such node is gone
+    ([{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 2.0}}], 4, 0.5, True),
+    ([], 1, 0, False),
+])
+def test_a_ray_request_no_node_can_hold_is_named(nodes, cpus, gpus, ok):
+    from isa_lib.experiments.sweeps import ClusterResourceError, check_cluster
+
+    if ok:
+        check_cluster(nodes, cpus, gpus)
+    else:
+        with pytest.raises(ClusterResourceError, match=rf"no node of the Ray cluster can hold a task of {cpus:g} "
+                                                       rf"CPU\(s\) and {gpus:g} GPU\(s\).*would wait forever"):
+            check_cluster(nodes, cpus, gpus)
+
+
+def test_a_ray_sweep_asking_for_gpus_on_a_cluster_without_any_fails_before_anything_runs(tmp_path, monkeypatch,
+                                                                                         capsys):
+    ray = pytest.importorskip("ray")
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)      # a cluster already up (nothing is started)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
+    monkeypatch.setattr(ray, "remote", lambda *a, **kw: pytest.fail("a task was submitted"))
+    path = tmp_path / "l.db"
+    from isa_lib.experiments.sweeps import ClusterResourceError
+
+    with pytest.raises(ClusterResourceError, match=r"1 GPU\(s\) \(its nodes: 2 CPU / 0 GPU\)"):
+        sweep(load_grid(SMALL_GRID), path, backend="ray", gpus_per_task=1, progress=False)
+    assert Ledger(path).counts() == {} and Ledger(path).lease_holder() is None
+    assert sweep_main(["--grid", SMALL_GRID, "--ledger", str(path), "--backend", "ray", "--gpus-per-task", "1"]) == 2
+    assert "no node of the Ray cluster can hold" in capsys.readouterr().err

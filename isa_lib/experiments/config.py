@@ -179,6 +179,9 @@ class RunConfig:
         self._check_prior()
         self._check_objective()
         self._check_subgrid()
+        if self.beta_warmup_steps > self.steps:
+            raise ValueError(f"beta_warmup_steps {self.beta_warmup_steps} is longer than the run's {self.steps} "
+                             f"steps: beta would never reach {self.beta:g}; give at most {self.steps}")
 
     def _put(self, name: str, value) -> None:
         object.__setattr__(self, name, value)  # the dataclass is frozen; validation normalises fields

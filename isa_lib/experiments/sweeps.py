@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -58,6 +59,22 @@ def _check_resources(cpus_per_task, gpus_per_task, backend: str = "local", addre
         raise ValueError(f"cpus_per_task {cpus_per_task:g} exceeds the {cores} CPU(s) of this machine: no task "
                          f"could hold them (give at most {cores})")
     return max(1, int(cpus_per_task))
+
+
+class ClusterResourceError(RuntimeError):
+    """The Ray cluster has no node that can hold one task's CPUs and GPUs: the tasks would wait forever."""
+
+
+def check_cluster(nodes, cpus_per_task: float, gpus_per_task: float) -> None:
+    """Raise :class:`ClusterResourceError` unless some live node of ``nodes`` (``ray.nodes()``) has at least
+    ``cpus_per_task`` CPUs and ``gpus_per_task`` GPUs in all (Ray places a task on one node)."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", n.get("alive", True))]
+    if any(r.get("CPU", 0) >= cpus_per_task and r.get("GPU", 0) >= gpus_per_task for r in alive):
+        return
+    have = ", ".join(f"{r.get('CPU', 0):g} CPU / {r.get('GPU', 0):g} GPU" for r in alive) or "no live node"
+    raise ClusterResourceError(f"no node of the Ray cluster can hold a task of {cpus_per_task:g} CPU(s) and "
+                               f"{gpus_per_task:g} GPU(s) (its nodes: {have}); the tasks would wait forever. "
+                               f"Lower --cpus-per-task/--gpus-per-task or add such a node")
 
 
 def default_fuse(device: str = "cpu") -> int:
@@ -167,7 +184,7 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
     threads = _check_resources(cpus_per_task, gpus_per_task, backend, address)
     ledger = Ledger(ledger_path)
     ledger.check_writable()  # a read-only ledger is named here, not by the lease's first write
-    with ledger.lease():
+    with ledger.lease(), _ray_for(backend, address, cpus_per_task, gpus_per_task, progress):
         say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
         recovered = ledger.recover_side_files()
         if recovered:
@@ -210,6 +227,27 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
         return summary
 
 
+@contextlib.contextmanager
+def _ray_for(backend: str, address: str | None, cpus_per_task: float, gpus_per_task: float, log: bool):
+    """For a Ray sweep: Ray started (unless it already is) and the cluster checked to hold one task
+    (:func:`check_cluster`) before the sweep reads side files, adds runs or builds any data; shut down
+    afterwards if started here. Nothing for the local backend."""
+    if backend != "ray":
+        yield
+        return
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        start_ray(address, log_to_driver=log)
+    try:
+        check_cluster(ray.nodes(), cpus_per_task, gpus_per_task)
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def start_ray(address: str | None = None, attempts: int = 3, **kw) -> None:
     """``ray.init`` (a local node unless ``address``), tried ``attempts`` times: on a loaded machine a local
     node can miss Ray's fixed 30 s start-up wait, and a second start usually makes it."""
@@ -240,6 +278,7 @@ def _run_on_ray(groups: list[list[RunConfig]], ledger: Ledger, task_args: tuple,
         start_ray(address, log_to_driver=log)
         started = True
     try:
+        check_cluster(ray.nodes(), cpus_per_task, gpus_per_task)   # before any task is queued
         remote = ray.remote(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)(execute_group)
         pending = {remote.remote(g, *task_args): g for g in groups}
         while pending:
@@ -317,7 +356,7 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
                         gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, fuse=fuse,
                         progress=not args.quiet, retry_failed=args.retry_failed,
                         checkpoints=not args.no_checkpoints)
-    except LedgerError as err:
+    except (LedgerError, ClusterResourceError) as err:
         print(f"isa-vae sweep: error: {err}", file=sys.stderr)
         return 2
     exported = True
