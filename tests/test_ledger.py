@@ -222,3 +222,46 @@ def test_opening_an_existing_ledger_leaves_its_bytes_alone(tmp_path):
     ledger = Ledger(path)
     assert ledger.counts() == {"pending": 2} and ledger.lease_holder() is None
     assert path.read_bytes() == raw
+
+
+def test_a_lost_ray_task_puts_its_runs_back_to_pending_with_their_checkpoints(tmp_path, monkeypatch, capsys):
+    """Issue 23, item 6: a worker that dies is an infrastructure failure, not a failed run. Ray is faked: each
+    task claims its runs as a worker would, then its worker 'dies' (ray.get raises)."""
+    ray = pytest.importorskip("ray")
+    path = tmp_path / "l.db"
+    configs = tiny_runs(seeds=(0, 1, 2))
+    ledger = Ledger(path)
+    ledger.add(configs)
+    ledger.claim([configs[2].config_hash()])
+    ledger.record(outcome(configs[2], mig=0.25))              # one run was recorded before its worker died
+    folder = R.checkpoint_folder(path)
+    folder.mkdir()
+    for c in configs[:2]:                                      # and the others had checkpoints
+        (folder / f"{c.config_hash()[:8]}.alone.pt").write_bytes(b"checkpoint")
+        (folder / f"{c.config_hash()[:8]}.alone.runs").write_text(c.config_hash())
+
+    class Lost(Exception):
+        pass
+
+    class Remote:
+        def remote(self, group, ledger_path, *args):
+            Ledger(ledger_path).claim([c.config_hash() for c in group])
+            return object()                                    # an object ref
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
+    monkeypatch.setattr(ray, "remote", lambda **kw: lambda fn: Remote())
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns: (refs[:1], refs[1:]))
+    monkeypatch.setattr(ray, "get", lambda ref: (_ for _ in ()).throw(Lost("worker died (SIGKILL)")))
+    s = sweep(configs, path, backend="ray", progress=True)
+    assert (s["done"], s["failed"], s["pending"]) == (1, 0, 2)
+    rows = {r["config_hash"]: r for r in ledger.rows()}
+    for c in configs[:2]:
+        assert rows[c.config_hash()]["status"] == "pending"
+        assert "task lost (infrastructure, not the run" in rows[c.config_hash()]["error"]
+        assert "worker died (SIGKILL)" in rows[c.config_hash()]["error"]
+        assert (folder / f"{c.config_hash()[:8]}.alone.pt").exists()   # kept for the next sweep
+    assert rows[configs[2].config_hash()]["metrics"]["mig"] == 0.25
+    err = capsys.readouterr().err
+    assert "back to pending with their checkpoints" in err and "2 pending (lost tasks" in err
+    assert [c.config_hash() for c in ledger.runs_to_do(configs)] == [c.config_hash() for c in configs[:2]]

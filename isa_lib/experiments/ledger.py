@@ -263,6 +263,16 @@ class Ledger:
                     claimed.append(h)
         return claimed
 
+    def release(self, hashes: Sequence[str], note: str) -> int:
+        """Runs whose task was lost to the infrastructure (a worker or node died; not a failure of the run)
+        go back from 'running' to 'pending', with ``note`` in their error column; their checkpoints are kept,
+        so the next sweep resumes them. Returns how many rows were released."""
+        if not hashes:
+            return 0
+        with self._tx() as db:
+            return db.execute(f"UPDATE runs SET status = 'pending', error = ? WHERE status = 'running' AND "
+                              f"config_hash IN ({','.join('?' * len(hashes))})", (note, *hashes)).rowcount
+
     def record(self, outcome: Mapping, worker: str | None = None) -> bool:
         """Write a finished run (an outcome of :func:`run_group`) unless the row is already 'done'."""
         return bool(self.record_many([outcome], worker))

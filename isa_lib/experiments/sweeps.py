@@ -172,7 +172,9 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
     one; ``num_gpus=gpus_per_task``, ``num_cpus=cpus_per_task`` each). The sweep holds the ledger's lease
     (:meth:`Ledger.lease`) throughout; each task writes its runs in one transaction when they are finished
     and checkpoints its training (``checkpoints``), so a kill loses at most a tenth of a task's training.
-    A failing run is recorded as 'failed' with its traceback and the sweep goes on. Returns a summary
+    A failing run is recorded as 'failed' with its traceback and the sweep goes on; the runs of a task lost
+    to the infrastructure (a Ray worker or node died) go back to 'pending' with their checkpoints, for the
+    next sweep to resume (:func:`lost_task`). Returns a summary
     (counts of this sweep's configurations by status, and what was run).
     """
     if backend not in ("local", "ray"):
@@ -223,7 +225,9 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
         counts = {s: sum(1 for v in final.values() if v == s) for s in ("done", "failed", "pending", "running")}
         summary = {"total": len(unique), "ran": len(todo), "tasks": len(groups), **counts,
                    "elapsed_s": time.perf_counter() - t0}
-        say(f"sweep finished in {summary['elapsed_s']:.1f} s: {counts['done']} done, {counts['failed']} failed")
+        say(f"sweep finished in {summary['elapsed_s']:.1f} s: {counts['done']} done, {counts['failed']} failed"
+            + (f", {counts['pending']} pending (lost tasks: a rerun resumes them from their checkpoints)"
+               if counts["pending"] else ""))
         return summary
 
 
@@ -269,8 +273,8 @@ def _run_on_ray(groups: list[list[RunConfig]], ledger: Ledger, task_args: tuple,
                 meter: _Progress, address: str | None = None, cpus_per_task: float = 1,
                 gpus_per_task: float = 0, log: bool = True) -> None:
     """Run each group as a Ray task ``execute_group(group, *task_args)`` (on a local cluster unless ``address``
-    names one) and pass each task's outcomes to ``record`` as it returns. A task whose worker died has its
-    unfinished runs recorded as 'failed'."""
+    names one) and pass each task's outcomes to ``record`` as it returns. A task that was lost (its worker
+    died) has its unfinished runs put back to 'pending' with their checkpoints (:func:`lost_task`)."""
     import ray
 
     started = False
@@ -286,16 +290,26 @@ def _run_on_ray(groups: list[list[RunConfig]], ledger: Ledger, task_args: tuple,
             g = pending.pop(ready[0])
             try:
                 outcomes = ray.get(ready[0])
-            except Exception as err:  # noqa: BLE001 - the worker died; its unfinished runs failed
-                st = ledger.statuses([c.config_hash() for c in g])
-                outcomes = [{"config_hash": c.config_hash(), "status": "failed",
-                             "error": f"task lost: {_error_text(err)}"}
-                            for c in g if st.get(c.config_hash()) != "done"]
+            except Exception as err:  # noqa: BLE001 - the task was lost (worker or node died), not failed
+                outcomes = lost_task(ledger, g, err, log)
             record(outcomes)
             meter.task_done(len(g), f"task of {len(g)} x {g[0].model} finished")
     finally:
         if started:
             ray.shutdown()
+
+
+def lost_task(ledger: Ledger, group: Sequence[RunConfig], err: BaseException, log: bool = True) -> list[dict]:
+    """A task that Ray lost (its worker or node died, or execute_group itself raised): an infrastructure
+    failure, not a failed run. Its unfinished runs go back to 'pending' with the error noted
+    (:meth:`Ledger.release`) and keep their checkpoints, so a rerun resumes them where the last checkpoint
+    left them; runs it had already recorded stay as they are. Returns the outcomes to record (none)."""
+    note = f"task lost (infrastructure, not the run; back to pending): {_error_text(err)}"
+    n = ledger.release([c.config_hash() for c in group], note)
+    if log:
+        print(f"sweep: a task of {len(group)} x {group[0].model} was lost ({type(err).__name__}); {n} unfinished "
+              f"run(s) back to pending with their checkpoints; a rerun resumes them", file=sys.stderr, flush=True)
+    return []
 
 
 def sweep_main(argv: Sequence[str] | None = None) -> int:
