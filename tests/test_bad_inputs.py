@@ -976,3 +976,36 @@ def test_a_ray_sweep_asking_for_gpus_on_a_cluster_without_any_fails_before_anyth
     assert Ledger(path).counts() == {} and Ledger(path).lease_holder() is None
     assert sweep_main(["--grid", SMALL_GRID, "--ledger", str(path), "--backend", "ray", "--gpus-per-task", "1"]) == 2
     assert "no node of the Ray cluster can hold" in capsys.readouterr().err
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("address, reason", [
+    ("127.0.0.1:CLOSED", r"127\.0\.0\.1:\d+: .*(refused|Connection)"),
+    ("ray://127.0.0.1:CLOSED", r"127\.0\.0\.1:\d+"),
+    ("ray://:10001", r"names no host"),
+    (":6379", r"names no host"),
+])
+def test_an_unreachable_ray_address_is_one_named_error_within_its_timeout(address, reason, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    from isa_lib.experiments.sweeps import RayConnectionError, start_ray
+
+    monkeypatch.setattr(ray, "init", lambda *a, **kw: pytest.fail("ray.init was called"))
+    address = address.replace("CLOSED", str(_closed_port()))
+    t0 = time.monotonic()
+    with pytest.raises(RayConnectionError, match=reason):
+        start_ray(address, connect_timeout_s=1.0)
+    assert time.monotonic() - t0 < 30            # bounded by the timeout (generous: a loaded machine)
+
+
+def test_the_sweep_command_names_an_unreachable_ray_address(tmp_path, capsys):
+    pytest.importorskip("ray")
+    address = f"127.0.0.1:{_closed_port()}"
+    assert sweep_main(["--grid", SMALL_GRID, "--ledger", str(tmp_path / "l.db"), "--backend", "ray",
+                       "--address", address]) == 2
+    assert f"cannot reach the Ray cluster at {address}" in capsys.readouterr().err
+    assert Ledger(tmp_path / "l.db").counts() == {}

@@ -252,9 +252,49 @@ def _ray_for(backend: str, address: str | None, cpus_per_task: float, gpus_per_t
             ray.shutdown()
 
 
-def start_ray(address: str | None = None, attempts: int = 3, **kw) -> None:
+class RayConnectionError(ConnectionError):
+    """The Ray cluster named by ``--address`` cannot be reached (one message, within a bounded time)."""
+
+
+#: Seconds a sweep waits for a TCP connection to a Ray cluster's address before it gives up.
+RAY_CONNECT_TIMEOUT_S = 15.0
+
+
+def _probe_ray_address(address: str, timeout_s: float) -> None:
+    """Open and close a TCP connection to a cluster address (``host:port``, ``ray://host:port``; the ports
+    default to Ray's 6379 and 10001) within ``timeout_s``, else :class:`RayConnectionError`. ``auto`` and
+    ``local`` are left to Ray."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if address in ("auto", "local"):
+        return
+    client = address.startswith("ray://")
+    try:
+        parts = urlsplit(address if "://" in address else f"ray-gcs://{address}")
+        host, port = parts.hostname, parts.port or (10001 if client else 6379)
+    except ValueError as err:
+        raise RayConnectionError(f"Ray address {address!r} is not host:port or ray://host:port ({err})") from None
+    if not host:
+        raise RayConnectionError(f"Ray address {address!r} names no host; give host:port or ray://host:port")
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as err:
+        reason = "timed out" if isinstance(err, socket.timeout) else (err.strerror or str(err))
+        raise RayConnectionError(f"cannot reach the Ray cluster at {address} ({host}:{port}: {reason}, waited at "
+                                 f"most {timeout_s:g} s); check --address, or leave it out to start a local "
+                                 f"cluster") from None
+
+
+def start_ray(address: str | None = None, attempts: int = 3, connect_timeout_s: float | None = None,
+              **kw) -> None:
     """``ray.init`` (a local node unless ``address``), tried ``attempts`` times: on a loaded machine a local
-    node can miss Ray's fixed 30 s start-up wait, and a second start usually makes it."""
+    node can miss Ray's fixed 30 s start-up wait, and a second start usually makes it. An ``address`` is first
+    reached over TCP within ``connect_timeout_s`` (default :data:`RAY_CONNECT_TIMEOUT_S`), so a wrong or
+    unreachable one is one :class:`RayConnectionError` instead of minutes of Ray's retries."""
+    if address:
+        _probe_ray_address(address, RAY_CONNECT_TIMEOUT_S if connect_timeout_s is None else connect_timeout_s)
     import ray
 
     kw = dict(include_dashboard=False, ignore_reinit_error=True, **kw)
@@ -370,7 +410,7 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
                         gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, fuse=fuse,
                         progress=not args.quiet, retry_failed=args.retry_failed,
                         checkpoints=not args.no_checkpoints)
-    except (LedgerError, ClusterResourceError) as err:
+    except (LedgerError, ClusterResourceError, RayConnectionError) as err:
         print(f"isa-vae sweep: error: {err}", file=sys.stderr)
         return 2
     exported = True
