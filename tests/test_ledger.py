@@ -265,3 +265,63 @@ def test_a_lost_ray_task_puts_its_runs_back_to_pending_with_their_checkpoints(tm
     err = capsys.readouterr().err
     assert "back to pending with their checkpoints" in err and "2 pending (lost tasks" in err
     assert [c.config_hash() for c in ledger.runs_to_do(configs)] == [c.config_hash() for c in configs[:2]]
+
+
+def test_a_row_with_this_pid_that_this_process_did_not_write_is_a_former_process_and_taken_over(tmp_path):
+    """Issue 23, item 6: a container restarts its sweep as pid 1, and the dead sweep's row has the same host
+    and pid. At 2d84c1a that row was taken for this process's own hold: no heartbeat ran, and another sweep
+    could take the ledger over and requeue live runs."""
+    ledger = Ledger(tmp_path / "l.db")
+    with ledger.lease():                       # (makes the lease table)
+        pass
+    with sqlite3.connect(ledger.path) as db:   # the former process: same host and pid, fresh heartbeat
+        db.execute("INSERT INTO lease VALUES (1, ?, ?, 12345.0, ?, 'sweep before the restart')",
+                   (socket.gethostname(), __import__("os").getpid(), time.time()))
+    with ledger.lease(heartbeat_s=0.05):
+        holder = ledger.lease_holder()
+        assert holder["started"] != 12345.0 and holder["command"] != "sweep before the restart"
+        first = holder["heartbeat"]
+        deadline = time.time() + 30
+        while ledger.lease_holder()["heartbeat"] == first and time.time() < deadline:
+            time.sleep(0.05)
+        assert ledger.lease_holder()["heartbeat"] > first      # this hold's heartbeat runs
+        ledger.check_lease()
+    assert ledger.lease_holder() is None
+
+
+def test_a_hold_taken_over_is_never_renewed_and_the_sweep_is_told(tmp_path):
+    ledger = Ledger(tmp_path / "l.db")
+    with ledger.lease(heartbeat_s=0.05):
+        ledger.check_lease()                                   # still ours
+        with sqlite3.connect(ledger.path) as db:               # another sweep took it over (say we stalled)
+            db.execute("UPDATE lease SET host = 'node-9', pid = 77, started = 1.0, heartbeat = 2.0, "
+                       "command = 'the other sweep'")
+        time.sleep(0.3)                                        # several heartbeats (not a timing assertion)
+        row = ledger.lease_holder()
+        assert (row["host"], row["pid"], row["heartbeat"]) == ("node-9", 77, 2.0)   # not renewed by us
+        with pytest.raises(LedgerBusyError, match=r"lost its hold on ledger .*pid 77 on node-9.*the other sweep"):
+            ledger.check_lease()
+    assert ledger.lease_holder()["host"] == "node-9"           # and our exit did not remove their hold
+
+
+def test_a_sweep_whose_hold_is_taken_over_stops_after_its_current_task(tmp_path, monkeypatch):
+    from isa_lib.experiments import sweeps as S
+
+    configs = tiny_runs(seeds=(0, 1, 2))
+    path = tmp_path / "l.db"
+    calls = []
+
+    def task(group, ledger_path, *args):
+        calls.append(group)
+        ledger = Ledger(ledger_path)
+        ledger.claim([c.config_hash() for c in group])
+        if len(calls) == 1:                                    # during the first task another sweep takes over
+            with sqlite3.connect(ledger_path) as db:
+                db.execute("UPDATE lease SET host = 'node-9', pid = 77, started = 1.0")
+        return [{**outcome(c), "written": False} for c in group]
+
+    monkeypatch.setattr(S, "execute_group", task)
+    with pytest.raises(LedgerBusyError, match="lost its hold"):
+        sweep(configs, path, progress=False)
+    assert len(calls) == 1                                     # no second task was started
+    assert Ledger(path).statuses()[configs[0].config_hash()] == "done"   # the finished run is recorded

@@ -593,19 +593,43 @@ class Ledger:
             row = db.execute("SELECT * FROM lease WHERE id = 1").fetchone()
         return None if row is None else dict(row)
 
+    def check_lease(self) -> None:
+        """Inside :meth:`lease`: raise :class:`LedgerBusyError` if the hold this process took is no longer the
+        ledger's (another sweep took it over, e.g. after this one missed its heartbeats); outside a lease,
+        nothing. A sweep calls it after recording each task, so it stops before starting more work."""
+        mine = _HELD.get(self._lease_key())
+        if mine is None:
+            return
+        row = self.lease_holder()
+        if row is None or (row["host"], row["pid"], row["started"]) != mine:
+            holder = "nobody" if row is None else f"pid {row['pid']} on {row['host']} ({row['command']!r})"
+            raise LedgerBusyError(f"this sweep lost its hold on ledger {self.path}: it is now held by {holder}; "
+                                  f"stopped here (the runs it finished are recorded, the rest are left to the "
+                                  f"sweep that holds the ledger)")
+
+    def _lease_key(self) -> str:
+        return str(Path(self.path).resolve())
+
     @contextlib.contextmanager
     def lease(self, heartbeat_s: float = LEASE_HEARTBEAT_S, stale_s: float = LEASE_STALE_S):
-        """Hold the ledger for one sweep: a row with this host and pid, renewed every ``heartbeat_s`` by a
-        thread and removed on exit. A live holder raises :class:`LedgerBusyError` naming it; a holder that
-        is gone (its pid is dead on this host, or no heartbeat for ``stale_s``) is taken over. Re-entrant:
-        inside a lease this process holds, it just yields."""
+        """Hold the ledger for one sweep: a row with this host, pid and start time, renewed every
+        ``heartbeat_s`` by a thread and removed on exit. A live holder raises :class:`LedgerBusyError` naming
+        it; a holder that is gone (its pid is dead on this host, or no heartbeat for ``stale_s``) is taken
+        over. Re-entrant: inside a lease this process holds (known by its start time, kept in this process),
+        it just yields. A row with this host and pid that this process did not write is a former process
+        that had the same pid (a container restarted as pid 1): it is gone, and taken over. The heartbeat
+        renews only this hold (host, pid and start time), so it never revives a hold another sweep took;
+        :meth:`check_lease` says whether the hold is still this process's."""
         me = (socket.gethostname(), os.getpid())
+        key = self._lease_key()
         now = time.time()
         with self._tx() as db:
             db.execute(_LEASE_SCHEMA)
             row = db.execute("SELECT * FROM lease WHERE id = 1").fetchone()
-            held = row is not None and (row["host"], row["pid"]) == me
-            if row is not None and not held and not _stale(row, stale_s):
+            mine = _HELD.get(key)
+            held = row is not None and mine is not None and (row["host"], row["pid"], row["started"]) == mine
+            former_self = row is not None and (row["host"], row["pid"]) == me   # our pid, not our hold
+            if row is not None and not held and not former_self and not _stale(row, stale_s):
                 started = _number(row["started"])
                 started = ("at an unknown time" if started is None else
                            time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started)))
@@ -619,14 +643,22 @@ class Ledger:
         if held:  # this process already holds it (a sweep inside a sweep): the outer hold stays in charge
             yield self
             return
+        ident = (*me, now)
+        _HELD[key] = ident
         stop = threading.Event()
 
         def beat():
             while not stop.wait(heartbeat_s):
-                with contextlib.suppress(sqlite3.Error):  # a missed beat; stale only after stale_s
+                try:
                     with self._tx() as db:
-                        db.execute("UPDATE lease SET heartbeat = ? WHERE id = 1 AND host = ? AND pid = ?",
-                                   (time.time(), *me))
+                        renewed = db.execute("UPDATE lease SET heartbeat = ? WHERE id = 1 AND host = ? AND pid = ? "
+                                             "AND started = ?", (time.time(), *ident)).rowcount
+                except sqlite3.Error:
+                    continue  # a missed beat; stale only after stale_s
+                if not renewed:
+                    print(f"ledger {self.path}: this sweep's hold was taken over by another sweep; the heartbeat "
+                          f"stops (the sweep stops after its current task)", file=sys.stderr, flush=True)
+                    return
 
         thread = threading.Thread(target=beat, name="ledger-lease", daemon=True)
         thread.start()
@@ -635,9 +667,14 @@ class Ledger:
         finally:
             stop.set()
             thread.join()
+            _HELD.pop(key, None)
             with contextlib.suppress(sqlite3.Error):
                 with self._tx() as db:
-                    db.execute("DELETE FROM lease WHERE id = 1 AND host = ? AND pid = ?", me)
+                    db.execute("DELETE FROM lease WHERE id = 1 AND host = ? AND pid = ? AND started = ?", ident)
+
+
+#: The holds this process has taken: resolved ledger path -> (host, pid, started) of its lease row.
+_HELD: dict[str, tuple] = {}
 
 
 def _stale(row, stale_s: float) -> bool:

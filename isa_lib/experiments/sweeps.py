@@ -207,6 +207,7 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
 
         def driver_record(outcomes: list[dict]) -> None:
             ledger.keep([o for o in outcomes if not o.get("written")], worker=f"driver:{_worker_id()}")
+            ledger.check_lease()  # another sweep took the ledger over: stop before more work
 
         # One torch thread per CPU the task holds (default 1): on a busy CPU more threads than cores spin.
         task_args = (ledger.path, cache, retry_failed, progress, checkpoints, threads)
