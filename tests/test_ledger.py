@@ -325,3 +325,82 @@ def test_a_sweep_whose_hold_is_taken_over_stops_after_its_current_task(tmp_path,
         sweep(configs, path, progress=False)
     assert len(calls) == 1                                     # no second task was started
     assert Ledger(path).statuses()[configs[0].config_hash()] == "done"   # the finished run is recorded
+
+
+RACER = """
+import os, random, sqlite3, sys, time
+from isa_lib.experiments import ledger as L
+path, cs, n_iter, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+rng, me, ledger = random.Random(seed), os.getpid(), L.Ledger(path)
+
+def cs_tx(fn):
+    db = sqlite3.connect(cs, timeout=60, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        fn(db)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+def enter(db):
+    (owner,) = db.execute("SELECT owner FROM cs").fetchone()
+    if owner is not None and owner != me and L.pid_alive(owner):   # a live sweep still inside: two holders
+        db.execute("INSERT INTO violations VALUES (?, ?)", (me, owner))
+    db.execute("UPDATE cs SET owner = ?, entries = entries + 1", (me,))
+
+for _ in range(n_iter):
+    try:
+        with ledger.lease(heartbeat_s=0.05, stale_s=600):
+            cs_tx(enter)
+            time.sleep(rng.random() * 0.02)
+            ledger.check_lease()
+            cs_tx(lambda db: db.execute("UPDATE cs SET owner = NULL WHERE owner = ?", (me,)))
+    except L.LedgerBusyError:
+        time.sleep(rng.random() * 0.01)
+"""
+
+
+def test_property_racing_sweeps_under_random_kills_never_hold_the_ledger_together(tmp_path):
+    """Issue 23: three processes take the lease again and again, each entering a critical section while it
+    holds it; random ones are SIGKILLed (inside or outside their hold) and replaced. Property: no process ever
+    finds another live one inside (every takeover is of a dead holder), and the ledger stays usable."""
+    import os
+    import random
+    import signal
+
+    path, cs = tmp_path / "l.db", tmp_path / "cs.db"
+    Ledger(path)
+    with sqlite3.connect(cs) as db:
+        db.execute("CREATE TABLE cs (owner INTEGER, entries INTEGER)")
+        db.execute("INSERT INTO cs VALUES (NULL, 0)")
+        db.execute("CREATE TABLE violations (who INTEGER, found INTEGER)")
+    rng = random.Random(23)
+    spawn = lambda k: subprocess.Popen([sys.executable, "-c", RACER, str(path), str(cs), "100", str(k)],  # noqa: E731
+                                       cwd=tmp_path)
+    procs = [spawn(k) for k in range(3)]
+    kills = 0
+    try:
+        while kills < 8:
+            time.sleep(rng.uniform(0.05, 0.5))
+            alive = [p for p in procs if p.poll() is None]
+            if not alive:
+                break
+            victim = rng.choice(alive)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()                          # reaped: a zombie would still look alive
+            kills += 1
+            procs.append(spawn(100 + kills))
+        for p in procs:
+            p.wait(timeout=300)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    with sqlite3.connect(cs) as db:
+        assert db.execute("SELECT * FROM violations").fetchall() == []
+        entries = db.execute("SELECT entries FROM cs").fetchone()[0]
+    assert kills >= 3 and entries >= 20          # the racers made progress through the kills
+    assert all(p.returncode in (0, -signal.SIGKILL) for p in procs)
+    with Ledger(path).lease():                   # a killed holder's row is taken over at once
+        assert Ledger(path).lease_holder()["pid"] == os.getpid()
