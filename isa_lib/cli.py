@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -98,9 +99,14 @@ def cmd_quickstart(args) -> int:
 
 def _threads_arg(text: str) -> int:
     try:
-        return threads.choose(requested=text)
+        n = threads.choose(requested=text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+    cores = os.cpu_count() or 1
+    if n > cores:  # more threads than cores only spin, and OpenMP aborts at very large counts
+        raise argparse.ArgumentTypeError(f"threads {n} exceeds the {cores} CPU(s) of this machine; "
+                                         f"give at most {cores}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:

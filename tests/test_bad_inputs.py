@@ -1011,3 +1011,12 @@ def test_the_sweep_command_names_an_unreachable_ray_address(tmp_path, capsys):
                        "--address", address]) == 2
     assert f"cannot reach the Ray cluster at {address}" in capsys.readouterr().err
     assert Ledger(tmp_path / "l.db").counts() == {}
+
+
+@pytest.mark.parametrize("argv", [["run", "05", "--dry-run", "--threads", "100000"],
+                                  ["quickstart", "--threads", "100000"]])
+def test_the_chapter_command_refuses_more_threads_than_cores(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert f"threads 100000 exceeds the {os.cpu_count()} CPU(s) of this machine" in capsys.readouterr().err
