@@ -1020,3 +1020,14 @@ def test_the_chapter_command_refuses_more_threads_than_cores(argv, capsys):
         cli.main(argv)
     assert exit_.value.code == 2
     assert f"threads 100000 exceeds the {os.cpu_count()} CPU(s) of this machine" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spec, message", [
+    (grid(seeds=10 ** 9), r"'seeds' asks for 1,000,000,000 seeds, more than a grid may have runs \(100,000\)"),
+    (grid(models=["beta_vae", "isa_vae"], betas=list(range(1, 1001)), seeds=100),
+     r"the grid has 200,000 runs, more than 100,000"),
+    (grid(betas=[1.0, 2.0], seeds=60_000), r"the grid has 120,000 runs"),
+])
+def test_a_grid_too_large_to_be_meant_is_named_before_it_is_expanded(spec, message):
+    with pytest.raises(GridError, match=message):
+        expand_grid(spec)

@@ -16,6 +16,8 @@ class GridError(ValueError):
 _GRID_KEYS = {"models", "betas", "gammas", "seeds", "scale", "dataset", "description", "estimate",
               "budget_fractions", "arms"}
 _PER_RUN = {"model", "beta", "seed"}
+#: The most runs one grid may expand to (the paper's full grid is 2,300); more is taken for a typo.
+MAX_GRID_RUNS = 100_000
 
 
 def expand_grid(spec: Mapping) -> list[RunConfig]:
@@ -57,6 +59,10 @@ def expand_grid(spec: Mapping) -> list[RunConfig]:
     seeds = _seed_list(spec.get("seeds", 1), spec.get("seeds"))
     fractions = _fractions(spec.get("budget_fractions"))
     arms = [(m, {}, seeds) for m in models] + _arms(spec.get("arms"), seeds)
+    size = sum(len(_betas_of(m, betas, spec)) * len(arm_seeds) for m, _, arm_seeds in arms) * max(1, len(fractions))
+    if size > MAX_GRID_RUNS:
+        raise GridError(f"the grid has {size:,} runs, more than {MAX_GRID_RUNS:,} (a sweep of that many is surely "
+                        f"a typo, e.g. in 'seeds'); split it into grids of at most {MAX_GRID_RUNS:,}")
     try:
         base = scale_defaults(spec.get("scale", "small"), spec.get("dataset", "dsprites"))
     except ValueError as err:
@@ -82,14 +88,16 @@ def expand_grid(spec: Mapping) -> list[RunConfig]:
                         out.append(cfg)
     # Budget fraction, then seed first (stable): a sweep stopped part-way has then covered every model and
     # beta evenly, at every fraction below the one it reached.
-    order = list(dict.fromkeys(seeds + [s for _, _, arm_seeds in arms for s in arm_seeds]))
-    out.sort(key=lambda c: (c.budget_fraction, order.index(c.seed)))
+    order = {s: k for k, s in enumerate(dict.fromkeys(seeds + [s for _, _, arm_seeds in arms for s in arm_seeds]))}
+    out.sort(key=lambda c: (c.budget_fraction, order[c.seed]))   # (a dict: the sort stays n log n in the seeds)
     return out
 
 
 def _seed_list(seeds, given) -> list:
     if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple)):
         raise GridError(f"'seeds' must be a count or a list, got {seeds!r}")
+    if isinstance(seeds, int) and seeds > MAX_GRID_RUNS:
+        raise GridError(f"'seeds' asks for {seeds:,} seeds, more than a grid may have runs ({MAX_GRID_RUNS:,})")
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
         raise GridError(f"'seeds' gives no seed ({given!r}): the grid would run nothing; "
