@@ -433,3 +433,31 @@ def test_samples_take_the_parameters_dtype():
     assert PGeneralizedNormal(1.5, 3).sample((3,)).dtype == torch.get_default_dtype()
     p = torch.tensor([2.2, 1.5], dtype=torch.float64)
     assert LpNested(isa_tree(2.1, [2, 2], [p[0], p[1]])).sample((3,)).dtype == torch.float64
+
+
+def test_radial_density_is_the_gamma_law_of_eq11():
+    """log g0(v) of Eq. 11: v^p0 / s ~ Gamma(n / p0, 1), so g0(v) = p0 v^(p0 - 1) / s * Gamma(n/p0).pdf(v^p0 / s);
+    and lp_nested_norm is exp(log_lp_nested_norm)."""
+    from isa_lib.lpnested import log_radial_density, lp_nested_norm
+
+    v = torch.tensor([0.05, 0.4, 1.0, 1.7, 3.2], dtype=torch.float64)
+    for n, p0, s in ((5, 2.1, 2.0), (3, 0.8, 0.6), (20, 3.5, 1.4)):
+        t = v.numpy() ** p0 / s
+        ref = np.log(p0) + (p0 - 1) * np.log(v.numpy()) - np.log(s) + stats.gamma(n / p0).logpdf(t)
+        assert np.allclose(log_radial_density(v, n, p0, s).numpy(), ref, atol=1e-10, rtol=0)
+    assert log_radial_density(v.float(), 5, 2.1).dtype == torch.float32
+    z = torch.tensor([[0.3, -1.2, 2.0]], dtype=torch.float64)
+    e = torch.tensor([1.3, 4.0], dtype=torch.float64)
+    assert torch.allclose(lp_nested_norm(z, eq6_tree(1.3, 4.0)), log_lp_nested_norm(z, eq6_tree(1.3, 4.0)).exp(),
+                          rtol=1e-14)
+    assert torch.allclose(lp_nested_norm(z, eq6_tree(), exponents=e), lp_nested_norm(z, eq6_tree(1.3, 4.0)), rtol=1e-14)
+
+
+def test_float64_samples_are_drawn_in_float64():
+    """Alg. 1 runs in float64 (Dirichlet weights with small concentrations underflow in float32): samples of a
+    float64 prior are not float32 numbers in disguise."""
+    torch.manual_seed(5)
+    p = torch.tensor([2.1, 2.7, 0.9], dtype=torch.float64)
+    for d in (ISA(p[0], [2, 3], p[1:]), LpNested((p[0], [1, (p[1], [2, (p[2], [2])])]))):
+        x = d.sample((200,))
+        assert x.dtype == torch.float64 and bool((x != x.float().double()).float().mean() > 0.99)

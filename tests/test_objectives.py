@@ -313,3 +313,28 @@ def test_check_aggregate_accepts_each_kernel_where_it_runs():
         O.check_aggregate("native", "cuda:1")
     with pytest.raises(ValueError, match=r"unknown aggregate kernel 'fast'; choose one of \['dense'"):
         O.check_aggregate("fast")
+
+
+def test_permutations_follow_the_generator_and_factor_vae_checks_its_inputs():
+    """permute_dims and the discriminator's loss draw from the generator they are given (a fused or resumed run
+    reproduces them); FactorVAE's ELBO part checks the batch against the data-set size like the ELBO's."""
+    from isa_lib.nets import Discriminator
+
+    z = torch.randn(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    a, b = (O.permute_dims(z, torch.Generator().manual_seed(s)) for s in (1, 1))
+    assert torch.equal(a, b) and not torch.equal(a, O.permute_dims(z, torch.Generator().manual_seed(2)))
+    torch.manual_seed(0)
+    disc = Discriminator(3, hidden=8, layers=1).double()
+    l1, l2 = (O.discriminator_loss(disc, z, z, torch.Generator().manual_seed(s)) for s in (4, 4))
+    assert torch.equal(l1, l2) and not torch.equal(l1, O.discriminator_loss(disc, z, z, torch.Generator().manual_seed(9)))
+    out = make_outputs(b=6)
+    with pytest.raises(ValueError, match="dataset_size"):
+        O.factor_vae(out, normal_prior(3), 5, gamma=1.0, discriminator=Discriminator(3, hidden=8, layers=1).double())
+
+
+def test_reparameterize_upcasts_before_the_arithmetic():
+    """With half-precision logvar, sigma = exp(logvar / 2) is computed in float32, not rounded in bfloat16."""
+    mu = torch.tensor([[0.5, -1.0, 3.0]])
+    lv = torch.tensor([[-0.4, 0.2, -9.0]]).bfloat16()
+    eps = torch.randn(1, 3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(O.reparameterize(mu, lv, eps=eps), mu + torch.exp(0.5 * lv.float()) * eps)
