@@ -4,7 +4,8 @@ Builds the scale's data and model (isa_lib.experiments.config_for, load_data, bu
 untrained, which changes no timing) and times the parts of the sweep's evaluation (isa_lib.experiments.evaluate
 -> isa_lib.metrics.evaluate_model): encoding the whole grid, Chen's MIG (Sec. 4) on the scale's mig_samples,
 and the reconstruction term. The MIG is timed with the kernel before issue 14 (bench_mig_kernel.gemm_log_mixture,
-float64), the new kernel in float64 (the default) and in float32. Then, for the finished runs of a ledger
+float64), the torch kernel in float64 (the default) and in float32, and float32 through backend='auto' (the
+native kernel of issue 22 where a C compiler is there). Then, for the finished runs of a ledger
 CSV (read only), it prints evaluation's share eval_s / (train_s_per_run + eval_s) as recorded and as
 projected: eval_s x (encode + reconstruction + new MIG) / (encode + reconstruction + MIG before).
 
@@ -35,7 +36,7 @@ from isa_lib.experiments import build_model, config_for, load_data  # noqa: E402
 from isa_lib.metrics import _mig  # noqa: E402
 
 
-def _gemm(z, mu, logvar, groups, sample_chunk, row_chunk):
+def _gemm(z, mu, logvar, groups, sample_chunk, row_chunk, backend="torch"):
     if any(len(g) != 1 for g in groups):
         raise ValueError("the GEMM kernel of this benchmark takes one latent per group")
     return gemm_log_mixture(z, mu, logvar, sample_chunk, row_chunk)
@@ -66,7 +67,9 @@ def main(argv=None):
         _, t_rec = timed(lambda: M.reconstruction_log_likelihood(model.encoder, model.decoder, data, batch_size=1024,
                                                                   seed=c.seed))
         new64, t_new64 = timed(lambda: M.mig_chen(mu, lv, data.factor_sizes, dtype=torch.float64, **kw))
-        new32, t_new32 = timed(lambda: M.mig_chen(mu, lv, data.factor_sizes, dtype=torch.float32, **kw))
+        new32, t_new32 = timed(lambda: M.mig_chen(mu, lv, data.factor_sizes, dtype=torch.float32, backend="torch",
+                                                   **kw))
+        nat32, t_nat32 = timed(lambda: M.mig_chen(mu, lv, data.factor_sizes, dtype=torch.float32, **kw))
         kernel = _mig._log_mixture
         _mig._log_mixture = _gemm
         try:
@@ -78,9 +81,12 @@ def main(argv=None):
           f"{torch.get_num_threads()} thread(s)")
     print(f"encode {t_enc:.1f} s, reconstruction {t_rec:.1f} s; MIG: before {t_old:.1f} s, new float64 "
           f"{t_new64:.1f} s (x{t_old / t_new64:.1f}), new float32 {t_new32:.1f} s (x{t_old / t_new32:.1f})")
-    print(f"MIG before/new64/new32: {old.mig:.6f} / {new64.mig:.6f} / {new32.mig:.6f}")
+    print(f"MIG with the {nat32.info['backend']} kernel (backend='auto'), float32: {t_nat32:.1f} s "
+          f"(x{t_old / t_nat32:.1f})")
+    print(f"MIG before/new64/new32/auto32: {old.mig:.6f} / {new64.mig:.6f} / {new32.mig:.6f} / {nat32.mig:.6f}")
     scale = {"before (ledger)": 1.0, "new float64": (other + t_new64) / (other + t_old),
-             "new float32": (other + t_new32) / (other + t_old)}
+             "new float32": (other + t_new32) / (other + t_old),
+             f"{nat32.info['backend']} float32": (other + t_nat32) / (other + t_old)}
     try:
         import pandas as pd
         df = pd.read_csv(a.ledger)
