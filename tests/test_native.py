@@ -227,3 +227,31 @@ def test_a_library_that_does_not_load_is_named_and_removed(private_cache, monkey
     with pytest.raises(native.NativeBuildError, match="could not be loaded"):
         native.load("mig", "_mig_kernel.c", depends=("_exp2_poly.h",))
     assert not any(p.name.startswith("mig_") for p in private_cache.iterdir())
+
+
+def test_concurrent_first_builds_share_one_library(private_cache):
+    # two threads and a second process compiling on first use: one library, no temporary file left, all verified
+    import subprocess
+    import sys
+    import threading
+    paths, errors = [], []
+
+    def one():
+        try:
+            paths.append(native.build("mig", "_mig_kernel.c", depends=("_exp2_poly.h",)))
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+    code = ("from isa_lib import native; "
+            "print(native.build('mig', '_mig_kernel.c', depends=('_exp2_poly.h',)))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "XDG_CACHE_HOME": str(private_cache.parent)})
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out, _ = proc.communicate(timeout=600)
+    assert not errors and proc.returncode == 0
+    assert len(set(paths)) == 1 and out.strip() == str(paths[0])
+    assert sorted(p.name for p in private_cache.iterdir()) == sorted([".lock", paths[0].name, paths[0].name + ".sha256"])
+    assert native._verified(paths[0])
