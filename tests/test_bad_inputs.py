@@ -1031,3 +1031,15 @@ def test_the_chapter_command_refuses_more_threads_than_cores(argv, capsys):
 def test_a_grid_too_large_to_be_meant_is_named_before_it_is_expanded(spec, message):
     with pytest.raises(GridError, match=message):
         expand_grid(spec)
+
+
+def test_a_repeat_is_not_copied_from_a_row_whose_metrics_are_not_an_object(tmp_path):
+    tc = RunConfig(model="beta_tcvae", beta=1.0)           # repeats beta-VAE at beta = 1 (copied, not run)
+    ledger = Ledger(tmp_path / "l.db")
+    ledger.add([tc, tc.equivalent()])
+    sqlite_file(ledger.path, f"UPDATE runs SET status = 'done', metrics = '[0.5]' "
+                             f"WHERE config_hash = '{tc.equivalent().config_hash()}'")
+    with pytest.raises(ledger_module.LedgerRowError, match=rf"run {tc.equivalent().config_hash()[:12]} has a "
+                                                            rf"metrics column that is not a JSON object"):
+        ledger.fill_equivalents([tc])
+    assert ledger.statuses()[tc.config_hash()] == "pending"

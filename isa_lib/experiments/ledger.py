@@ -340,13 +340,13 @@ class Ledger:
         written = 0
         with self._tx() as db:
             for alias, source in pairs:
-                row = db.execute("SELECT status, metrics, error, versions FROM runs WHERE config_hash = ?",
-                                 (source,)).fetchone()
+                row = db.execute("SELECT config_hash, status, config, metrics, error, versions FROM runs "
+                                 "WHERE config_hash = ?", (source,)).fetchone()
                 if row is None or row["status"] not in ("done", "failed"):
                     continue
                 metrics = None
-                if row["metrics"]:
-                    metrics = json.dumps({**json.loads(row["metrics"]), "same_as": source})
+                if row["metrics"]:   # (a row whose metrics are not a JSON object is a LedgerRowError)
+                    metrics = json.dumps({**self._decoded(row)["metrics"], "same_as": source})
                 error = None if row["status"] == "done" else f"same as run {source}, which failed:\n{row['error']}"
                 written += db.execute(
                     "UPDATE runs SET status = ?, metrics = ?, error = ?, finished = ?, duration = 0, versions = ?, "
