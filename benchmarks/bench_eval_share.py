@@ -119,6 +119,13 @@ def budget_share(path):
         share = 4 * ev.mean() / (8 * eighth_train + 4 * ev.mean())
         print(f"  MIG backend {be}: {len(g)} scorings, eval_s mean {ev.mean():.0f} s (min {ev.min():.0f}, max "
               f"{ev.max():.0f}); projected share of a whole run with four scorings: {share:.1%}")
+    # each row against its own training, both timed under the same conditions (rows never requeued at 1/8)
+    own = df[(df["budget_fraction"] == 0.125) & (df.get("attempts", 1) == 1)]
+    for be, g in own.groupby("backend"):
+        share = 4 * g["timings.eval_s"] / (8 * g["timings.train_s"] + 4 * g["timings.eval_s"])
+        print(f"  MIG backend {be}, each row against its own training ({len(g)} rows at 1/8 in one attempt): "
+              f"share {share.min():.1%} to {share.max():.1%}, median {share.median():.1%}; training "
+              f"{(g['timings.train_s'] / g['train_steps']).median():.2f} s/step (median)")
     keys = ["model", "seed"] + [c for c in ("p", "p0") if c in df]
     for key, g in df.groupby(keys, dropna=False):
         if sorted(g["budget_fraction"]) == [0.125, 0.25, 0.5, 1.0]:
