@@ -120,7 +120,9 @@ def test_surface_area_check_plot_draws_every_family():
 
 # ------------------------------------------------------------------ sampler (Alg. 1)
 @pytest.mark.parametrize("tree", [eq6_tree(0.7, 3.5), eq6_tree(3.0, 1.0),
-                                  (1.5, [(2.5, [2]), (0.8, [1, (4.0, [2])])])])
+                                  (1.5, [(2.5, [2]), (0.8, [1, (4.0, [2])])]),
+                                  # leaves between inner nodes: each child takes its own Dirichlet share
+                                  (1.5, [2, (2.5, [2]), 1, (0.7, [2])])])
 def test_radial_law_ks(tree):
     torch.manual_seed(1)
     d = LpNested(tree)
@@ -461,3 +463,11 @@ def test_float64_samples_are_drawn_in_float64():
     for d in (ISA(p[0], [2, 3], p[1:]), LpNested((p[0], [1, (p[1], [2, (p[2], [2])])]))):
         x = d.sample((200,))
         assert x.dtype == torch.float64 and bool((x != x.float().double()).float().mean() > 0.99)
+
+
+def test_generalised_normal_takes_one_or_more_coordinates():
+    assert PGeneralizedNormal(1.5, 1).event_shape == (1,)
+    for bad in (0, True, 2.0):
+        with pytest.raises(ValueError, match="n must be an int >= 1"):
+            PGeneralizedNormal(1.5, bad)
+    assert repr(LpNested(eq6_tree(1.3, 2.5))) == "LpNested(tree=(1.3, [1, (2.5, [2])]), scale=2.0)"
