@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ._checks import _positive_float
-from ._inputs import _as_classes, _as_codes, _factors_from_classes, _split, _subsample
+from ._inputs import _scored_codes, _split
 
 IMPORTANCES = ("lasso", "gbt", "hist_gbt")
 
@@ -83,12 +83,8 @@ def dci(codes, factor_classes, factors=None, importance: str = "lasso", alpha: f
         raise ValueError(f"importance must be one of {IMPORTANCES}, got {importance!r}")
     if importance == "lasso":
         alpha = _positive_float("alpha", alpha)
-    c = _as_codes(codes)
-    v = _as_classes(factor_classes, c.shape[0])
-    rows = _subsample(c.shape[0], n_points, seed)
-    c, v = c[rows], v[rows]
-    ks = _factors_from_classes(factors, v, factor_names)
-    tr, te = _split(len(rows), train_fraction, seed)
+    c, v, ks = _scored_codes(codes, factor_classes, n_points, seed, factors, factor_names)
+    tr, te = _split(len(c), train_fraction, seed)
     d, f = c.shape[1], len(ks)
     r = np.zeros((d, f))
     err_tr, err_te = np.zeros(f), np.zeros(f)

@@ -158,6 +158,16 @@ def _factors_from_classes(factors, classes, factor_names):
     return resolve_factors(factors, sizes, factor_names)
 
 
+def _scored_codes(codes, factor_classes, n_points, seed, factors, factor_names):
+    """What a supervised score of codes works on: the codes (N, D) and factor classes checked, the same
+    ``n_points`` rows of both (a seeded subset; all if None), and the factors that count."""
+    c = _as_codes(codes)
+    v = _as_classes(factor_classes, c.shape[0])
+    rows = _subsample(c.shape[0], n_points, seed)
+    c, v = c[rows], v[rows]
+    return c, v, _factors_from_classes(factors, v, factor_names)
+
+
 def _split(n: int, train_fraction: float, seed) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
     n_tr = int(round(train_fraction * n))

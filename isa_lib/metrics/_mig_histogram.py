@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._inputs import _as_classes, _as_codes, _factors_from_classes, _subsample
+from ._inputs import _scored_codes
 from ._mig import MIGResult, _gap
 
 
@@ -44,11 +44,7 @@ def mig_histogram(codes, factor_classes, factors=None, n_bins: int = 20, n_point
     codes: (N, D); factor_classes: (N, K) integer classes (:func:`grid_classes` for a full grid).
     n_points: optional random subset of rows (seeded).
     """
-    c = _as_codes(codes)
-    v = _as_classes(factor_classes, c.shape[0])
-    rows = _subsample(c.shape[0], n_points, seed)
-    c, v = c[rows], v[rows]
-    ks = _factors_from_classes(factors, v, factor_names)
+    c, v, ks = _scored_codes(codes, factor_classes, n_points, seed, factors, factor_names)
     if c.shape[1] < 2:
         raise ValueError("the MIG needs at least two latents")
     binned = _discretise(c, int(n_bins))
@@ -57,4 +53,4 @@ def mig_histogram(codes, factor_classes, factors=None, n_bins: int = 20, n_point
     per = _gap(mi, hv)
     return MIGResult(mig=float(per.mean()), per_factor=per, mutual_info=mi, normalised=mi / hv[:, None],
                      factor_entropy=hv, factors=ks, groups=[[j] for j in range(c.shape[1])],
-                     info={"estimator": "histogram", "n_bins": n_bins, "n_points": len(rows)})
+                     info={"estimator": "histogram", "n_bins": n_bins, "n_points": len(c)})

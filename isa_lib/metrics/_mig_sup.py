@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._inputs import _as_classes, _as_codes, _factors_from_classes, _subsample
+from ._inputs import _scored_codes
 from ._binned import _binned_codes, _binned_mi
 from ._mig_histogram import _discrete_entropy
 
@@ -19,11 +19,7 @@ def mig_sup(codes, factor_classes, factors=None, n_bins: int = 20, n_points: int
     normalised MI over the factors; the score is the mean over all latents.  It penalises a latent that
     carries two factors (MIG penalises a factor spread over two latents); a latent that carries nothing
     scores 0 and lowers the mean.  Needs at least two factors."""
-    c = _as_codes(codes)
-    v = _as_classes(factor_classes, c.shape[0])
-    rows = _subsample(c.shape[0], n_points, seed)
-    c, v = c[rows], v[rows]
-    ks = _factors_from_classes(factors, v, factor_names)
+    c, v, ks = _scored_codes(codes, factor_classes, n_points, seed, factors, factor_names)
     if len(ks) < 2:
         raise ValueError("MIG-sup needs at least two factors")
     mi = _binned_mi(_binned_codes(c, n_bins), v[:, ks])                                       # (D, K)

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._inputs import _as_classes, _as_codes, _factors_from_classes, _split, _subsample
+from ._inputs import _scored_codes, _split
 from ._binned import _binned_codes, _binned_mi
 
 
@@ -17,11 +17,7 @@ def modularity(codes, factor_classes, factors=None, n_bins: int = 20, n_points: 
     modularity_j = 1 - delta_j (0 for a latent with no information, as in disentanglement_lib); the score
     is the mean over all latents.  1 when every latent carries at most one factor; a latent carrying two
     factors equally scores 1 - 1/(K - 1).  Needs at least two factors."""
-    c = _as_codes(codes)
-    v = _as_classes(factor_classes, c.shape[0])
-    rows = _subsample(c.shape[0], n_points, seed)
-    c, v = c[rows], v[rows]
-    ks = _factors_from_classes(factors, v, factor_names)
+    c, v, ks = _scored_codes(codes, factor_classes, n_points, seed, factors, factor_names)
     if len(ks) < 2:
         raise ValueError("modularity needs at least two factors")
     mi = _binned_mi(_binned_codes(c, n_bins), v[:, ks])                                       # (D, K)
@@ -43,12 +39,8 @@ def explicitness(codes, factor_classes, factors=None, train_fraction: float = 0.
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    c = _as_codes(codes)
-    v = _as_classes(factor_classes, c.shape[0])
-    rows = _subsample(c.shape[0], n_points, seed)
-    c, v = c[rows], v[rows]
-    ks = _factors_from_classes(factors, v, factor_names)
-    tr, te = _split(len(rows), train_fraction, seed)
+    c, v, ks = _scored_codes(codes, factor_classes, n_points, seed, factors, factor_names)
+    tr, te = _split(len(c), train_fraction, seed)
     mean, sd = c[tr].mean(0), c[tr].std(0)
     sd[sd == 0] = 1.0
     x_tr, x_te = (c[tr] - mean) / sd, (c[te] - mean) / sd

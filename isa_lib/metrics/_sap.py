@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._inputs import _as_classes, _as_codes, _factors_from_classes, _split, _subsample
+from ._inputs import _scored_codes, _split
 
 
 CLASSIFIERS = ("nearest_mean", "linear_svc")
@@ -48,11 +48,7 @@ def sap(codes, factor_classes, factors=None, mode: str = "regression", classifie
     """
     if classifier not in CLASSIFIERS:
         raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
-    c = _as_codes(codes)
-    v = _as_classes(factor_classes, c.shape[0])
-    rows = _subsample(c.shape[0], n_points, seed)
-    c, v = c[rows], v[rows]
-    ks = _factors_from_classes(factors, v, factor_names)
+    c, v, ks = _scored_codes(codes, factor_classes, n_points, seed, factors, factor_names)
     d = c.shape[1]
     if d < 2:
         raise ValueError("SAP needs at least two latents")
@@ -65,7 +61,7 @@ def sap(codes, factor_classes, factors=None, mode: str = "regression", classifie
             cov = cz.T @ y
             score[:, i] = np.divide(cov, den, out=np.zeros(d), where=den > 0) ** 2
     elif mode == "classification":
-        tr, te = _split(len(rows), train_fraction, seed)
+        tr, te = _split(len(c), train_fraction, seed)
         rule = _nearest_mean_accuracy if classifier == "nearest_mean" else _linear_svc_accuracy
         for i, k in enumerate(ks):
             for j in range(d):
