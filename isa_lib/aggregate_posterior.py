@@ -142,8 +142,7 @@ def native_kernel():
     return lib
 
 
-def _ptr(t: torch.Tensor):
-    return ctypes.c_void_p(t.data_ptr())
+_ptr = native.pointer
 
 
 def _native_forward(zt, mut, c2, h2, lw2, shift2):

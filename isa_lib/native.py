@@ -50,6 +50,11 @@ class NativeBuildError(RuntimeError):
     """No usable C compiler, or compiling a kernel failed."""
 
 
+def pointer(t) -> ctypes.c_void_p:
+    """The address of a tensor's data, for a kernel's ``void *`` argument (the caller keeps it contiguous)."""
+    return ctypes.c_void_p(t.data_ptr())
+
+
 def compiler() -> str:
     """The C compiler: ``$CC`` if set (it must be an executable), else the first of cc, gcc, clang."""
     cc = os.environ.get("CC")

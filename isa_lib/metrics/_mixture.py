@@ -123,7 +123,7 @@ def _native_sums(z, mu, a, c, floor, out):
     a (k, M), c (M,): float32, contiguous, on the CPU."""
     k, s_n = z.shape
     m_n = mu.shape[1]
-    ptr = lambda t: ctypes.c_void_p(t.data_ptr())  # noqa: E731
+    ptr = native.pointer
     if _mig_kernel().mixture_sums(s_n, m_n, k, ptr(z), ptr(mu), ptr(a), ptr(c), floor, NATIVE_BLOCK, ptr(out),
                                   torch.get_num_threads()):
         raise MemoryError(f"the native MIG kernel could not allocate its per-thread buffers ({NATIVE_BLOCK} floats)")
