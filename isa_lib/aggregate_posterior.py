@@ -20,7 +20,9 @@ from the joint and the marginal weights together. Three kernels do the work (:fu
 
 The marginal sums use a fixed shift, an upper bound on every term (max_j of the log-normaliser plus max_j of
 the weight), instead of a running maximum; a sum that falls below 2^-80 (a sample far from every posterior,
-not seen in training) is recomputed with its exact maximum.
+not seen in training) is recomputed with its exact maximum: on a CPU only those sums, found by reading the
+mask; on an accelerator every sum, selected with ``torch.where``, so that the forward pass never waits for the
+device (:func:`_exact_marginals`).
 """
 from __future__ import annotations
 
@@ -122,6 +124,28 @@ def _exact_marginal(z, mu, logvar, logw, k: int, i: int) -> tuple[torch.Tensor, 
     return top, torch.exp2(t - top).sum()
 
 
+def _exact_marginals(z, mu, logvar, logw, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_exact_marginal` for every latent k and row i at once, ``block`` rows at a time: (shift2, shifted
+    sum) (d, M) of log q(z_ik) of Eq. 3 in base 2, each with its exact maximum over j as shift. The fallback of
+    :class:`StreamedAggregate` on an accelerator, where finding the few sums that need it would read the mask
+    back to the host (a host-device synchronisation per step); it costs about one more forward pass over the
+    (d, M, M) terms."""
+    m, d = z.shape
+    lvt, prec, mut = logvar.t()[:, None, :], torch.exp(-logvar).t()[:, None, :], mu.t()[:, None, :]
+    tops, sums = z.new_empty(d, m), z.new_empty(d, m)
+    for r0 in range(0, m, block):
+        r1 = min(r0 + block, m)
+        t = (-0.5 * (LOG_2PI + lvt + (z[r0:r1].t()[:, :, None] - mut) ** 2 * prec) + logw[r0:r1][None]) * _LOG2_E
+        top = t.amax(2)
+        tops[:, r0:r1], sums[:, r0:r1] = top, torch.exp2(t - top[:, :, None]).sum(2)
+    return tops, sums
+
+
+def _reads_are_free(device: torch.device) -> bool:
+    """Whether reading a tensor's values costs no host-device synchronisation: on a CPU it is a memory read."""
+    return device.type == "cpu"
+
+
 #: The kernels of :func:`log_aggregate` (``aggregate=`` in isa_lib.objectives adds ``dense``, the reference).
 KERNELS = ("streamed", "compiled", "native")
 
@@ -191,8 +215,14 @@ class StreamedAggregate(torch.autograd.Function):
                 r1 = min(r0 + block, m)
                 joint[r0:r1], sums[:, r0:r1] = fwd(zt[:, r0:r1], mut, c2, h2, lw2[r0:r1], shift2[:, r0:r1])
             log_qz = _logsumexp_rows(joint + logw)
-        for k, i in (sums < _LOW).nonzero().tolist():
-            shift2[k, i], sums[k, i] = _exact_marginal(z.detach(), mu.detach(), logvar.detach(), logw, k, i)
+        low = sums < _LOW
+        if _reads_are_free(z.device):      # a CPU: recompute the few low sums one by one
+            for k, i in low.nonzero().tolist():
+                shift2[k, i], sums[k, i] = _exact_marginal(z.detach(), mu.detach(), logvar.detach(), logw, k, i)
+        else:                               # an accelerator: no read of the mask, so no host-device sync
+            top, exact = _exact_marginals(z.detach(), mu.detach(), logvar.detach(), logw, block)
+            shift2 = torch.where(low, top, shift2)
+            sums = torch.where(low, exact, sums)
         log_marg = (sums.log() + shift2 * _LN_2).t()
         # the backward pass reuses the latent-major copies and their derived (d, M) terms
         ctx.save_for_backward(zt, mut, c2, h2, prec, logw, lw2, joint, log_qz, shift2, sums)

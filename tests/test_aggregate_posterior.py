@@ -93,6 +93,55 @@ def test_a_sample_far_from_every_posterior_falls_back_to_its_exact_maximum(kerne
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3 * float(b.abs().max()))
 
 
+@pytest.fixture
+def as_on_an_accelerator(monkeypatch):
+    """The accelerator's fallback on a CPU: every sum recomputed and selected with torch.where, no mask read."""
+    import isa_lib.aggregate_posterior as A
+    monkeypatch.setattr(A, "_reads_are_free", lambda device: False)
+
+
+@pytest.mark.parametrize("block", [1, 3, 32])
+def test_the_accelerator_fallback_gives_the_cpu_fallback_numbers(as_on_an_accelerator, block):
+    """Without reading the mask (no host-device sync), the far sample gets the same log q(z_ik), exact maximum
+    and gradients as the CPU's cell-by-cell recomputation; the sums that need no fallback are the same bits."""
+    import isa_lib.aggregate_posterior as A
+    z, mu, logvar, logw = far_sample()
+    g = torch.ones(8), torch.ones(8, 2)
+    got = grads(lambda *a: log_aggregate(*a, block=block), z, mu, logvar, logw, *g)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(A, "_reads_are_free", lambda device: True)
+        ref = grads(lambda *a: log_aggregate(*a, block=block), z, mu, logvar, logw, *g)
+    assert got[1][3, 1] < -1e6
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-6, atol=0)
+    assert torch.equal(got[0], ref[0])
+    mask = torch.ones(8, 2, dtype=torch.bool)
+    mask[3, 1] = False
+    assert torch.equal(got[1][mask], ref[1][mask])
+    for a, b in zip(got[2], ref[2]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * float(b.abs().max()))
+    # ordinary posteriors, no sum below 2^-80: the same bits as the CPU path
+    z, mu, logvar, logw = posteriors(seed=3)
+    got = grads(log_aggregate, z, mu, logvar, logw, torch.ones(12), torch.ones(12, 3))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(A, "_reads_are_free", lambda device: True)
+        ref = grads(log_aggregate, z, mu, logvar, logw, torch.ones(12), torch.ones(12, 3))
+    assert all(torch.equal(a, b) for a, b in zip(got[:2] + tuple(got[2]), ref[:2] + tuple(ref[2])))
+
+
+def test_every_exact_marginal_at_once_equals_each_alone():
+    """_exact_marginals (the accelerator's fallback) is _exact_marginal (the CPU's) for every cell and block."""
+    from isa_lib.aggregate_posterior import _exact_marginal, _exact_marginals
+    z, mu, logvar, logw = (t.detach() for t in posteriors(m=7, d=3, seed=5))
+    for block in (1, 4, 7):
+        tops, sums = _exact_marginals(z, mu, logvar, logw, block)
+        for k in range(3):
+            for i in range(7):
+                top, s = _exact_marginal(z, mu, logvar, logw, k, i)
+                torch.testing.assert_close(tops[k, i], top, rtol=1e-14, atol=0)
+                torch.testing.assert_close(sums[k, i], s, rtol=1e-14, atol=0)
+                assert 1.0 <= float(s) <= 7.0     # the largest term is 2^0 = 1, and there are 7 terms
+
+
 def test_exp2_poly_is_within_four_ulps_of_exp2():
     x = torch.linspace(-125.9, 0.0, 400_001, dtype=torch.float64)
     for dtype, ulps in ((torch.float32, 4), (torch.float64, None)):
