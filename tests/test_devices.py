@@ -239,3 +239,86 @@ def test_checkpoints_load_on_the_cpu_whatever_the_device(tmp_path):
     assert state["generator"].device.type == "cpu" and state["generator"].dtype == torch.uint8
     assert all(t.device.type == "cpu" for t in state["model"].values())
     torch.Generator().set_state(state["generator"])
+
+
+# ------------------------------------------------------------------ the MIG (Sec. 4; Chen et al. 2018)
+class HostReads(DeviceGuard):
+    """The device guard, plus: a read of a meta tensor's value (``bool``, ``.item()``) or a copy of one to the
+    host (``.cpu()``) is recorded and answered (False / 0, zeros) instead of failing, so that a computation
+    that ends on the host (the MIG ends in NumPy) runs on meta whole; and the ops that made CPU tensors are
+    counted, so that a computation that left the device is seen."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads, self.cpu_ops = [], set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        flat, _ = tree_flatten((args, kwargs))
+        tensors = [t for t in flat if isinstance(t, torch.Tensor)]
+        on_meta = any(t.device == META for t in tensors)
+        if on_meta and str(func) == "aten._local_scalar_dense.default":
+            self.reads.append(("value", tuple(tensors[0].shape)))
+            return False if tensors[0].dtype == torch.bool else 0
+        if on_meta and str(func) == "aten._to_copy.default" and torch.device(kwargs.get("device", META)).type == "cpu":
+            self.reads.append(("copy", tuple(tensors[0].shape)))
+            return torch.zeros(tensors[0].shape, dtype=kwargs.get("dtype") or tensors[0].dtype)
+        out = super().__torch_dispatch__(func, types, args, kwargs)
+        if any(isinstance(o, torch.Tensor) and o.device.type == "cpu" for o in tree_flatten(out)[0]):
+            self.cpu_ops.add(str(func).split(".")[1])
+        return out
+
+
+#: What the MIG computes on the CPU by design: the checks of its inputs (before they move), the noise and the
+#: subsets drawn with the CPU generator (then moved: the same numbers on every device), and the per-factor
+#: sums of the entropies that came back to the host. No mixture sum (exp2, addcmul, log2, logsumexp) is here.
+MIG_HOST_OPS = {"abs", "ne", "eq", "mul", "all", "max", "min", "detach",          # _check_resolvable, inputs
+                "randn", "randperm", "arange",                                    # _draw_z, _subset
+                "zeros", "select", "slice", "div", "add_", "copy_"}               # h_cond on the host
+
+
+@pytest.mark.parametrize("groups", [None, [[0], [1, 2]], [[0, 2], [1]]], ids=["latents", "mixed", "pairs"])
+def test_the_mig_computes_its_mixture_sums_on_the_device_of_the_posteriors(groups):
+    """mig_chen's torch backend with device="meta": every mixture sum (the entropies H(z_g) and H(z_g | v_k)
+    of Chen et al.'s estimator) runs on the device under the mismatch guard; the only values that come back to
+    the host are one flag per group size and pass (the underflow check) and the (G,) entropies of each pass."""
+    from isa_lib.metrics import mig_chen
+
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(12, 3, generator=g, dtype=torch.float64)
+    logvar = torch.randn(12, 3, generator=g, dtype=torch.float64) - 2.0
+    ng = 3 if groups is None else 2
+    sizes = {1} if groups is None else {len(x) for x in groups}
+    for dtype in (torch.float64, torch.float32):
+        with HostReads() as h:
+            res = mig_chen(mu, logvar, (3, 4), n_samples=5, device="meta", backend="torch", dtype=dtype,
+                           groups=groups)
+        passes = 1 + 3 + 4                       # H(z_g), then each value of each factor
+        assert h.reads.count(("copy", (ng,))) == passes and len([r for r in h.reads if r[0] == "copy"]) == passes
+        assert h.reads.count(("value", ())) == passes * len(sizes) == len(h.reads) - passes
+        assert h.cpu_ops <= MIG_HOST_OPS, h.cpu_ops - MIG_HOST_OPS
+        assert res.mutual_info.shape == (2, ng) and res.info["backend"] == "torch"
+
+
+def test_the_mixture_entropy_and_its_fallback_stay_on_the_device():
+    """mixture_entropy on meta, and the running-maximum recomputation of samples far from every posterior
+    (_log2_sum_exact) and the streamed sums themselves on meta tensors, under the guard."""
+    from isa_lib.metrics._mixture import _log2_sum_exact, _log_mixture, _torch_sums, mixture_entropy
+
+    mu, logvar = torch.zeros(10, 4), torch.full((10, 4), -1.0)
+    with HostReads() as h:
+        ent = mixture_entropy(mu, logvar, n_samples=6, device="meta", dtype=torch.float32, backend="torch",
+                              groups=[[0, 1], [2], [3]])
+    assert ent.shape == (3,) and h.reads == [("value", ()), ("value", ()), ("copy", (3,))]
+    assert h.cpu_ops <= MIG_HOST_OPS
+    with DeviceGuard():
+        zs, m = torch.empty(2, 5, device=META), torch.empty(2, 7, device=META)
+        a, c = torch.empty(2, 7, device=META), torch.empty(7, device=META)
+        assert _log2_sum_exact(zs, m, a, c, row_chunk=3).device == META
+        acc = torch.zeros(3, 5, dtype=torch.float64, device=META)
+        _torch_sums(torch.empty(3, 2, 5, device=META), torch.empty(3, 2, 7, device=META),
+                    torch.empty(3, 2, 7, device=META), torch.empty(3, 7, device=META), -125.0, acc, 2, 3)
+        z = torch.empty(5, 4, device=META, dtype=torch.float64)
+        with pytest.raises(RuntimeError, match="meta"):        # the underflow check reads one flag per group size
+            _log_mixture(z, torch.empty(7, 4, device=META, dtype=torch.float64),
+                         torch.empty(7, 4, device=META, dtype=torch.float64), [[0], [1, 2], [3]], 4, 3)
