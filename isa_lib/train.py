@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import numbers
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from . import objectives as O
+from .datasets._base import ImageRangeError
 from .nets import VAE, Discriminator, make_networks
 from .priors import make_prior
 
@@ -106,6 +108,30 @@ def image_max_value(images: torch.Tensor, max_value: float | None = None) -> flo
     if max_value is not None:
         return float(max_value)
     return 255.0 if images.dtype == torch.uint8 and int(images.max()) > 1 else 1.0
+
+
+def checked_max_value(images: torch.Tensor, max_value: float | None = None) -> float:
+    """:func:`image_max_value`, after checking that every pixel divided by it lies in [0, 1] (finite, not
+    negative, at most the maximum): the Bernoulli likelihood of App. A.4 needs values in [0, 1]. One pass
+    over the images, before any step; an :class:`ImageRangeError` names the range found and the fix."""
+    if max_value is not None and (isinstance(max_value, bool) or not isinstance(max_value, numbers.Real)
+                                  or not math.isfinite(max_value) or max_value <= 0):
+        raise ImageRangeError(f"max_value must be a finite number > 0 (the pixel value that maps to 1), "
+                              f"got {max_value!r}")
+    mv = image_max_value(images, max_value)
+    if images.dtype == torch.bool or images.numel() == 0:
+        return mv
+    if images.is_floating_point() and not bool(torch.isfinite(images).all()):
+        raise ImageRangeError(f"images ({images.dtype}) contain NaN or infinite values; the Bernoulli decoder "
+                              f"needs pixel values in [0, 1]")
+    lo, hi = torch.aminmax(images)
+    lo, hi = float(lo), float(hi)
+    if lo < 0 or hi > mv:
+        raise ImageRangeError(
+            f"images ({images.dtype}) hold values in [{lo:g}, {hi:g}], but divided by max_value = {mv:g} they "
+            f"must lie in [0, 1] (the Bernoulli decoder's range, App. A.4): scale them to [0, 1]"
+            + (" or pass max_value (e.g. 255 for 8-bit grey levels)" if hi > mv and max_value is None else ""))
+    return mv
 
 
 def as_float_images(batch: torch.Tensor, max_value: float = 1.0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -265,11 +291,123 @@ def total_steps(n: int, cfg: TrainConfig) -> int:
     return max(1, int(round(cfg.epochs * (n // cfg.batch_size))))
 
 
-def _check_not_ahead(path, step: int, total: int, max_steps: int | None) -> None:
-    """A checkpoint at a step beyond where this call stops cannot be resumed (training does not go back)."""
+def _check_step(path, state: dict, total: int, max_steps: int | None) -> None:
+    """The checkpoint's step: a whole number in [0, ``total``] (a run has ``total`` steps, so a larger one is
+    not this run's: :class:`CheckpointError`); past where this call stops it cannot be resumed (training does
+    not go back: :class:`CheckpointAheadError`, the checkpoint is kept for the longer run). A model is never
+    scored as trained to a step its checkpoint cannot have reached."""
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"checkpoint {path} has step {step!r}, not a whole number >= 0; it is not one of "
+                              f"this trainer's checkpoints")
+    if step > total:
+        raise CheckpointError(f"checkpoint {path} is at step {step}, beyond the end of this run ({total} steps): "
+                              f"it was not written by this run")
     stop = total if max_steps is None else min(total, max_steps)
     if step > stop:
         raise CheckpointAheadError(f"checkpoint {path} is at step {step}, past this call's stop at step {stop}")
+
+
+def _need(state: dict, path, key: str, kinds, what: str):
+    """``state[key]``, which must be of ``kinds``; else a :class:`CheckpointError` naming the key."""
+    if key not in state:
+        raise CheckpointError(f"checkpoint {path} has no {key!r} ({what}); it is not one of this trainer's "
+                              f"checkpoints")
+    value = state[key]
+    if not isinstance(value, kinds):
+        raise CheckpointError(f"checkpoint {path}: {key!r} ({what}) is a {type(value).__name__}, not a "
+                              f"{' or '.join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))}")
+    return value
+
+
+def _check_tensors(path, key: str, saved: dict, expected: dict) -> None:
+    """A saved state dict with the names, shapes and dtypes of ``expected`` (the model being trained): else the
+    checkpoint belongs to another model (another prior, width or latent size) and is refused before any
+    tensor is copied."""
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in saved.items()):
+        raise CheckpointError(f"checkpoint {path}: {key!r} is not a mapping of names to tensors")
+    missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+    wrong = sorted(k for k in set(saved) & set(expected)
+                   if saved[k].shape != expected[k].shape or saved[k].dtype != expected[k].dtype)
+    if missing or extra or wrong:
+        parts = [f"{label} {names[:4]}{' ...' if len(names) > 4 else ''}"
+                 for label, names in (("missing", missing), ("unexpected", extra), ("of another shape or dtype", wrong))
+                 if names]
+        raise CheckpointError(f"checkpoint {path} was written for another model ({key}: {'; '.join(parts)})")
+
+
+def _check_optimizer(path, key: str, saved, opt: torch.optim.Optimizer) -> None:
+    """An optimiser state with this optimiser's parameter groups (and as many parameters in each)."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list) \
+            or not isinstance(saved.get("state"), dict):
+        raise CheckpointError(f"checkpoint {path}: {key!r} is not an optimiser state")
+    ours = opt.state_dict()["param_groups"]
+    theirs = saved["param_groups"]
+    if len(theirs) != len(ours) or any(not isinstance(g, dict) or not isinstance(g.get("params"), list)
+                                       or len(g["params"]) != len(o["params"]) for g, o in zip(theirs, ours)):
+        raise CheckpointError(f"checkpoint {path}: {key!r} holds the optimiser of another model")
+
+
+def _check_generator_state(path, key: str, g) -> None:
+    if not isinstance(g, torch.Tensor) or g.dtype != torch.uint8 or g.dim() != 1:
+        raise CheckpointError(f"checkpoint {path}: {key!r} is not a generator state (a 1-D uint8 tensor)")
+
+
+def _check_order(path, key: str, order, n: int) -> None:
+    """The data order saved mid-epoch: None, or a permutation of the n images (an index vector)."""
+    if order is None:
+        return
+    if not isinstance(order, torch.Tensor) or order.dim() != 1 or order.dtype != torch.int64 or len(order) != n:
+        raise CheckpointError(f"checkpoint {path}: {key!r} is not a data order of {n} images")
+
+
+def _check_history(path, key: str, history, step: int) -> None:
+    """Logged rows (dicts) whose steps do not pass the checkpoint's own step."""
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise CheckpointError(f"checkpoint {path}: {key!r} is not a list of logged rows")
+    late = [h.get("step") for h in history if isinstance(h.get("step"), (int, float)) and h["step"] > step]
+    if late:
+        raise CheckpointError(f"checkpoint {path}: {key!r} logs step {late[-1]}, after the checkpoint's step {step}")
+
+
+def model_fingerprint(models) -> str:
+    """sha256 of what defines the model(s) besides their trained values, stored in checkpoints (``model_spec``)
+    so that a checkpoint of another model with the same training configuration is refused: each module's kind
+    and settings (``repr``: layer sizes, activations), its plain attributes (an ISA prior's p0, layout, bounds,
+    learned or not), the names, shapes and dtypes of its state, and the values of the buffers that training
+    leaves alone (an ISA prior's fixed exponents; batch-norm statistics, which training moves, are left out).
+    The trained weights are not part of it: a resume replaces them, whatever the model started from."""
+    import hashlib
+
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    h = hashlib.sha256()
+    for model in models:
+        h.update(repr(model).encode())
+        for name, module in model.named_modules():
+            plain = {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"
+                     and isinstance(v, (bool, int, float, str, tuple, list, type(None)))}
+            h.update(f"|{name}|{type(module).__qualname__}|{sorted(plain.items())!r}".encode())
+            for bname, buf in module.named_buffers(recurse=False):
+                h.update(f"|{name}.{bname}|{buf.dtype}|{tuple(buf.shape)}".encode())
+                if not isinstance(module, _BatchNorm) and buf.device.type != "meta" and buf.numel():
+                    h.update(buf.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        for pname, prm in model.named_parameters():
+            h.update(f"|{pname}|{prm.dtype}|{tuple(prm.shape)}".encode())
+    return h.hexdigest()
+
+
+def _restore_or_roll_back(job: "_Job", state: dict, path) -> None:
+    """``job.restore(state)``; if it fails part-way (a state the checks above did not foresee), the job is put
+    back as it was before (models, optimisers, generators) and a :class:`CheckpointError` says why, so a caller
+    that discards the checkpoint trains from the true start, never from a half-loaded model."""
+    backup = copy.deepcopy(job.snapshot(0))
+    try:
+        job.restore(state)
+    except Exception as err:  # noqa: BLE001 - any failure to load is this checkpoint's fault
+        job.restore(backup)
+        raise CheckpointError(f"checkpoint {path} cannot be restored into this run ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
 
 
 def load_checkpoint(path, device=None) -> dict:
@@ -281,11 +419,19 @@ def load_checkpoint(path, device=None) -> dict:
     ``load_state_dict``, the data order to the training device, and the generator states nowhere, since
     ``Generator.set_state`` takes a CPU byte tensor on every device (a state mapped to a GPU made a resume
     there fail)."""
+    p = Path(path)
+    if not p.is_file():
+        what = "a directory" if p.is_dir() else "a dangling link" if p.is_symlink() else "missing or not a regular file"
+        raise CheckpointError(f"checkpoint {path} is {what}, not a checkpoint file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - unpickling refused, truncated or not a torch file
         raise CheckpointError(f"checkpoint {path} cannot be loaded as plain tensors and numbers "
                          f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds {type(state).__name__} data, not a checkpoint (a mapping "
+                              f"with the configuration, step, model and optimiser states)")
+    return state
 
 
 def save_checkpoint(path: Path, state: dict):
@@ -327,6 +473,12 @@ class _Job:
         raise NotImplementedError
 
     def check_config(self, state: dict, path):
+        """Raise :class:`CheckpointError` unless ``state`` was written with this job's configuration(s)."""
+        raise NotImplementedError
+
+    def check_state(self, state: dict, path):
+        """Raise :class:`CheckpointError` unless every part of ``state`` fits this job (keys, types, the models'
+        tensors, fingerprint and optimisers): checked before anything is restored."""
         raise NotImplementedError
 
     def restore(self, state: dict):
@@ -345,11 +497,12 @@ def _fit(job: _Job, cfg: TrainConfig, device: torch.device, total: int, checkpoi
     from tqdm.auto import tqdm
 
     step = 0
-    if checkpoint is not None and Path(checkpoint).exists():
+    if checkpoint is not None and (Path(checkpoint).exists() or Path(checkpoint).is_symlink()):
         state = load_checkpoint(checkpoint)
         job.check_config(state, checkpoint)
-        _check_not_ahead(checkpoint, state["step"], total, max_steps)
-        job.restore(state)
+        _check_step(checkpoint, state, total, max_steps)
+        job.check_state(state, checkpoint)
+        _restore_or_roll_back(job, state, checkpoint)
         step = state["step"]
     autocast = _autocast(cfg, device)
     every = _check_interval(check_every, cfg, device)
@@ -396,6 +549,7 @@ class _SingleJob(_Job):
                 self.disc = Discriminator(model.prior().event_shape[0], hidden=cfg.disc_hidden).to(device)
             self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
         self.history, self.order, self.out = [], None, None
+        self.spec = model_fingerprint([model] + ([self.disc] if self.disc is not None else []))
 
     def forward(self, step):
         x, self.order = _batch(self.images, self.order, step, self.cfg, self.generator, self.max_value, self.dtype)
@@ -425,8 +579,24 @@ class _SingleJob(_Job):
         return f"loss={self.history[-1]['loss']:.2f}"
 
     def check_config(self, state, path):
-        if state["config"] != asdict(self.cfg):
+        if _need(state, path, "config", dict, "the training configuration") != asdict(self.cfg):
             raise CheckpointError(f"checkpoint {path} was written with another configuration: {state['config']}")
+
+    def check_state(self, state, path):
+        spec = state.get("model_spec")   # absent in checkpoints written before it was recorded
+        if spec is not None and spec != self.spec:
+            raise CheckpointError(f"checkpoint {path} was written for another model with the same training "
+                                  f"configuration (another prior, exponent, layout or network)")
+        _check_tensors(path, "model", _need(state, path, "model", dict, "the model's weights"),
+                       self.model.state_dict())
+        _check_optimizer(path, "optimizer", _need(state, path, "optimizer", dict, "Adam's state"), self.opt)
+        _check_generator_state(path, "generator", _need(state, path, "generator", torch.Tensor, "the generator"))
+        _check_history(path, "history", _need(state, path, "history", list, "the logged rows"), state["step"])
+        _check_order(path, "order", state.get("order"), self.n)
+        if self.disc is not None:
+            _check_tensors(path, "discriminator", _need(state, path, "discriminator", dict, "FactorVAE's "
+                                                        "discriminator"), self.disc.state_dict())
+            _check_optimizer(path, "disc_optimizer", state.get("disc_optimizer"), self.disc_opt)
 
     def restore(self, state):
         self.model.load_state_dict(state["model"])        # copied onto the parameters' device
@@ -441,7 +611,8 @@ class _SingleJob(_Job):
 
     def snapshot(self, step):
         s = {"config": asdict(self.cfg), "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-             "generator": self.generator.get_state(), "step": step, "history": self.history, "order": self.order}
+             "generator": self.generator.get_state(), "step": step, "history": self.history, "order": self.order,
+             "model_spec": self.spec}
         if self.disc is not None:
             s.update(discriminator=self.disc.state_dict(), disc_optimizer=self.disc_opt.state_dict())
         return s
@@ -465,7 +636,7 @@ def train(model: VAE, images: torch.Tensor, cfg: TrainConfig, checkpoint: str | 
     model.to(device)
     images = images.to(device)
     total = total_steps(len(images), cfg)
-    job = _SingleJob(model, images, cfg, device, image_max_value(images, max_value))
+    job = _SingleJob(model, images, cfg, device, checked_max_value(images, max_value))
     model.train()
     _fit(job, cfg, device, total, checkpoint, max_steps, progress, check_every, f"{cfg.objective} beta={cfg.beta}")
     return job.history
@@ -519,6 +690,7 @@ class _FusedJob(_Job):
         self.dtype = next(iter(self.params.values())).dtype
         self.histories, self.orders = [[] for _ in cfgs], [None] * len(cfgs)
         self.who = [f"run {k} (seed {c.seed}): " for k, c in enumerate(cfgs)]
+        self.spec = model_fingerprint(models)
 
     def forward(self, step):
         xs, eps = [], []
@@ -559,8 +731,26 @@ class _FusedJob(_Job):
         return f"mean_loss={sum(h[-1]['loss'] for h in self.histories) / len(self.histories):.2f}"
 
     def check_config(self, state, path):
-        if state["configs"] != [asdict(c) for c in self.cfgs]:
+        if _need(state, path, "configs", list, "the fused runs' configurations") != [asdict(c) for c in self.cfgs]:
             raise CheckpointError(f"checkpoint {path} was written with other configurations")
+
+    def check_state(self, state, path):
+        k = len(self.cfgs)
+        spec = state.get("model_spec")
+        if spec is not None and spec != self.spec:
+            raise CheckpointError(f"checkpoint {path} was written for other models with the same training "
+                                  f"configurations (another prior, exponent, layout or network)")
+        _check_tensors(path, "params", _need(state, path, "params", dict, "the stacked weights"),
+                       {name: t.detach() for name, t in self.params.items()})
+        _check_optimizer(path, "optimizer", _need(state, path, "optimizer", dict, "Adam's state"), self.opt)
+        for key, what in (("generators", "the generators"), ("histories", "the logged rows"),
+                          ("orders", "the data orders")):
+            if len(_need(state, path, key, list, what)) != k:
+                raise CheckpointError(f"checkpoint {path}: {key!r} has {len(state[key])} entries for {k} runs")
+        for i in range(k):
+            _check_generator_state(path, f"generators[{i}]", state["generators"][i])
+            _check_history(path, f"histories[{i}]", state["histories"][i], state["step"])
+            _check_order(path, f"orders[{i}]", state["orders"][i], self.n)
 
     def restore(self, state):
         with torch.no_grad():
@@ -575,7 +765,7 @@ class _FusedJob(_Job):
     def snapshot(self, step):
         return {"configs": [asdict(c) for c in self.cfgs], "params": {k: v.detach() for k, v in self.params.items()},
                 "optimizer": self.opt.state_dict(), "generators": [g.get_state() for g in self.gens], "step": step,
-                "histories": self.histories, "orders": self.orders}
+                "histories": self.histories, "orders": self.orders, "model_spec": self.spec}
 
 
 def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
@@ -598,7 +788,7 @@ def train_many(models: list[VAE], images: torch.Tensor, cfgs: list[TrainConfig],
         m.to(device)
     images = images.to(device)
     total = total_steps(len(images), cfg0)
-    job = _FusedJob(models, images, cfgs, device, image_max_value(images, max_value))
+    job = _FusedJob(models, images, cfgs, device, checked_max_value(images, max_value))
     _fit(job, cfg0, device, total, checkpoint, max_steps, progress, check_every, f"{len(models)} x {cfg0.objective}")
     with torch.no_grad():
         for k, m in enumerate(models):

@@ -431,9 +431,11 @@ def test_an_experiment_input_gets_a_named_error(what, call, error, pattern, tmp_
 
 
 def test_the_catalogues_hold_more_than_a_hundred_named_cases():
-    """The three tables of named cases (CASES, EXPERIMENT_CASES and FORGERIES, the last defined further down:
-    looked up when the test runs); the parametrised tests beside them add more."""
+    """The tables of named cases (CASES, EXPERIMENT_CASES, and FORGERIES, CHECKPOINT_CASES and
+    SAMPLE_AND_IMAGE_CASES defined further down: looked up when the test runs); the parametrised tests beside
+    them add more."""
     assert len(CASES) + len(EXPERIMENT_CASES) + len(globals()["FORGERIES"]) >= 100
+    assert len(globals()["CHECKPOINT_CASES"]) + len(globals()["SAMPLE_AND_IMAGE_CASES"]) >= 30
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -1043,3 +1045,393 @@ def test_a_repeat_is_not_copied_from_a_row_whose_metrics_are_not_an_object(tmp_p
                                                             rf"metrics column that is not a JSON object"):
         ledger.fill_equivalents([tc])
     assert ledger.statuses()[tc.config_hash()] == "pending"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 23, round two: checkpoints that are not this run's, sample shapes, pixel ranges, the lease's clock and an
+# open port that is not Ray. The trainer names each bad checkpoint before any part of it reaches the model; a
+# sweep discards it (CheckpointDiscardedWarning) and trains afresh, with the numbers of a run that never saw it.
+import shutil  # noqa: E402
+import threading  # noqa: E402
+import warnings as _warnings  # noqa: E402
+
+from isa_lib.datasets import GroundTruthDataset, ImageRangeError  # noqa: E402
+from isa_lib.experiments.run import CheckpointDiscardedWarning, checkpoint_path  # noqa: E402
+from isa_lib.lpnested import LpNested, PGeneralizedNormal, isa_tree  # noqa: E402
+from isa_lib.train import CheckpointAheadError, load_checkpoint, save_checkpoint, train_many  # noqa: E402
+
+CKPT_CFG = TrainConfig(epochs=2, batch_size=4, checkpoint_every=2)        # 4 steps on 8 images
+
+
+def genuine_checkpoint(path, model=None, max_steps=3):
+    """A checkpoint that ``train`` wrote for ``tiny_model()`` (or ``model``) after ``max_steps`` steps."""
+    train(model or tiny_model(), images(), CKPT_CFG, checkpoint=path, progress=False, max_steps=max_steps)
+    return load_checkpoint(path)
+
+
+def changed_checkpoint(change):
+    """A case: write a genuine checkpoint, change it (``change(state, path)`` returns what to save, or None when
+    it has put something else at the path itself)."""
+    def make(path):
+        state = change(genuine_checkpoint(path), path)
+        if state is not None:
+            path.unlink()
+            torch.save(state, path)
+    return make
+
+
+def as_directory(state, path):
+    path.unlink()
+    path.mkdir()
+    (path / "inside.txt").write_text("kept")
+
+
+def without(key):
+    return lambda s, p: {k: v for k, v in s.items() if k != key}
+
+
+def wider_older_checkpoint(path):
+    """A checkpoint of a 32-unit MLP as written before checkpoints carried the model's fingerprint."""
+    state = genuine_checkpoint(path, model=build_vae("mlp", 4, net_size={"hidden": 32, "image_size": 16}))
+    torch.save(without("model_spec")(state, path), path)
+
+
+CHECKPOINT_CASES = [
+    # (what, how the file is made, the model resumed into (None: tiny_model()), pattern)
+    ("a list", lambda p: torch.save([1, 2, 3], p), None, r"holds list data, not a checkpoint"),
+    ("a number", lambda p: torch.save(7, p), None, r"holds int data, not a checkpoint"),
+    ("without config", changed_checkpoint(without("config")), None, r"has no 'config'"),
+    ("without a model", changed_checkpoint(without("model")), None, r"has no 'model'"),
+    ("without a step", changed_checkpoint(without("step")), None, r"has step None"),
+    ("a directory", changed_checkpoint(as_directory), None, r"is a directory, not a checkpoint file"),
+    ("another model: an ISA prior, same train config", lambda p: genuine_checkpoint(p), "isa",
+     r"written for another model with the same training configuration"),
+    ("another model: other fixed ISA exponents", lambda p: genuine_checkpoint(p, model=isa_model(2.2)), "isa1.5",
+     r"written for another model with the same training configuration"),
+    ("another model, older checkpoint without a fingerprint", changed_checkpoint(without("model_spec")), "isa",
+     r"written for another model \(model: missing \['prior\.fixed_exponents"),
+    ("another width, older checkpoint", lambda p: wider_older_checkpoint(p), None,
+     r"written for another model \(model: of another shape or dtype"),
+    ("a step beyond the run's end", changed_checkpoint(lambda s, p: {**s, "step": 10 ** 9}), None,
+     r"at step 1000000000, beyond the end of this run \(4 steps\)"),
+    ("a negative step", changed_checkpoint(lambda s, p: {**s, "step": -1}), None, r"has step -1, not a whole"),
+    ("a step as text", changed_checkpoint(lambda s, p: {**s, "step": "3"}), None, r"has step '3'"),
+    ("a history past its step", changed_checkpoint(lambda s, p: {**s, "history": [{"step": 99}]}), None,
+     r"'history' logs step 99, after the checkpoint's step 3"),
+    ("a generator state of floats", changed_checkpoint(lambda s, p: {**s, "generator": torch.zeros(5)}), None,
+     r"'generator' is not a generator state"),
+    ("a data order of another length", changed_checkpoint(lambda s, p: {**s, "order": torch.arange(3)}), None,
+     r"'order' is not a data order of 8 images"),
+    ("an optimiser state of another model", changed_checkpoint(
+        lambda s, p: {**s, "optimizer": {"state": {}, "param_groups": []}}), None, r"optimiser of another model"),
+]
+
+
+def isa_model(p=2.2, seed=0):
+    return build_vae("mlp", 4, prior="isa", sizes=[2, 2], p0=2.1, exponents=p, seed=seed, net_size=NET)
+
+
+def _model_for(kind):
+    return {None: tiny_model, "isa": isa_model, "isa1.5": lambda: isa_model(1.5)}[kind]()
+
+
+@pytest.mark.parametrize("what, make, kind, pattern", CHECKPOINT_CASES, ids=[c[0] for c in CHECKPOINT_CASES])
+def test_a_checkpoint_that_is_not_this_runs_is_named_before_it_reaches_the_model(what, make, kind, pattern,
+                                                                                  tmp_path):
+    path = tmp_path / "ckpt.pt"
+    make(path)
+    model = _model_for(kind)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    raw = path.read_bytes() if path.is_file() else None
+    with pytest.raises(CheckpointError, match=pattern):
+        train(model, images(), CKPT_CFG, checkpoint=path, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the model was changed"
+    assert raw is None or path.read_bytes() == raw, "the refused checkpoint was altered"
+
+
+def test_a_fused_training_names_a_checkpoint_that_is_a_list_or_of_other_models(tmp_path):
+    cfgs = [dataclasses.replace(CKPT_CFG, seed=s) for s in (0, 1)]
+    path = tmp_path / "k.pt"
+    torch.save([1, 2], path)
+    with pytest.raises(CheckpointError, match=r"holds list data"):
+        train_many([tiny_model(0), tiny_model(1)], images(), cfgs, checkpoint=path, progress=False)
+    path.unlink()
+    train_many([isa_model(2.2, 0), isa_model(2.2, 1)], images(), cfgs, checkpoint=path, progress=False, max_steps=2)
+    with pytest.raises(CheckpointError, match=r"written for other models with the same training configurations"):
+        train_many([isa_model(1.5, 0), isa_model(1.5, 1)], images(), cfgs, checkpoint=path, progress=False)
+
+
+def test_a_checkpoint_of_this_run_is_still_resumed_and_one_within_the_lineage_is_kept():
+    """The refusals above leave the genuine cases alone: a run's own checkpoint resumes to the numbers of an
+    uninterrupted run, and one past this call's stop (not past the run's end) is CheckpointAheadError."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "c.pt"
+        genuine_checkpoint(path, max_steps=3)
+        resumed = tiny_model()
+        train(resumed, images(), CKPT_CFG, checkpoint=path, progress=False)
+        straight = tiny_model()
+        train(straight, images(), CKPT_CFG, progress=False)
+        assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), straight.state_dict().values()))
+        with pytest.raises(CheckpointAheadError, match=r"past this call's stop at step 2"):
+            train(tiny_model(), images(), CKPT_CFG, checkpoint=path, progress=False, max_steps=2)
+
+
+def sweep_run(**kw):
+    return RunConfig(**{"dataset": "dsprites", "model": "beta_vae", "epochs": 1.0, "batch_size": 32,
+                        "latent_dim": 4, "layout": (2, 2), "hidden": 16, "image_size": 16, "mig_samples": 32,
+                        "subgrid": {"shape": [0, 1], "scale": [0, 5], "orientation": [0, 10],
+                                    "posX": [0, 10, 20, 31], "posY": [0, 10, 20, 31]}, **kw})
+
+
+@pytest.fixture(scope="module")
+def sweep_reference(tmp_path_factory):
+    """The run's scores without any checkpoint, and an ISA-VAE run's checkpoint (same training configuration)."""
+    (ref,) = run_group([sweep_run()])
+    other = tmp_path_factory.mktemp("other")
+    isa_run = sweep_run(model="isa_vae")
+    run_group([isa_run], checkpoint_dir=other)
+    return ref["metrics"], checkpoint_path(other, [isa_run], False)
+
+
+def _scores(m):
+    return m["mig"], m["reconstruction"], m["final"]
+
+
+@pytest.mark.parametrize("case", ["a list", "a directory", "another model's", "a step beyond the run's end",
+                                  "an untrained model at a step beyond the end"])
+def test_a_sweep_discards_a_checkpoint_it_cannot_resume_and_trains_afresh(case, sweep_reference, tmp_path):
+    """Never a failed run, never a 'done' run from a wrong or untrained model: the scores equal those of a run
+    that never saw the file."""
+    reference, isa_checkpoint = sweep_reference
+    c = sweep_run()
+    path = checkpoint_path(tmp_path, [c], False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if case == "a list":
+        torch.save([1, 2], path)
+    elif case == "a directory":
+        path.mkdir()
+        (path / "keep.txt").write_text("x")
+    elif case == "another model's":
+        shutil.copy(isa_checkpoint, path)
+    else:
+        from isa_lib.experiments.run import _train_models, load_data
+
+        steps = 0 if case.startswith("an untrained") else c.steps
+        if steps:
+            run_group([c], checkpoint_dir=tmp_path)                     # its own finished checkpoint
+            state = load_checkpoint(path)
+        else:
+            _train_models([c], load_data(c), False, max_steps=1, checkpoint_dir=tmp_path)
+            state = load_checkpoint(path)
+            state["model"] = build_model_state(c)                        # the weights it started from
+        save_checkpoint(path, {**state, "step": c.steps + 1000})
+    with pytest.warns(CheckpointDiscardedWarning, match=r"checkpoint discarded .*training starts afresh"):
+        (o,) = run_group([c], checkpoint_dir=tmp_path)
+    assert o["status"] == "done", o["error"]
+    assert _scores(o["metrics"]) == _scores(reference)
+    if case == "a directory":
+        aside = [p for p in tmp_path.iterdir() if ".discarded-" in p.name]
+        assert len(aside) == 1 and (aside[0] / "keep.txt").read_text() == "x"     # moved aside, not deleted
+    assert path.is_file() and load_checkpoint(path)["step"] == c.steps              # a genuine one replaced it
+
+
+def build_model_state(c):
+    from isa_lib.experiments import build_model
+
+    return build_model(c).state_dict()
+
+
+SAMPLE_AND_IMAGE_CASES = [
+    ("ISA sample((-1,))", lambda: isa().sample((-1,)), ValueError, r"sample_shape\[0\] must be a whole number >= 0, "
+                                                                   r"got -1"),
+    ("ISA sample((2.5,))", lambda: isa().sample((2.5,)), ValueError, r"sample_shape\[0\].*got 2\.5"),
+    ("ISA sample((3, -2))", lambda: isa().sample((3, -2)), ValueError, r"sample_shape\[1\].*got -2 in \(3, -2\)"),
+    ("ISA sample(-1), a bare int", lambda: isa().sample(-1), ValueError, r"sample_shape must be a tuple of sizes, "
+                                                                         r"got int -1"),
+    ("ISA sample('3')", lambda: isa().sample("3"), ValueError, r"sample_shape must be a tuple.*got str '3'"),
+    ("ISA sample((True,))", lambda: isa().sample((True,)), ValueError, r"got True"),
+    ("LpNested sample((-1,))", lambda: LpNested(isa_tree(2.1, [2, 2], [2.2, 2.2])).sample((-1,)), ValueError,
+     r"sample_shape\[0\]"),
+    ("PGeneralizedNormal sample((-5,))", lambda: PGeneralizedNormal(1.5, 3).sample((-5,)), ValueError,
+     r"sample_shape\[0\].*-5"),
+    ("ISA prior's distribution sample((-1,))", lambda: ISAPrior(2.1, [2, 2], 2.2)().sample((-1,)), ValueError,
+     r"sample_shape\[0\]"),
+    ("images float64 in the hundreds", lambda: train(tiny_model(), images().double() * 300, CKPT_CFG,
+                                                     progress=False), ImageRangeError,
+     r"images \(torch\.float64\) hold values in \[0, 300\], but divided by max_value = 1 they must lie in \[0, 1\]"
+     r".*or pass max_value"),
+    ("images float32 negative", lambda: train(tiny_model(), images().float() - 0.5, CKPT_CFG, progress=False),
+     ImageRangeError, r"values in \[-0\.5, 0\.5\]"),
+    ("images with NaN", lambda: train(tiny_model(), torch.full((8, 16, 16), float("nan")), CKPT_CFG,
+                                      progress=False), ImageRangeError, r"contain NaN or infinite values"),
+    ("images uint8 255 with max_value 1", lambda: train(tiny_model(), images() * 255, CKPT_CFG, progress=False,
+                                                        max_value=1.0), ImageRangeError,
+     r"torch\.uint8\) hold values in \[0, 255\], but divided by max_value = 1"),
+    ("images max_value NaN", lambda: train(tiny_model(), images(), CKPT_CFG, progress=False,
+                                           max_value=float("nan")), ImageRangeError, r"max_value must be a finite"),
+    ("images in the hundreds, fused", lambda: train_many([tiny_model(0), tiny_model(1)], images().double() * 300,
+                                                         [CKPT_CFG, dataclasses.replace(CKPT_CFG, seed=1)],
+                                                         progress=False), ImageRangeError, r"hold values in \[0, 300\]"),
+    ("images of a data set, float in the hundreds",
+     lambda: GroundTruthDataset("mine", torch.rand(4, 1, 2, 2, dtype=torch.float64) * 300, ["f"], [4],
+                                [[0, 1, 2, 3]], max_value=1.0), ImageRangeError,
+     r"mine: float images \(torch\.float64\) hold values in .*must lie in \[0, 1\]"),
+]
+
+
+@pytest.mark.parametrize("what, call, error, pattern", SAMPLE_AND_IMAGE_CASES,
+                         ids=[c[0] for c in SAMPLE_AND_IMAGE_CASES])
+def test_a_bad_sample_shape_or_pixel_range_gets_a_named_error(what, call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call()
+
+
+def test_images_in_range_still_train_and_sample_shapes_still_work():
+    assert isa().sample((0,)).shape == (0, 4) and isa().sample(torch.Size([2, 3])).shape == (2, 3, 4)
+    assert isa().sample([np.int64(2)]).shape == (2, 4) and isa().sample().shape == (4,)
+    for imgs, mv in ((images().double(), None), (images() * 255, None), (images().float() * 4, 4.0),
+                     (images().bool(), None)):
+        assert train(tiny_model(), imgs, CKPT_CFG, progress=False, max_value=mv)
+
+
+def test_the_lease_is_timed_on_the_database_clock_not_the_hosts(tmp_path, monkeypatch):
+    """Staleness is measured inside the SQL on the database's clock: a host clock a day off neither takes over a
+    live sweep's hold (2d84c1a compared time.time() with the row's heartbeat and took it over) nor keeps a dead
+    one alive."""
+    ledger = Ledger(tmp_path / "l.db")
+    with ledger.lease():
+        pass                                                    # (creates the lease table)
+    now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
+
+    def other_holder(age_s):
+        sqlite_file(ledger.path, "DELETE FROM lease",
+                    f"INSERT INTO lease VALUES (1, 'node-7', 4242, {now_sql} - {age_s}, {now_sql} - {age_s}, "
+                    f"'sweep elsewhere')")
+
+    real = time.time
+    for offset in (-86400.0, +86400.0):
+        monkeypatch.setattr(ledger_module.time, "time", lambda: real() + offset)
+        other_holder(0)                                          # fresh by the database's clock
+        with pytest.raises(ledger_module.LedgerBusyError, match=r"pid 4242 on node-7 .*last heartbeat 0 s ago"):
+            with ledger.lease():
+                pass
+        other_holder(1000)                                       # 1000 s old by the database's clock
+        with ledger.lease(stale_s=120):
+            assert ledger.lease_holder()["host"] != "node-7"     # taken over
+    # a host clock that makes the old heartbeat look fresh (1000 s behind) does not keep it alive
+    monkeypatch.setattr(ledger_module.time, "time", lambda: real() - 1000)
+    other_holder(1000)
+    with ledger.lease(stale_s=120):
+        pass
+    # and this process's own hold is written and renewed on the database's clock
+    monkeypatch.setattr(ledger_module.time, "time", lambda: 0.0)
+    with ledger.lease(heartbeat_s=0.05):
+        holder = ledger.lease_holder()
+        assert abs(holder["heartbeat"] - real()) < 3600 and holder["started"] == holder["heartbeat"]
+        deadline = time.monotonic() + 60
+        while ledger.lease_holder()["heartbeat"] == holder["heartbeat"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ledger.lease_holder()["heartbeat"] > holder["heartbeat"]
+
+
+import contextlib  # noqa: E402
+
+
+class _Listener:
+    """A TCP service on 127.0.0.1 (loopback only) that accepts connections and answers ``reply`` (None: nothing)
+    until closed; bounded: each connection is held at most ``hold_s``."""
+
+    def __init__(self, reply=None, hold_s=30.0):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.reply, self.hold_s, self.stop = reply, hold_s, threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        conns = []
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            if self.reply is not None:
+                with contextlib.suppress(OSError):
+                    conn.sendall(self.reply)
+            conns.append(conn)
+        for c in conns:
+            c.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("reply, scheme, reason", [
+    (None, "", r"is open but is not Ray \(no HTTP/2 answer within 1 s"),
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "", r"first bytes b'HTTP/1\.1 ' are not an HTTP/2 SETTINGS frame"),
+    (None, "ray://", r"is open but is not Ray"),
+])
+def test_an_open_port_that_is_not_ray_is_one_named_error_within_a_minute(reply, scheme, reason, monkeypatch):
+    ray = pytest.importorskip("ray")
+    from isa_lib.experiments.sweeps import RayConnectionError, start_ray
+
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    monkeypatch.setattr(ray, "init", lambda *a, **kw: pytest.fail("ray.init was called"))
+    with _Listener(reply) as srv:
+        t0 = time.monotonic()
+        with pytest.raises(RayConnectionError, match=rf"127\.0\.0\.1:{srv.port} .*{reason}"):
+            start_ray(f"{scheme}127.0.0.1:{srv.port}", connect_timeout_s=1.0)
+        assert time.monotonic() - t0 < 60
+
+
+def test_the_sweep_command_names_an_open_port_that_is_not_ray(tmp_path, capsys, monkeypatch):
+    ray = pytest.importorskip("ray")
+    from isa_lib.experiments import sweeps as S
+
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    monkeypatch.setattr(S, "RAY_CONNECT_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(ray, "init", lambda *a, **kw: pytest.fail("ray.init was called"))
+    with _Listener() as srv:
+        t0 = time.monotonic()
+        assert sweep_main(["--grid", SMALL_GRID, "--ledger", str(tmp_path / "l.db"), "--backend", "ray",
+                           "--address", f"127.0.0.1:{srv.port}"]) == 2
+        assert time.monotonic() - t0 < 60
+    assert "is open but is not Ray" in capsys.readouterr().err
+    assert Ledger(tmp_path / "l.db").counts() == {}
+
+
+def test_a_service_that_answers_http2_is_passed_on_to_ray_and_a_slow_local_start_is_retried(monkeypatch):
+    """The check lets a gRPC (HTTP/2) server through to ray.init; without an address nothing is probed and a
+    local node that misses Ray's start-up wait is started again (a slow machine never fails there)."""
+    ray = pytest.importorskip("ray")
+    from isa_lib.experiments.sweeps import start_ray
+
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    calls = []
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray, "init", lambda *a, **kw: calls.append(kw.get("address")))
+    settings = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])              # an empty HTTP/2 SETTINGS frame
+    with _Listener(settings) as srv:
+        start_ray(f"127.0.0.1:{srv.port}", connect_timeout_s=5.0)
+    assert calls == [f"127.0.0.1:{srv.port}"]
+    attempts = []
+
+    def slow(*a, **kw):
+        attempts.append(kw)
+        if len(attempts) < 3:
+            raise Exception("The current node timed out during startup.")   # what Ray raises on a slow start
+
+    monkeypatch.setattr(ray, "init", slow)
+    monkeypatch.setattr("socket.create_connection", lambda *a, **kw: pytest.fail("a local start probed a port"))
+    start_ray(num_cpus=1)
+    assert len(attempts) == 3

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from . import cars3d, dsprites, faces3d
 from ._base import (CACHE_ENV, DatasetError, DatasetFileNotFoundError, DatasetFormatError,
-                    GroundTruthDataset, RandomBatchSampler, cache_dir)
+                    GroundTruthDataset, ImageRangeError, RandomBatchSampler, cache_dir)
 
 NAMES = ("dsprites", "faces3d", "cars3d")
 _MODULES = {"dsprites": dsprites, "faces3d": faces3d, "cars3d": cars3d}
@@ -27,7 +27,7 @@ _ALIASES = {"faces": "faces3d", "3dfaces": "faces3d", "cars": "cars3d"}
 
 __all__ = ["load", "render", "factor_spec", "generator_version", "generator_versions", "export", "NAMES", "GroundTruthDataset",
            "RandomBatchSampler", "DatasetError", "DatasetFileNotFoundError", "DatasetFormatError",
-           "cache_dir", "CACHE_ENV", "dsprites", "faces3d", "cars3d"]
+           "ImageRangeError", "cache_dir", "CACHE_ENV", "dsprites", "faces3d", "cars3d"]
 
 
 def _module(name: str):

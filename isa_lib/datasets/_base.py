@@ -37,6 +37,27 @@ class DatasetFormatError(DatasetError, ValueError):
     """The file exists but is truncated, corrupt, or has wrong keys/shapes/dtypes."""
 
 
+class ImageRangeError(ValueError):
+    """Images that do not lie in [0, 1] once divided by their ``max_value``: the Bernoulli decoder (App. A.4)
+    models pixel values in [0, 1], so e.g. float images of 0..255 would train to nonsense. Raised by a
+    dataset made of float images and by the trainer (:func:`isa_lib.train.checked_max_value`)."""
+
+
+def check_float_images(images: torch.Tensor, max_value: float, name: str = "images") -> None:
+    """Float images: finite and in [0, ``max_value``], else an :class:`ImageRangeError` naming the range found.
+    Integer images are left alone here (the built-in sets are uint8 with their own ``max_value``)."""
+    if not images.is_floating_point() or images.numel() == 0:
+        return
+    if not bool(torch.isfinite(images).all()):
+        raise ImageRangeError(f"{name}: float images ({images.dtype}) contain NaN or infinite values; pixel "
+                              f"values must lie in [0, 1] (App. A.4's Bernoulli decoder)")
+    lo, hi = (float(v) for v in torch.aminmax(images))
+    if lo < 0 or hi > max_value:
+        raise ImageRangeError(f"{name}: float images ({images.dtype}) hold values in [{lo:g}, {hi:g}], but divided "
+                              f"by max_value = {max_value:g} they must lie in [0, 1] (App. A.4's Bernoulli "
+                              f"decoder): scale them to [0, 1], or give the max_value that maps to 1")
+
+
 # --------------------------------------------------------------------------- cache
 def cache_dir(override=None) -> Path:
     """Cache folder: ``override``, else $ISA_VAE_CACHE, else ~/.cache/isa-vae."""
@@ -168,6 +189,7 @@ class GroundTruthDataset:
             raise ValueError(f"{name}: {images.shape[0]} images for a grid of {n}")
         if [len(v) for v in self.factor_values] != list(self.factor_sizes):
             raise ValueError(f"{name}: factor_values do not match factor_sizes")
+        check_float_images(images, self.max_value, name)
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -622,28 +622,28 @@ class Ledger:
         :meth:`check_lease` says whether the hold is still this process's."""
         me = (socket.gethostname(), os.getpid())
         key = self._lease_key()
-        now = time.time()
         with self._tx() as db:
             db.execute(_LEASE_SCHEMA)
-            row = db.execute("SELECT * FROM lease WHERE id = 1").fetchone()
+            row = db.execute(f"SELECT *, {_DB_NOW} AS db_now FROM lease WHERE id = 1").fetchone()
             mine = _HELD.get(key)
             held = row is not None and mine is not None and (row["host"], row["pid"], row["started"]) == mine
             former_self = row is not None and (row["host"], row["pid"]) == me   # our pid, not our hold
-            if row is not None and not held and not former_self and not _stale(row, stale_s):
+            if row is not None and not held and not former_self and not _stale(row, stale_s, row["db_now"]):
                 started = _number(row["started"])
                 started = ("at an unknown time" if started is None else
                            time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started)))
                 raise LedgerBusyError(
                     f"ledger {self.path} is in use by another sweep: pid {row['pid']} on {row['host']} "
-                    f"(started {started}, last heartbeat {now - row['heartbeat']:.0f} s ago, "
+                    f"(started {started}, last heartbeat {row['db_now'] - row['heartbeat']:.0f} s ago, "
                     f"command {row['command']!r}); wait for it to finish or stop it, or use another ledger")
             if not held:
-                db.execute("INSERT OR REPLACE INTO lease (id, host, pid, started, heartbeat, command) "
-                           "VALUES (1, ?, ?, ?, ?, ?)", (*me, now, now, " ".join(sys.argv)[:500]))
+                db.execute(f"INSERT OR REPLACE INTO lease (id, host, pid, started, heartbeat, command) "
+                           f"VALUES (1, ?, ?, {_DB_NOW}, {_DB_NOW}, ?)", (*me, " ".join(sys.argv)[:500]))
+                started_at = db.execute("SELECT started FROM lease WHERE id = 1").fetchone()["started"]
         if held:  # this process already holds it (a sweep inside a sweep): the outer hold stays in charge
             yield self
             return
-        ident = (*me, now)
+        ident = (*me, started_at)
         _HELD[key] = ident
         stop = threading.Event()
 
@@ -651,8 +651,8 @@ class Ledger:
             while not stop.wait(heartbeat_s):
                 try:
                     with self._tx() as db:
-                        renewed = db.execute("UPDATE lease SET heartbeat = ? WHERE id = 1 AND host = ? AND pid = ? "
-                                             "AND started = ?", (time.time(), *ident)).rowcount
+                        renewed = db.execute(f"UPDATE lease SET heartbeat = {_DB_NOW} WHERE id = 1 AND host = ? "
+                                             f"AND pid = ? AND started = ?", ident).rowcount
                 except sqlite3.Error:
                     continue  # a missed beat; stale only after stale_s
                 if not renewed:
@@ -677,14 +677,23 @@ class Ledger:
 _HELD: dict[str, tuple] = {}
 
 
-def _stale(row, stale_s: float) -> bool:
-    """Whether a lease row's sweep is gone: its process is dead (same host) or its heartbeat is old.
+#: The database's clock in Unix seconds, read inside the SQL (SQLite's ``julianday('now')``): the lease's start
+#: time and heartbeats are written with it and its staleness is measured with it, never with a host clock read
+#: in Python, so a host whose clock is far off neither takes over a live sweep nor keeps a dead one alive.
+#: (SQLite has no server: 'now' is the clock of the machine that runs the statement, the same for the write and
+#: the comparison made on one machine; hosts sharing one ledger file still need clocks that roughly agree.)
+_DB_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+def _stale(row, stale_s: float, now: float) -> bool:
+    """Whether a lease row's sweep is gone: its process is dead (same host) or its heartbeat is more than
+    ``stale_s`` from ``now``, the database's clock (:data:`_DB_NOW`) read in the same statement as the row.
 
     A row no live sweep of this library would leave counts as gone: a heartbeat that is not a number (NULL,
     text) or lies more than ``stale_s`` in the future (a live holder renews it every few seconds). A pid that
     is not a whole number cannot be checked, so only the heartbeat decides then."""
     beat = _number(row["heartbeat"])
-    if beat is None or abs(time.time() - beat) > stale_s:
+    if beat is None or abs(now - beat) > stale_s:
         return True
     pid = row["pid"]
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import platform
 import subprocess
 import time
 import traceback
+import warnings
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -219,22 +221,50 @@ def _train_models(configs: list[RunConfig], data, fused: bool, max_steps: int | 
     return models, hists
 
 
+class CheckpointDiscardedWarning(UserWarning):
+    """A sweep's training checkpoint could not be resumed (not a checkpoint file, another model's, a step beyond
+    the run's end, ...): it was discarded and the training started afresh. The message names the file and why."""
+
+
+def discard_checkpoint(ckpt: Path, why: BaseException) -> bool:
+    """Put a checkpoint that cannot be resumed out of the way, with a :class:`CheckpointDiscardedWarning`: a file
+    (or link) is deleted; anything else at its path (a directory) is moved aside to ``<name>.discarded-<time>``,
+    its contents kept. Returns False if the path could not be cleared (then train without checkpoints)."""
+    p = Path(ckpt)
+    try:
+        if p.is_dir() and not p.is_symlink():
+            aside = p.with_name(f"{p.name}.discarded-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+            os.replace(p, aside)
+            where = f"moved aside to {aside}"
+        else:
+            p.unlink(missing_ok=True)
+            where = "deleted"
+        ok = True
+    except OSError as err:
+        where, ok = f"could not be removed ({err}); this run trains without checkpoints", False
+    warnings.warn(f"checkpoint discarded ({where}), training starts afresh: {why}", CheckpointDiscardedWarning,
+                  stacklevel=3)
+    return ok
+
+
 def _resuming(fit: Callable, ckpt: Path | None):
-    """``fit(ckpt)``; a checkpoint it cannot resume (written by other code or settings) is deleted and the
-    training starts afresh, which gives the same numbers as a resume would have. A checkpoint already past
-    the run's stop (its lineage went further, e.g. a 1/8 run retried after the 1/4 run) is kept for the
-    lineage, and this run trains from the start without checkpoints."""
+    """``fit(ckpt)``; a checkpoint it cannot resume (not a checkpoint file, a list or a mapping without its
+    parts, written by other code, settings or another model, a step beyond the run's end) is discarded with a
+    :class:`CheckpointDiscardedWarning` (:func:`discard_checkpoint`) and the training starts afresh, which
+    gives the same numbers as an uninterrupted run: nothing of the refused file reaches the model (the trainer
+    checks it whole before restoring any part). A checkpoint already past the run's stop but within its
+    lineage (e.g. a 1/8 run retried after the 1/4 run) is kept for the lineage, and this run trains from the
+    start without checkpoints."""
     from ..train import CheckpointAheadError, CheckpointError
 
     try:
         return fit(ckpt)
     except CheckpointAheadError:
         return fit(None)
-    except CheckpointError:
+    except CheckpointError as err:
         if ckpt is None:
             raise
-        Path(ckpt).unlink(missing_ok=True)
-        return fit(ckpt)
+        return fit(ckpt if discard_checkpoint(ckpt, err) else None)
 
 
 def seconds_per_step(configs: Sequence[RunConfig], steps: int = 10, cache=None) -> float:

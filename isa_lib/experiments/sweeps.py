@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import socket
 import sqlite3
 import sys
 import time
@@ -265,7 +266,6 @@ def _probe_ray_address(address: str, timeout_s: float) -> None:
     """Open and close a TCP connection to a cluster address (``host:port``, ``ray://host:port``; the ports
     default to Ray's 6379 and 10001) within ``timeout_s``, else :class:`RayConnectionError`. ``auto`` and
     ``local`` are left to Ray."""
-    import socket
     from urllib.parse import urlsplit
 
     if address in ("auto", "local"):
@@ -279,21 +279,67 @@ def _probe_ray_address(address: str, timeout_s: float) -> None:
     if not host:
         raise RayConnectionError(f"Ray address {address!r} names no host; give host:port or ray://host:port")
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            pass
+        with socket.create_connection((host, port), timeout=timeout_s) as conn:
+            answer = None if _ray_tls() else _http2_answer(conn, timeout_s)
     except OSError as err:
         reason = "timed out" if isinstance(err, socket.timeout) else (err.strerror or str(err))
         raise RayConnectionError(f"cannot reach the Ray cluster at {address} ({host}:{port}: {reason}, waited at "
                                  f"most {timeout_s:g} s); check --address, or leave it out to start a local "
                                  f"cluster") from None
+    if answer is not None:
+        raise RayConnectionError(f"cannot reach the Ray cluster at {address}: {host}:{port} is open but is not "
+                                 f"Ray ({answer}; Ray's GCS and client server speak gRPC over HTTP/2, whose "
+                                 f"servers answer a connection with a SETTINGS frame); check --address and its "
+                                 f"port, or leave it out to start a local cluster")
+
+
+#: What an HTTP/2 client sends first (RFC 9113, Sec. 3.4): the preface, then an empty SETTINGS frame.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _ray_tls() -> bool:
+    """Whether Ray's gRPC runs over TLS here (``RAY_USE_TLS``): then the plain HTTP/2 check is skipped."""
+    return os.environ.get("RAY_USE_TLS", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+def _http2_answer(conn, timeout_s: float) -> str | None:
+    """None if the service on ``conn`` answers an HTTP/2 client preface with a SETTINGS frame within
+    ``timeout_s`` (a server's first frame must be SETTINGS, RFC 9113 Sec. 3.4: every gRPC server, so Ray's GCS
+    and its client server, does so at once); else what it did instead. A plain TCP service that never answers,
+    closes, or answers something else is told apart from Ray in bounded time, where ``ray.init`` retried for
+    minutes."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        conn.settimeout(timeout_s)
+        conn.sendall(_HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return f"no HTTP/2 answer within {timeout_s:g} s"
+            conn.settimeout(left)
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                return "it closed the connection without an HTTP/2 answer"
+            head += chunk
+    except socket.timeout:
+        return f"no HTTP/2 answer within {timeout_s:g} s"
+    except OSError as err:
+        return f"the connection failed during the handshake ({err.strerror or err})"
+    if head[3] != 0x04:
+        return f"its first bytes {head!r} are not an HTTP/2 SETTINGS frame"
+    return None
 
 
 def start_ray(address: str | None = None, attempts: int = 3, connect_timeout_s: float | None = None,
               **kw) -> None:
     """``ray.init`` (a local node unless ``address``), tried ``attempts`` times: on a loaded machine a local
-    node can miss Ray's fixed 30 s start-up wait, and a second start usually makes it. An ``address`` is first
-    reached over TCP within ``connect_timeout_s`` (default :data:`RAY_CONNECT_TIMEOUT_S`), so a wrong or
-    unreachable one is one :class:`RayConnectionError` instead of minutes of Ray's retries."""
+    node can miss Ray's fixed 30 s start-up wait, and a second start usually makes it (that retry is for a
+    local node only, and it never gives up on a slow machine before ``attempts`` starts). An ``address`` is
+    first reached over TCP and asked for an HTTP/2 handshake (:func:`_http2_answer`), each within
+    ``connect_timeout_s`` (default :data:`RAY_CONNECT_TIMEOUT_S`), so a wrong or unreachable address, or an open
+    port that is not Ray, is one :class:`RayConnectionError` within twice that time instead of minutes of
+    Ray's retries."""
     if address:
         _probe_ray_address(address, RAY_CONNECT_TIMEOUT_S if connect_timeout_s is None else connect_timeout_s)
     import ray

@@ -14,6 +14,21 @@ from .trees import (LeafRun, LpTree, Node, _as_tensor, _exponent_value, _param_d
                     isa_tree)
 
 
+def sample_size(sample_shape) -> torch.Size:
+    """``sample_shape`` of :meth:`LpNested.sample` (Alg. 1) as a ``torch.Size``: a tuple, list or ``torch.Size``
+    of whole numbers >= 0 (as ``torch.distributions`` takes it). Anything else is a ValueError naming it,
+    where torch failed late with an overflow in ``numel`` (a -1) or a bare TypeError (2.5, a plain int)."""
+    hint = "give a tuple of whole numbers >= 0, e.g. (n,) for n samples"
+    if isinstance(sample_shape, (str, bytes)) or not isinstance(sample_shape, (tuple, list, torch.Size)):
+        raise ValueError(f"sample_shape must be a tuple of sizes, got {type(sample_shape).__name__} "
+                         f"{sample_shape!r}; {hint}")
+    for i, v in enumerate(sample_shape):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+            raise ValueError(f"sample_shape[{i}] must be a whole number >= 0, got {v!r} in {tuple(sample_shape)!r}; "
+                             f"{hint}")
+    return torch.Size(int(v) for v in sample_shape)
+
+
 class LpNested(Distribution):
     """Lp-nested symmetric distribution (Eq. 7) with the radial law of Eq. 11 and scale s.
 
@@ -158,7 +173,7 @@ class LpNested(Distribution):
         Uses torch's global (CPU) RNG, so ``torch.manual_seed`` makes it reproducible; the result is moved
         to the parameters' device. Parameters on the ``meta`` device (shape inference, and the device tests)
         have no values to draw from: the result is a meta tensor of the right shape and dtype."""
-        shape = torch.Size(sample_shape)
+        shape = sample_size(sample_shape)
         out_dtype = self._dtype
         if self._device.type == "meta":
             return torch.empty(shape + (self.tree.n,), dtype=out_dtype, device="meta")
