@@ -35,8 +35,20 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     chapter = runner.find_chapter(args.notebook)
     if args.dry_run:
-        for name, value in runner.resolve_parameters(chapter, args.scale, _params(args.param)).items():
+        params = runner.resolve_parameters(chapter, args.scale, _params(args.param))
+        for name, value in params.items():
             print(f"{name} = {value!r}")
+        try:
+            settings = runner.run_settings(params)
+        except ValueError as err:  # e.g. a dataset without this scale
+            raise runner.ParameterError(f"{chapter.name} at scale {args.scale!r}: {err}") from None
+        if settings is not None:
+            print(f"# the run these make (isa_lib.experiments.config_for; None above = the scale's value):")
+            for name, value in settings.items():
+                if name != "subgrid":
+                    print(f"#   {name} = {value!r}")
+            if settings.get("subgrid"):
+                print(f"#   subgrid = {settings['subgrid']!r}")
         return 0
     t = time.perf_counter()
     out = runner.run_chapter(chapter, args.scale, _params(args.param), args.output, force=args.force,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import math
 import os
 import shutil
@@ -230,6 +231,30 @@ def resolve_parameters(
     return resolved
 
 
+#: Parameters that make a chapter an experiment chapter (chapter 05): they name the run it trains.
+RUN_PARAMETERS = ("scale", "dataset", "model")
+
+
+def run_settings(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The run an experiment chapter trains with these (resolved) parameters, every field filled in: what
+    :func:`isa_lib.experiments.config_for` makes of them, as the notebook builds it (a parameter left at None
+    takes the scale's value: Tables 1-2 at ``paper``, the CPU scales of :func:`~isa_lib.experiments.scale_defaults`
+    otherwise). None for a chapter whose parameters do not name a run (no ``scale``, ``dataset`` and ``model``).
+    The parameters' values are not otherwise checked here (the notebook's own call does that)."""
+    if not all(name in params for name in RUN_PARAMETERS):
+        return None
+    import dataclasses
+
+    from . import experiments
+
+    fields = {f.name for f in dataclasses.fields(experiments.RunConfig)} - {"dataset"}
+    given = {k: v for k, v in params.items() if k in fields}
+    config = experiments.config_for(params["scale"], params["dataset"], **given)
+    settings = dataclasses.asdict(config)
+    settings.update(n_images=config.n_images, steps=config.steps)
+    return settings
+
+
 def parse_cli_value(text: str, name: str = "") -> Any:
     """A ``-p name value`` value as YAML (``4`` -> int, ``[1, 2]`` -> list, ``cpu`` -> str)."""
     try:
@@ -297,6 +322,44 @@ def remove_stale_temporaries(folder: Path, name: str) -> list[Path]:
     return removed
 
 
+class _KnownParameters:
+    """A :mod:`logging` filter for papermill's logger that drops its "Passed unknown parameter: NAME" warning
+    for names :func:`resolve_parameters` has already checked against the parameters cell: papermill's own
+    reading of that cell skips annotated lines such as ``seeds: list[int] | None = None`` (its pattern has no
+    ``|``), so it calls every such parameter unknown although the notebook defines it."""
+
+    PREFIX = "Passed unknown parameter: "
+
+    def __init__(self, known):
+        self.known = set(known)
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        return not (message.startswith(self.PREFIX) and message[len(self.PREFIX):].strip() in self.known)
+
+
+def _ipc_kernel_manager():
+    """A kernel manager class whose kernel talks over local IPC sockets instead of TCP on 127.0.0.1: the
+    kernel is on this machine anyway, and ipykernel then has no reason to warn "Kernel is running over TCP
+    without encryption". Falls back to TCP (None) where Unix sockets are missing (Windows)."""
+    if os.name != "posix":
+        return None
+    from jupyter_client import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            runtime = jupyter_runtime_dir()
+            os.makedirs(runtime, exist_ok=True)
+            self.transport = "ipc"
+            # the socket files are "<ip>-<port>"; jupyter_client deletes them when the kernel is shut down
+            self.ip = os.path.join(runtime, f"isa-vae-{os.getpid()}-{id(self):x}")
+
+    return IPCKernelManager
+
+
 def run_chapter(
     chapter: Chapter,
     scale: str = "small",
@@ -337,6 +400,10 @@ def run_chapter(
     # A non-interactive MPLBACKEND (e.g. Agg) inherited by the kernel would stop figures reaching the
     # notebook; the kernel's inline backend is wanted here.
     saved_backend = os.environ.pop("MPLBACKEND", None)
+    quiet = _KnownParameters(params)
+    papermill_log = logging.getLogger("papermill")
+    papermill_log.addFilter(quiet)
+    manager = _ipc_kernel_manager()
     try:
         with _threads.for_children(_threads.choose(scale, threads)):
             papermill.execute_notebook(
@@ -346,6 +413,7 @@ def run_chapter(
                 kernel_name="python3",
                 cwd=str(chapter.source.parent),
                 progress_bar=progress,
+                **({"kernel_manager_class": manager} if manager is not None else {}),
             )
     except Exception as err:
         failed = output.with_suffix(".failed.ipynb")
@@ -354,6 +422,7 @@ def run_chapter(
             f"{chapter.name} failed at scale {scale!r}: {err}\n(executed notebook kept in {failed})"
         ) from err
     finally:
+        papermill_log.removeFilter(quiet)
         if saved_backend is not None:
             os.environ["MPLBACKEND"] = saved_backend
     present_parameters(Path(tmp))

@@ -202,15 +202,105 @@ def test_table_of_contents_lists_every_chapter_and_nothing_else():
     assert (ROOT / "book" / "_toc.yml").resolve() == (ROOT / "_toc.yml").resolve()
 
 
+def _all_outputs(nb: dict) -> str:
+    """Every output of a notebook as text: streams, and the plain, Markdown and HTML forms of displays."""
+    parts = []
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            parts.append("".join(o.get("text", "")))
+            for kind in ("text/plain", "text/markdown", "text/html"):
+                parts.append("".join(o.get("data", {}).get(kind, "")))
+    return "\n".join(parts)
+
+
+@pytest.mark.slow
 def test_the_experiment_chapter_runs_several_seeds_and_a_custom_layout(tmp_path):
     """Chapter 05's non-default paths (nbval runs only its defaults): seeds, an ISA layout, exponents."""
-    import json
-
     chapter = runner.find_chapter("05")
     out = runner.run_chapter(chapter, "small", {"seeds": [0, 1], "epochs": 1.0, "mig_samples": 200,
                                                 "layout": [2, 2, 2, 2, 2], "p": 1.8}, output=tmp_path / "05.ipynb",
                              progress=False)
-    text = "".join("".join(o.get("text", "")) for c in json.loads(out.read_text())["cells"]
-                   for o in c.get("outputs", []))
-    assert "ISA prior: subspaces [2, 2, 2, 2, 2], p0 = 2.1, p_i = 1.8" in text
-    assert "latent 10" in text and "mig_sem" in text and "seeds is not set" not in text
+    text = _all_outputs(json.loads(out.read_text()))
+    assert "subspaces [2, 2, 2, 2, 2], $p_0 = 2.1$, $p_i = 1.8$" in text
+    assert "a latent of 10" in text and "mig_sem" in text and "<table" in text  # the seeds' tables as HTML
+    assert "This page shows one seed" not in text
+
+
+# Quiet, honest commands ------------------------------------------------------------------------------
+
+ANNOTATED = """# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+scale = "small"
+seed = 0
+seeds: list[int] | None = None
+rate: float | None = None
+
+# %%
+print(f"seeds={seeds} rate={rate}")
+"""
+
+
+def test_annotated_parameters_run_without_papermills_unknown_parameter_warning(tmp_path, caplog, capfd):
+    """papermill cannot read `name: a | None = ...` and would warn that such a parameter is unknown; the runner
+    has checked the names itself and drops that warning for them (and only for them), and the kernel talks
+    over IPC, so ipykernel's "running over TCP without encryption" warning is gone too."""
+    import logging
+
+    (tmp_path / "notebooks" / "params").mkdir(parents=True)
+    src = tmp_path / "notebooks" / "annotated.py"
+    src.write_text(ANNOTATED)
+    (tmp_path / "notebooks" / "params" / "annotated.yml").write_text(
+        "small: {}\nmedium: {seeds: [1, 2]}\nlarge: {}\npaper: {}\n")
+    chapter = runner.Chapter(src)
+    with caplog.at_level(logging.INFO, logger="papermill"):
+        out = runner.run_chapter(chapter, "medium", {"rate": 0.5}, progress=False)
+    assert "seeds=[1, 2] rate=0.5" in _all_outputs(json.loads(out.read_text()))
+    warned = [r.getMessage() for r in caplog.records if "unknown parameter" in r.getMessage()]
+    assert warned == []
+    assert "without encryption" not in capfd.readouterr().err
+
+
+def test_the_warning_filter_drops_only_checked_names():
+    import logging
+
+    f = runner._KnownParameters(["seeds"])
+
+    def record(msg):
+        return logging.LogRecord("papermill", logging.WARNING, __file__, 1, msg, None, None)
+
+    assert not f.filter(record("Passed unknown parameter: seeds"))
+    assert f.filter(record("Passed unknown parameter: betta"))  # a name nobody checked is still reported
+    assert f.filter(record("Executing notebook with kernel: python3"))
+
+
+@pytest.mark.parametrize("scale", runner.SCALES)
+def test_dry_run_of_the_experiment_chapter_shows_every_setting_at_every_scale(scale, capsys):
+    """`--dry-run` prints the run the chapter would train, not the parameters cell's Nones: every field of
+    the RunConfig resolved for the scale (e.g. large: 64 x 64 images, 512 hidden units, 4,320 steps)."""
+    from isa_lib import experiments
+
+    assert cli.main(["run", "05", "--scale", scale, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    want = experiments.config_for(scale, "dsprites", model="isa_vae")
+    for field in ("epochs", "hidden", "image_size", "batch_size", "latent_dim", "layout", "p0", "p",
+                  "mig_samples"):
+        assert f"#   {field} = {getattr(want, field)!r}" in out, field
+    assert f"#   steps = {want.steps!r}" in out
+    assert "#   hidden = None" not in out and "#   epochs = None" not in out
+
+
+def test_dry_run_of_a_scale_a_dataset_lacks_is_a_named_error(capsys):
+    assert cli.main(["run", "05", "--scale", "small", "-p", "dataset", "faces3d", "--dry-run"]) == 2
+    assert "faces3d has the 'large' (CPU) and 'paper' scales only" in capsys.readouterr().err
+
+
+def test_dry_run_of_a_chapter_without_a_run_prints_its_parameters_only(tiny, capsys):
+    assert cli.main(["run", str(tiny.source), "--dry-run"]) == 0
+    assert "config_for" not in capsys.readouterr().out

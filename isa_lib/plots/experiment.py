@@ -7,9 +7,28 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..latents import factor_means
+from .style import DIVERGING, OKABE_ITO, WIDTH
 
-#: App. A.5's line colours per dSprites shape (shape classes 0, 1, 2 = square, ellipse, heart).
-SHAPE_COLOURS = {0: ("square", "tab:green"), 1: ("ellipse", "tab:red"), 2: ("heart", "tab:blue")}
+#: App. A.5's line colours per dSprites shape (shape classes 0, 1, 2 = square, ellipse, heart), in the
+#: colour-blind safe palette (green, vermillion, blue), each with its own line style as well.
+SHAPE_COLOURS = {0: ("square", OKABE_ITO[2]), 1: ("ellipse", OKABE_ITO[3]), 2: ("heart", OKABE_ITO[0])}
+SHAPE_LINES = {0: "-", 1: "--", 2: ":"}
+#: Units of the dSprites factors as the generator draws them (chapter 4).
+DSPRITES_UNITS = {"scale": "scale (fraction of the image)", "orientation": "orientation (radians)"}
+
+
+def dominant_factor(mu, factor_sizes: Sequence[int], factor_names: Sequence[str], dim: int) -> str:
+    """The factor a latent follows most, read as App. A.5 reads Fig. 16: the factor whose values move the
+    latent's mean (averaged over every other factor, :func:`isa_lib.latents.factor_means`) over the widest
+    range. A label for plots, not a score (MIG is the score)."""
+    spans = {}
+    for k, n in enumerate(factor_sizes):
+        if n > 1:
+            means = factor_means(mu, factor_sizes, [k])[:, dim]
+            spans[str(factor_names[k])] = float(np.ptp(means))
+    if not spans:
+        raise ValueError("no factor varies")
+    return max(spans, key=spans.get)
 
 
 def dsprites_latent_plot(mu, factor_sizes: Sequence[int], factor_values: Sequence, dims: Sequence[int],
@@ -24,24 +43,32 @@ def dsprites_latent_plot(mu, factor_sizes: Sequence[int], factor_values: Sequenc
     pos = factor_means(mu, factor_sizes, [4, 5])  # (x, y, d)
     by_scale = factor_means(mu, factor_sizes, [1, 2])  # (shape, scale, d)
     by_orient = factor_means(mu, factor_sizes, [1, 3])
-    fig, axes = plt.subplots(len(dims), 3, figsize=(8, 1.9 * len(dims)), squeeze=False)
+    fig, axes = plt.subplots(len(dims), 3, figsize=(WIDTH, 0.6 + 1.75 * len(dims)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.6, 1.6]})
     for row, d in zip(axes, dims):
         lim = np.abs(pos[..., d]).max() or 1.0
-        row[0].imshow(pos[..., d].T, cmap="RdBu_r", vmin=-lim, vmax=lim, origin="upper",
+        row[0].imshow(pos[..., d].T, cmap=DIVERGING, vmin=-lim, vmax=lim, origin="upper",
                       extent=(0, 1, 1, 0))
-        row[0].set_ylabel(f"z{d}")
+        row[0].set_xticks([0, 1])
+        row[0].set_yticks([0, 1])
+        row[0].set_ylabel(f"z{d}\ny position", fontsize=10)
         for shape in range(by_scale.shape[0]):
             name, colour = SHAPE_COLOURS.get(shape, (str(shape), None))
-            row[1].plot(factor_values[2], by_scale[shape, :, d], color=colour, label=name)
-            row[2].plot(factor_values[3], by_orient[shape, :, d], color=colour, label=name)
-        for ax in row:
-            ax.tick_params(labelsize=7)
-    axes[0, 0].set_title("position (x, y)", fontsize=9)
-    axes[0, 1].set_title("scale", fontsize=9)
-    axes[0, 2].set_title("orientation", fontsize=9)
-    axes[0, 2].legend(fontsize=7, loc="upper right")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+            style = SHAPE_LINES.get(shape, "-")
+            row[1].plot(factor_values[2], by_scale[shape, :, d], color=colour, ls=style, label=name)
+            row[2].plot(factor_values[3], by_orient[shape, :, d], color=colour, ls=style, label=name)
+        row[1].set_ylabel(f"mean z{d}")
+        row[2].set_ylabel(f"mean z{d}")
+    axes[0, 0].set_title("mean over (x, y)")
+    axes[0, 1].set_title("against scale")
+    axes[0, 2].set_title("against orientation")
+    axes[-1, 0].set_xlabel("x position")
+    axes[-1, 1].set_xlabel(DSPRITES_UNITS["scale"])
+    axes[-1, 2].set_xlabel(DSPRITES_UNITS["orientation"])
+    handles, labels = axes[0, 2].get_legend_handles_labels()
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (0.6 + 1.75 * len(dims))))
+    fig.legend(handles, labels, loc="upper right", ncol=3, frameon=False)  # above the panels, off the data
     return fig
 
 
@@ -54,26 +81,33 @@ def factor_response_plot(mu, factor_sizes: Sequence[int], factor_values: Sequenc
     if not dims:
         raise ValueError("no latent to plot (every latent is inactive)")
     varying = [k for k, n in enumerate(factor_sizes) if n > 1]
-    fig, axes = plt.subplots(len(dims), len(varying), figsize=(2.4 * len(varying), 1.7 * len(dims)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(dims), len(varying), figsize=(WIDTH, 0.6 + 1.6 * len(dims)), squeeze=False)
     for col, k in enumerate(varying):
         means = factor_means(mu, factor_sizes, [k])  # (n_k, latent_dim)
-        axes[0, col].set_title(str(factor_names[k]), fontsize=9)
+        axes[0, col].set_title(str(factor_names[k]))
+        axes[-1, col].set_xlabel(f"{factor_names[k]} (factor value)")
         for row, d in enumerate(dims):
             axes[row, col].plot(np.asarray(factor_values[k], dtype=float), means[:, d], marker=".", ms=3)
-            axes[row, col].tick_params(labelsize=7)
             if col == 0:
-                axes[row, col].set_ylabel(f"z{d}")
-    fig.suptitle(title, fontsize=10)
+                axes[row, col].set_ylabel(f"mean z{d}")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def traversal_plot(images: np.ndarray, dims: Sequence[int], values: Sequence[float], title: str = ""):
+def traversal_plot(images: np.ndarray, dims: Sequence[int], values: Sequence[float], title: str = "",
+                   row_labels: Sequence[str] | None = None):
     """A grid of decoded traversals: one row per latent, one column per value (``images`` from
-    :func:`isa_lib.latents.traversal`)."""
+    :func:`isa_lib.latents.traversal`), drawn a full column wide so that each image is large (about 80 px
+    per image in the book at 7 values); the latent's value is written above each column and, given
+    ``row_labels`` (e.g. :func:`dominant_factor`), the factor each row follows beside it."""
     n_rows, n_cols = images.shape[:2]
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(0.8 * n_cols, 0.85 * n_rows), squeeze=False)
+    if len(dims) != n_rows or len(values) != n_cols:
+        raise ValueError(f"images are {n_rows} x {n_cols}, but {len(dims)} dims and {len(values)} values given")
+    label_w, cell = 1.1, (WIDTH - 1.1) / n_cols  # inches: the row labels, then square images
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(WIDTH, 0.75 + cell * n_rows), squeeze=False,
+                             gridspec_kw={"left": label_w / WIDTH, "right": 0.995, "wspace": 0.04, "hspace": 0.04,
+                                          "top": 1 - 0.6 / (0.75 + cell * n_rows), "bottom": 0.01})
     for r in range(n_rows):
         for c in range(n_cols):
             ax = axes[r, c]
@@ -82,9 +116,26 @@ def traversal_plot(images: np.ndarray, dims: Sequence[int], values: Sequence[flo
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
-                ax.set_ylabel(f"z{dims[r]}", fontsize=8)
+                label = f"z{dims[r]}" + (f"\n{row_labels[r]}" if row_labels is not None else "")
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", labelpad=6)
             if r == 0:
-                ax.set_title(f"{values[c]:.1f}", fontsize=7)
-    fig.suptitle(title, fontsize=10)
+                ax.set_title(f"z = {values[c]:+.1f}", fontsize=10)
+    fig.suptitle(title)
+    return fig
+
+
+def training_plot(history: Sequence[dict], title: str = ""):
+    """The two terms of the objective (Eq. 12) against the optimiser step, from a run's logged ``history``
+    (rows with ``step``, ``recon``, ``kl``): the reconstruction term E_q[log p(x|z)] and the KL estimate, in
+    nats per image. Both levelling off is the sign of a finished run."""
+    if not history:
+        raise ValueError("no training history to plot")
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(1, 2, figsize=(WIDTH, 0.38 * WIDTH))
+    ax[0].plot(steps, [h["recon"] for h in history], color=OKABE_ITO[0])
+    ax[0].set(xlabel="optimiser step", ylabel="nats per image", title="reconstruction E_q[log p(x|z)]")
+    ax[1].plot(steps, [h["kl"] for h in history], color=OKABE_ITO[3])
+    ax[1].set(xlabel="optimiser step", ylabel="nats per image", title="KL estimate (Eq. 12)")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
