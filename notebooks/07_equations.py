@@ -550,10 +550,10 @@ for dataset in ("dsprites", "faces3d"):
 # |---|---|---|---|
 # | MIG, histogram (`mig_histogram`) | $\frac1K\sum_k \big(I(z_{j^{(1)}};v_k) - I(z_{j^{(2)}};v_k)\big)/H(v_k)$ | disent `metric_mig`, same rows | $3\times10^{-16}$ |
 # | MIG-sup (`mig_sup`; Li et al. 2020) | $\frac1D\sum_j$ gap of the two largest $I(z_j;v_k)/H(v_k)$ over $k$ | definition written out, on disent's MI helpers | $2\times10^{-16}$ |
-# | DCI, trees (`dci(importance="gbt")`; Eastwood & Williams 2018) | $R_{jk}$ = impurity importance of a `GradientBoostingClassifier` per factor; $D = \sum_j \rho_j (1 - H_K(P_{j\cdot}))$, $C = \sum_k \rho_k (1 - H_D(P_{\cdot k}))$, informativeness = test accuracy | disent `metric_dci`, same rows | $6\times10^{-10}$ with the trees' seed aligned; $5\times10^{-3}$ in D and C, 0.017 in test accuracy with disent's unseeded trees (tie-breaking) |
-# | DCI, lasso (`dci`, default) | $R_{jk} = \lvert b_{jk}\rvert$ of scikit-learn's `Lasso` ($\alpha = 0.02$, standardised), informativeness = test NRMSE | the hand-written coordinate descent it replaced; the lasso's optimality conditions | $2\times10^{-7}$; KKT to $10^{-8}$ |
+# | DCI, trees (`dci`, default; Eastwood & Williams 2018) | $R_{jk}$ = impurity importance of a `GradientBoostingClassifier` per factor; $D = \sum_j \rho_j (1 - H_K(P_{j\cdot}))$, $C = \sum_k \rho_k (1 - H_D(P_{\cdot k}))$, informativeness = test accuracy | disent `metric_dci`, same rows | $6\times10^{-10}$ with the trees' seed aligned; $5\times10^{-3}$ in D and C, 0.017 in test accuracy with disent's unseeded trees (tie-breaking) |
+# | DCI, lasso (`dci(importance="lasso")`, this library's earlier default) | $R_{jk} = \lvert b_{jk}\rvert$ of scikit-learn's `Lasso` ($\alpha = 0.02$, standardised), informativeness = test NRMSE | the hand-written coordinate descent it replaced; the lasso's optimality conditions | $2\times10^{-7}$; KKT to $10^{-8}$ |
 # | DCI, histogram trees (`dci(importance="hist_gbt")`) | this library's faster variant: `HistGradientBoostingClassifier`, $R_{jk}$ = permutation importance on the test rows | no other implementation (a different importance); known codes only | - |
-# | SAP (`sap`; Kumar et al. 2018) | mean over factors of the gap of the two best single-latent scores: $R^2$ (default) or held-out accuracy of `LinearSVC(C=0.01, balanced)` (`mode="classification", classifier="linear_svc"`) | disent `metric_sap`, same rows | $7\times10^{-16}$ ($R^2$), exact (LinearSVC) |
+# | SAP (`sap`; Kumar et al. 2018) | mean over factors of the gap of the two best single-latent scores: held-out accuracy of `LinearSVC(C=0.01, balanced)` (default), or $R^2$ (`mode="regression"`), or held-out accuracy of a nearest class-mean rule (`classifier="nearest_mean"`) | disent `metric_sap`, same rows | exact (LinearSVC), $7\times10^{-16}$ ($R^2$); nearest class mean: known codes only |
 # | FactorVAE score (`factorvae_score`; Kim & Mnih 2018) | majority vote of the least-variance normalised latent for a fixed factor | disent `metric_factor_vae` (own samples) | 0.044 at 2,000 votes (sampling error, and the normalising variances: all rows here, a random subset in disent); disent keeps an exactly collapsed latent and votes for it (NaN ratio), isa_lib prunes it |
 # | BetaVAE score (`betavae_score`; Higgins et al. 2017) | logistic-regression accuracy of the factor held fixed, from mean $\lvert z_a - z_b\rvert$ over 64 pairs | disentanglement_lib's sampler written out (own samples) | 0.051 at 1,000 examples (sampling error) |
 # | modularity (`modularity`; Ridgeway & Mozer 2018) | $1 - \frac{\sum_k I_{jk}^2 - \max_k I_{jk}^2}{(K-1)\max_k I_{jk}^2}$, mean over latents | definition written out, on disent's MI helpers | $1\times10^{-15}$ |
@@ -562,11 +562,13 @@ for dataset in ("dsprites", "faces3d"):
 # | Gaussian Wasserstein correlation (`gaussian_wasserstein_correlation`) | $2\,\mathrm{tr}\,S - 2\,\mathrm{tr}\,(S\,\mathrm{diag}\,S)^{1/2}$ | disent `metric_unsupervised`, same rows | exact |
 # | mutual-information score (`mutual_info_score`) | $\sum_{i\ne j} I(z_i; z_j) / (D^2 - D)$ | disent `metric_unsupervised`, same rows | $3\times10^{-16}$ |
 #
-# Two of this library's defaults differ from disentanglement_lib's on purpose, so that earlier numbers do not
-# move: `dci` uses lasso importances (`importance="gbt"` is disentanglement_lib's), and `sap`'s
-# classification mode a nearest class-mean rule (`classifier="linear_svc"` is disentanglement_lib's, which
-# on a single latent rarely predicts the middle classes of an ordinal factor). `evaluate_model(...,
-# scores=[...])` adds any of them to the paper's numbers.
+# `dci` and `sap` default to disentanglement_lib's definitions; this library's earlier rules, with which
+# recorded numbers were computed, stay available by name (`importance="lasso"`, `mode="regression"`,
+# `classifier="nearest_mean"`). disentanglement_lib's LinearSVC on a single latent rarely predicts the middle
+# classes of an ordinal factor, so a perfect code of an 8-valued factor scores about 0.4, not 1. In
+# `score_codes` and `evaluate_model(..., scores=[...])`, which add any of them to the paper's numbers, each name
+# fixes its rule: `"dci"` and `"sap"` are the earlier ones (the check below uses `"sap"`, the $R^2$),
+# `"dci_gbt"` and `"sap_linear_svc"` disentanglement_lib's.
 #
 # **Check.** Every score on codes whose answers are known, computed here: a perfect code of a small grid, the
 # same with factors 2 and 3 rotated by 45 degrees, one latent carrying factors 2 and 3 (and one empty), and a

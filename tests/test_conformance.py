@@ -183,20 +183,21 @@ def test_mig_histogram_matches_disent(code_trained):
 
 
 def test_sap_matches_disent(code_trained):
-    """SAP, continuous factors (squared correlation on all rows) to 1e-12; discrete factors with
-    LinearSVC(C=0.01, balanced) on the same split to 1e-12 (liblinear's dual solver is deterministic on a
-    single input)."""
+    """SAP, discrete factors (isa_lib's default: LinearSVC(C=0.01, balanced)) on the same split to 1e-12
+    (liblinear's dual solver is deterministic on a single input); continuous factors (``mode="regression"``:
+    squared correlation on all rows) to 1e-12."""
     for name, (z, cl) in all_codes(code_trained).items():
-        ours = M.sap(z, cl)["sap"]
+        tr, te = _split(len(z), 0.8, 0)
+        ours = M.sap(z, cl, seed=0)
+        assert ours["classifier"] == "linear_svc"
+        theirs = D.sap.metric_sap(Replay(cl, np.r_[tr, te]), rep(z), num_train=len(tr), num_test=len(te),
+                                  batch_size=64, continuous_factors=False)["sap.score"]
+        assert abs(ours["sap"] - theirs) < 1e-12, (name, "linear_svc", ours["sap"], theirs)
+        ours = M.sap(z, cl, mode="regression")["sap"]
         theirs = D.sap.metric_sap(Replay(cl, np.r_[np.arange(len(z)), 0]), rep(z), num_train=len(z), num_test=1,
                                   batch_size=64,
                                   continuous_factors=True)["sap.score"]
         assert abs(ours - theirs) < 1e-12, (name, "regression", ours, theirs)
-        tr, te = _split(len(z), 0.8, 0)
-        ours = M.sap(z, cl, mode="classification", classifier="linear_svc", seed=0)["sap"]
-        theirs = D.sap.metric_sap(Replay(cl, np.r_[tr, te]), rep(z), num_train=len(tr), num_test=len(te),
-                                  batch_size=64, continuous_factors=False)["sap.score"]
-        assert abs(ours - theirs) < 1e-12, (name, "linear_svc", ours, theirs)
 
 
 CODE_NAMES = ["perfect", "rotated", "shared", "entangled", "vae", "trained"]
@@ -209,7 +210,8 @@ def one_code(name, trained):
 def _dci_both(z, cl, seed, n=200):
     rows = _subsample(len(z), n, seed)
     tr, te = _split(n, 0.8, seed)
-    ours = M.dci(z, cl, importance="gbt", n_points=n, seed=seed)
+    ours = M.dci(z, cl, n_points=n, seed=seed)              # the default: importance="gbt"
+    assert ours["method"] == "gbt"
     theirs = D.dci.metric_dci(Replay(cl, rows[np.r_[tr, te]]), rep(z), num_train=len(tr), num_test=len(te),
                               batch_size=64)
     pairs = (("disentanglement", "dci.disentanglement"), ("completeness", "dci.completeness"),
@@ -219,11 +221,11 @@ def _dci_both(z, cl, seed, n=200):
 
 @pytest.mark.parametrize("name", CODE_NAMES)
 def test_dci_gbt_matches_disent(name, code_trained, monkeypatch):
-    """DCI with scikit-learn's GradientBoostingClassifier (disentanglement_lib's and disent's default) on
-    the same 160 training and 40 test rows (small on purpose: the trees take seconds per factor).  disent
-    leaves the trees' random_state unset; given isa_lib's (``seed``, which breaks ties between equally good
-    splits), disentanglement, completeness and accuracies agree to 1e-9 (the rest: disent adds 1e-11 to
-    the importances before the entropies)."""
+    """DCI with scikit-learn's GradientBoostingClassifier (disentanglement_lib's, disent's and isa_lib's
+    default) on the same 160 training and 40 test rows (small on purpose: the trees take seconds per factor).
+    disent leaves the trees' random_state unset; given isa_lib's (``seed``, which breaks ties between equally
+    good splits), disentanglement, completeness and accuracies agree to 1e-9 (the rest: disent adds 1e-11
+    to the importances before the entropies)."""
     import sklearn.ensemble
     z, cl = one_code(name, code_trained)
     gbc = sklearn.ensemble.GradientBoostingClassifier

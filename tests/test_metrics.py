@@ -286,29 +286,33 @@ def test_histogram_mig_known_answers():
 
 
 # --------------------------------------------------------------------------- DCI, SAP, FactorVAE
-def test_dci_known_answers():
+def test_dci_lasso_known_answers():
+    """The earlier rule, by name (importance="lasso"; the default is disentanglement_lib's trees,
+    tests/test_metrics_dlib.py)."""
     sizes = (6, 8, 8, 8)
     mu, cl = factor_code(sizes)
-    good = M.dci(mu.numpy(), cl)
+    good = M.dci(mu.numpy(), cl, importance="lasso")
     assert good["disentanglement"] > 0.95 and good["completeness"] > 0.95
     assert good["informativeness"] < 0.05
     rand = np.random.default_rng(1).normal(size=mu.shape)
-    bad = M.dci(rand, cl)
+    bad = M.dci(rand, cl, importance="lasso")
     assert bad["informativeness"] > 0.9
     assert bad["importance"].sum() < 0.1 * good["importance"].sum()
     mix = mu.numpy() @ np.random.default_rng(2).normal(size=(4, 4))   # every latent mixes every factor
-    assert M.dci(mix, cl)["disentanglement"] < 0.6
+    assert M.dci(mix, cl, importance="lasso")["disentanglement"] < 0.6
 
 
-def test_sap_known_answers():
+def test_sap_earlier_rules_known_answers():
+    """The earlier rules, by name: squared correlation (mode="regression") and the nearest class-mean rule
+    (classifier="nearest_mean"; the default LinearSVC is tested in tests/test_metrics_dlib.py)."""
     mu, cl = factor_code(DSPR)
-    assert M.sap(mu.numpy(), cl)["sap"] > 0.99
+    assert M.sap(mu.numpy(), cl, mode="regression")["sap"] > 0.99
     rand = np.random.default_rng(0).normal(size=mu.shape)
-    assert M.sap(rand, cl)["sap"] < 0.02
-    cls = M.sap(mu.numpy(), cl, mode="classification")
+    assert M.sap(rand, cl, mode="regression")["sap"] < 0.02
+    cls = M.sap(mu.numpy(), cl, mode="classification", classifier="nearest_mean")
     # perfect latent: accuracy 1; best other latent: about chance, 1/|V_k|
     assert np.all(cls["per_factor"] > 1 - 1.0 / np.array([3, 6, 8, 8, 8]) - 0.1)
-    assert M.sap(rand, cl, mode="classification")["sap"] < 0.05
+    assert M.sap(rand, cl, mode="classification", classifier="nearest_mean")["sap"] < 0.05
 
 
 def test_factorvae_score_known_answers():

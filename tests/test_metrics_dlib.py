@@ -72,34 +72,51 @@ def test_dci_lasso_solves_the_lasso():
 
 
 def test_dci_lasso_known_codes():
+    """The earlier rule, by name: lasso importances, informativeness as test NRMSE."""
     z, cl = perfect()
-    good = M.dci(z, cl)
+    good = M.dci(z, cl, importance="lasso")
     assert good["method"] == "lasso" and good["informativeness_measure"] == "nrmse"
     assert good["disentanglement"] > 0.95 and good["completeness"] > 0.95
-    rot = M.dci(*rotated())
+    rot = M.dci(*rotated(), importance="lasso")
     assert rot["disentanglement"] < good["disentanglement"] - 0.2
-    col = M.dci(np.zeros_like(z), cl)
+    col = M.dci(np.zeros_like(z), cl, importance="lasso")
     assert col["disentanglement"] == 0.0 and col["completeness"] == 0.0
     assert col["informativeness"] == pytest.approx(1.0, abs=0.02)  # NRMSE of predicting the training mean
 
 
-def test_dci_gbt_known_codes():
+def test_dci_default_is_disentanglement_libs_trees():
+    """The default: GradientBoostingClassifier importances, informativeness as test accuracy.  Each factor's
+    column of impurity importances sums to 1, so the scores follow from how that unit is split."""
     z, cl = perfect(TINY)
-    good = M.dci(z, cl, importance="gbt", seed=1)
-    assert good["informativeness_measure"] == "accuracy"
+    good = M.dci(z, cl, seed=1)
+    assert good["method"] == "gbt" and good["informativeness_measure"] == "accuracy"
+    assert good["importance"].sum(0) == pytest.approx(np.ones(4))
+    explicit = M.dci(z, cl, importance="gbt", seed=1)
+    assert all(np.array_equal(good[k], explicit[k]) for k in ("disentanglement", "completeness", "importance"))
     assert good["informativeness"] == 1.0 and good["informativeness_train"] == 1.0
     assert good["disentanglement"] > 0.99 and good["completeness"] > 0.99
+    # rotated by 45 degrees: factor 2 = (z_2 + z_3)/sqrt 2 and factor 3 = (z_2 - z_3)/sqrt 2 need both latents,
+    # equally (measured: importance split 0.50/0.50 to 0.007 over seeds 0-2), so D_j = C_k = 1 - log 2/log 4
+    # = 1/2 for latents and factors 2, 3 and D = C = 1/4 + 1/4 + 1/2 * 1/2 = 3/4; still perfectly predictive
+    rot = M.dci(*rotated(TINY), seed=1)
+    assert rot["informativeness"] == 1.0
+    assert np.allclose(rot["disentanglement_per_latent"], [1, 1, 0.5, 0.5], atol=0.03)
+    assert np.allclose(rot["completeness_per_factor"], [1, 1, 0.5, 0.5], atol=0.03)
+    assert abs(rot["disentanglement"] - 0.75) < 0.02 and abs(rot["completeness"] - 0.75) < 0.02
     # collapsed: no split is ever made, no importance, accuracy of a constant guess
-    col = M.dci(np.zeros_like(z), cl, importance="gbt", seed=1)
+    col = M.dci(np.zeros_like(z), cl, seed=1)
     assert col["importance"].sum() == 0.0
     assert col["disentanglement"] == 0.0 and col["completeness"] == 0.0
-    assert col["informativeness"] < 0.6
-    # latent 2 shared by factors 2 and 3 (and latent 3 empty): completeness stays 1, disentanglement drops
-    sh = M.dci(*shared(TINY), importance="gbt", seed=1)
+    assert col["informativeness"] < 0.5                   # chance: mean of 1/|V_k| = 1/3
+    # latent 2 shared by factors 2 and 3 (the empty latent 3 dropped, so D = 3 latents, K = 4 factors):
+    # completeness stays 1 (each factor has one latent); latent 2's importance is split over two of four
+    # factors, D_2 = 1 - log 2/log 4 = 1/2 (entropy in base K), with weight 2/4: D = 1/4 + 1/4 + 1/4
+    zs, cls = shared(TINY)
+    sh = M.dci(zs[:, :3], cls, seed=1)
     assert sh["informativeness"] == 1.0
-    assert sh["completeness"] > 0.99
-    assert sh["disentanglement_per_latent"][2] < 0.6
-    assert sh["importance"][3].sum() == 0.0
+    assert sh["completeness"] > 0.99 and np.allclose(sh["completeness_per_factor"], 1.0, atol=0.01)
+    assert np.allclose(sh["disentanglement_per_latent"], [1, 1, 0.5], atol=0.01)
+    assert sh["disentanglement"] == pytest.approx(0.75, abs=0.01)
     with pytest.raises(ValueError, match="importance must be one of"):
         M.dci(z, cl, importance="xgboost")
 
@@ -119,25 +136,55 @@ def test_dci_hist_gbt_known_codes():
 
 
 # --------------------------------------------------------------------------- SAP
-def test_sap_linear_svc_known_codes():
-    # binary factors: a single latent separates them exactly
+def test_sap_default_is_disentanglement_libs_linear_svc():
+    """The default: held-out accuracy of LinearSVC(C=0.01, balanced) on one latent, gap of the two best."""
+    # binary factors: a single latent separates them exactly; the other latents are independent of the
+    # factor on a full grid, so about chance (1/2), and the gap is about 1/2
     z, cl = perfect((2, 2, 2, 2, 2, 2, 2))
-    res = M.sap(z, cl, mode="classification", classifier="linear_svc")
-    assert res["classifier"] == "linear_svc"
+    res = M.sap(z, cl)
+    assert res["mode"] == "classification" and res["classifier"] == "linear_svc"
     assert np.all(np.diag(res["score_matrix"]) == 1.0)
-    # the other latents are about chance (1/2), so the gap is about 1/2
     assert np.all(np.abs(res["per_factor"] - 0.5) < 0.1)
-    # an 8-valued factor: one-vs-rest on one input rarely predicts the middle classes, so even the perfect
-    # latent is far from accuracy 1 (disentanglement_lib's known behaviour); nearest_mean gets it exactly
+    # factors with 3, 6, 8, 8 values (1,152 rows): the 3-valued factor is classified exactly, but one-vs-rest
+    # linear rules on a single input (each class against the rest, one threshold each) rarely predict the
+    # middle values of an ordinal factor, so even its perfect latent scores well below 1 (measured 0.48-0.50
+    # for 6 values, 0.36-0.44 for 8, seeds 0-1); the other latents stay near chance, so the gaps are positive
     z, cl = perfect()
-    svc = M.sap(z, cl, mode="classification", classifier="linear_svc")
-    near = M.sap(z, cl, mode="classification")
-    assert np.all(svc["score_matrix"][[2, 3], [2, 3]] < 0.7)
-    assert np.all(np.diag(near["score_matrix"]) == 1.0)
-    col = M.sap(np.zeros_like(z), cl, mode="classification", classifier="linear_svc")
-    assert col["sap"] == 0.0
+    good = M.sap(z, cl)
+    diag = np.diag(good["score_matrix"])
+    assert diag[0] == 1.0 and np.all((diag[1:] > 0.3) & (diag[1:] < 0.6))
+    assert np.array_equal(np.argmax(good["score_matrix"], axis=0), np.arange(4))
+    assert np.all(good["per_factor"] > 0.2)
+    explicit = M.sap(z, cl, mode="classification", classifier="linear_svc")
+    assert good["sap"] == explicit["sap"]
+    # rotated: factors 2 and 3 are each read equally (badly) from latents 2 and 3, so their gaps are about 0
+    # (measured at most 0.06), while factors 0 and 1 keep theirs
+    rot = M.sap(*rotated())
+    assert np.all(rot["per_factor"][2:] < 0.1)
+    assert np.allclose(rot["per_factor"][:2], good["per_factor"][:2], atol=0.05)
+    assert rot["sap"] < good["sap"] - 0.1
+    # shared: latent 2 = 8 v_2 + v_3 carries factor 3 only in its fine structure, which no threshold on it
+    # reads, so factor 3 has no predictive latent (gap about 0, measured at most 0.03)
+    sh = M.sap(*shared())
+    assert sh["per_factor"][3] < 0.1 and sh["sap"] < good["sap"]
+    # collapsed: every latent scores the same constant guess, so every gap is exactly 0
+    col = M.sap(np.zeros_like(z), cl)
+    assert col["sap"] == 0.0 and np.all(col["per_factor"] == 0.0)
     with pytest.raises(ValueError, match="classifier must be one of"):
-        M.sap(z, cl, mode="classification", classifier="svm")
+        M.sap(z, cl, classifier="svm")
+
+
+def test_sap_earlier_rules_by_name():
+    """The nearest class-mean rule classifies a perfect code of any number of values exactly; the
+    regression mode's squared correlation is 1 on a perfect code."""
+    z, cl = perfect()
+    near = M.sap(z, cl, classifier="nearest_mean")
+    assert near["classifier"] == "nearest_mean"
+    assert np.all(np.diag(near["score_matrix"]) == 1.0)
+    reg = M.sap(z, cl, mode="regression")
+    assert reg["classifier"] is None and np.allclose(np.diag(reg["score_matrix"]), 1.0)
+    assert reg["sap"] == pytest.approx(1.0)      # other latents are uncorrelated with the factor on a grid
+    assert M.sap(*rotated(), mode="regression")["per_factor"][2:].max() < 1e-9   # equal R^2 = 1/2: gap 0
 
 
 # --------------------------------------------------------------------------- BetaVAE score
@@ -253,7 +300,7 @@ def test_score_codes_equals_the_direct_calls():
     z, cl = rotated()
     out = M.score_codes(z, cl, ["dci", "sap_linear_svc", "modularity", "mig_sup", "betavae", "unsupervised"],
                         n_points=None, seed=2)
-    assert out["dci"]["disentanglement"] == M.dci(z, cl, seed=2)["disentanglement"]
+    assert out["dci"]["disentanglement"] == M.dci(z, cl, importance="lasso", seed=2)["disentanglement"]
     assert out["sap_linear_svc"]["sap"] == M.sap(z, cl, mode="classification", classifier="linear_svc",
                                                  seed=2)["sap"]
     assert out["modularity"]["modularity"] == M.modularity(z, cl)["modularity"]
@@ -290,10 +337,11 @@ _NAN = _Z.copy()
 _NAN[1, 1] = np.nan
 BAD = [
     ("DCI importance unknown", lambda: M.dci(_Z, _CL, importance="forest"), r"importance must be one of"),
-    ("DCI lasso alpha 0", lambda: M.dci(_Z, _CL, alpha=0.0), r"alpha must be a finite number > 0"),
+    ("DCI lasso alpha 0", lambda: M.dci(_Z, _CL, importance="lasso", alpha=0.0), r"alpha must be a finite number > 0"),
     ("DCI codes with NaN", lambda: M.dci(_NAN, _CL, importance="gbt"), r"NaN"),
     ("SAP classifier unknown", lambda: M.sap(_Z, _CL, mode="classification", classifier="svm"),
      r"classifier must be one of"),
+    ("SAP mode unknown", lambda: M.sap(_Z, _CL, mode="ranking"), r"mode must be 'regression' or 'classification'"),
     ("BetaVAE batch_size 0", lambda: M.betavae_score(_Z, _CL, batch_size=0), r"batch_size must be an integer >= 1"),
     ("BetaVAE n_train 1.5", lambda: M.betavae_score(_Z, _CL, n_train=1.5), r"n_train must be an integer >= 2"),
     ("BetaVAE classes of other rows", lambda: M.betavae_score(_Z, _CL[:5]), r"rows"),

@@ -16,9 +16,12 @@ Everything works on arrays, so no model is needed:
   :func:`betavae_score`, :func:`modularity`, :func:`explicitness`, :func:`mig_sup` -
   the metrics of the wider literature, from codes (e.g. encoder means) and
   factor classes (:func:`grid_classes` makes those of a full grid), with
-  disentanglement_lib's definitions available as options (``dci(...,
-  importance="gbt")``, ``sap(..., mode="classification", classifier="linear_svc")``)
-  and checked against disent in tests/test_conformance.py.
+  disentanglement_lib's definitions (Locatello et al. 2019) as the defaults of
+  :func:`dci` (gradient-boosted-tree importances, Eastwood & Williams 2018) and
+  :func:`sap` (LinearSVC for discrete factors, Kumar et al. 2018), this library's
+  earlier rules by name (``importance="lasso"``; ``mode="regression"`` or
+  ``classifier="nearest_mean"``), all checked against disent in
+  tests/test_conformance.py.
 * :func:`gaussian_total_correlation`, :func:`gaussian_wasserstein_correlation`,
   :func:`mutual_info_score` (:func:`unsupervised_scores`: all of them) - scores
   of a code alone, without factors.

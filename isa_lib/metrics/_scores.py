@@ -17,7 +17,11 @@ from ._modularity import explicitness, modularity
 from ._sap import sap
 from ._unsupervised import unsupervised_scores
 
-# name -> (function, its fixed keyword arguments, whether it takes factor classes)
+# name -> (function, its fixed keyword arguments, whether it takes factor classes).  Each name fixes its mode
+# explicitly, so a name's numbers never follow a change of a function's defaults: "dci" and "sap" are this
+# library's earlier rules (lasso importances, Eastwood & Williams 2018; squared correlation, Kumar et al.
+# 2018), "dci_gbt" and "sap_linear_svc" disentanglement_lib's (Locatello et al. 2019), which are the defaults
+# of :func:`dci` and :func:`sap` called directly.
 SCORES = {
     "dci": (dci, {"importance": "lasso"}, True),
     "dci_gbt": (dci, {"importance": "gbt"}, True),
