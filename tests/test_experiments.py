@@ -13,6 +13,7 @@ import pytest
 
 from isa_lib import experiments as E
 from isa_lib.experiments import GridError, Ledger, RunConfig, expand_grid, sweep
+from isa_lib.experiments.sweeps import assign_fusion
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -198,7 +199,7 @@ def test_local_sweep_records_every_run_and_skips_done(tmp_path):
     path = tmp_path / "ledger.db"
     s = sweep(configs, path, fuse=4, progress=False)
     assert (s["done"], s["failed"], s["ran"], s["tasks"]) == (8, 0, 8, 2)
-    rows = check_done(Ledger(path), configs)
+    rows = check_done(Ledger(path), assign_fusion(configs, 4)[0])     # fused runs carry their group's size
     isa = [r for r in rows.values() if r["model"] == "isa_vae"]
     assert all(len(r["metrics"]["exponents_sorted"]) == 2 for r in isa)
     assert all(r["metrics"]["timings"]["fused"] == 4 for r in rows.values())
@@ -220,7 +221,7 @@ def test_ray_sweep(tmp_path):
         ray.shutdown()
     print(f"ray start-up {startup:.1f} s, sweep {s['elapsed_s']:.1f} s")
     assert (s["done"], s["failed"], s["tasks"]) == (8, 0, 4)
-    rows = check_done(Ledger(path), configs)
+    rows = check_done(Ledger(path), assign_fusion(configs, 2)[0])
     # Written by the Ray workers themselves (other processes), not by the driver.
     assert all(not r["worker"].startswith("driver") and not r["worker"].endswith(f":{os.getpid()}")
                for r in rows.values())
@@ -288,8 +289,8 @@ def test_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert [o["status"] for o in outcomes] == ["done", "failed"]
     assert "non-finite" in outcomes[1]["error"] and outcomes[0]["metrics"]["timings"]["fused"] == 1
     # Failed runs are skipped on resume unless asked to retry them.
-    assert sweep(good + [bad], path, progress=False)["ran"] == 0
-    assert sweep(good + [bad], path, progress=False, retry_failed=True)["ran"] == 1
+    assert sweep(good + [bad], path, fuse=4, progress=False)["ran"] == 0
+    assert sweep(good + [bad], path, fuse=4, progress=False, retry_failed=True)["ran"] == 1
 
 
 def test_export_dataframe_and_csv(tmp_path):

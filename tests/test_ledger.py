@@ -195,7 +195,8 @@ def test_a_checkpoint_from_other_settings_is_discarded_not_fatal(tmp_path):
     R._train_models([dataclasses.replace(c, lr=5e-4)], data, False, max_steps=3, checkpoint_dir=folder)
     (stale,) = folder.glob("*.pt")
     stale.rename(R.checkpoint_path(folder, [c], False))    # as if older code had written this run's file
-    assert scores(run_group([c], checkpoint_dir=folder)[0]["metrics"]) == reference
+    with pytest.warns(R.CheckpointDiscardedWarning, match=r"checkpoint discarded \(deleted\).*another configuration"):
+        assert scores(run_group([c], checkpoint_dir=folder)[0]["metrics"]) == reference
 
 
 def test_the_sweep_default_fuses_only_on_a_gpu(tmp_path):
@@ -404,3 +405,133 @@ def test_property_racing_sweeps_under_random_kills_never_hold_the_ledger_togethe
     assert all(p.returncode in (0, -signal.SIGKILL) for p in procs)
     with Ledger(path).lease():                   # a killed holder's row is taken over at once
         assert Ledger(path).lease_holder()["pid"] == os.getpid()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 23: fusion is part of a run's identity. Fused training equals separate training only up to reduction
+# order, so a run trained in a fused group of K > 1 carries fused=K in its hash; a run trained alone keeps the
+# hash it always had.
+from pathlib import Path  # noqa: E402
+
+from isa_lib.experiments import load_grid  # noqa: E402
+from isa_lib.experiments.sweeps import assign_fusion  # noqa: E402
+
+#: Hashes of runs trained alone, as every ledger before this rule stored them (computed at 028ad5a).
+UNFUSED_HASHES = {
+    "default": (RunConfig(), "91d97480dff2ca76f489f3e60dd4828fd0d42654ffded8200cfc194d67d157d6"),
+    "small isa_vae": (None, "1fd414c59961cabf2c0fbffc448ef47dc17c08d7e264dd3e42072239a45b30d1"),
+}
+
+
+def test_an_unfused_run_keeps_its_hash_and_a_fused_one_gets_another():
+    from isa_lib.experiments import config_for
+
+    small = config_for("small", model="isa_vae", seed=3, beta=2.0)
+    for name, (c, expected) in UNFUSED_HASHES.items():
+        c = small if c is None else c
+        assert c.config_hash() == expected and dataclasses.replace(c, fused=1).config_hash() == expected
+        assert "fused" not in c.to_dict()                          # stored as older code stored it
+        fused = {dataclasses.replace(c, fused=k).config_hash() for k in (2, 4)}
+        assert len(fused) == 2 and expected not in fused
+    with pytest.raises(ValueError, match=r"fused=2: factor_vae .* never trained fused"):
+        RunConfig(model="factor_vae", fused=2)
+    with pytest.raises(ValueError, match=r"fused must be a whole number in \[1, 100000\]"):
+        RunConfig(fused=0)
+
+
+def test_fusion_is_planned_over_the_whole_grid_and_repeats_follow_their_source():
+    grid = [RunConfig(seed=s, beta=b) for s in range(3) for b in (1.0, 2.0)] + \
+        [RunConfig(model="beta_tcvae", beta=1.0, seed=2), RunConfig(model="factor_vae", seed=0)]
+    assigned, groups = assign_fusion(grid, 4)
+    assert [c.fused for c in assigned] == [4, 4, 4, 4, 2, 2, 2, 1]
+    assert assigned[6].equivalent() == assigned[4]                # beta-TCVAE at beta 1 copies its source's row
+    assert [len(g) for g in groups] == [4, 2, 1] and all(c.fused == len(g) for g in groups[:2] for c in g)
+    assert assign_fusion(grid, 1)[0] == grid                       # --fuse 1: every hash as before
+    assert assign_fusion(assigned, 4)[0] == assigned               # the same plan again (a resumed sweep)
+
+
+def test_the_same_config_fused_and_unfused_gets_two_hashes_and_two_rows(tmp_path):
+    """``--fuse 1`` and ``--fuse 2`` over one grid and one ledger: two rows per run, each with its own numbers
+    and its own fusion; the second sweep with ``--fuse 2`` runs nothing."""
+    runs = tiny_runs()
+    path = tmp_path / "l.db"
+    assert sweep(runs, path, fuse=1, progress=False)["ran"] == 2
+    s = sweep(runs, path, fuse=2, progress=False)
+    assert s["ran"] == 2 and s["done"] == 2
+    rows = {r["config_hash"]: r for r in Ledger(path).rows()}
+    assert len(rows) == 4
+    for c in runs:
+        alone, fused = rows[c.config_hash()], rows[dataclasses.replace(c, fused=2).config_hash()]
+        assert alone["metrics"]["timings"]["fused"] == 1 and fused["metrics"]["timings"]["fused"] == 2
+        assert "fused" not in alone["config"] and fused["config"]["fused"] == 2
+    assert sweep(runs, path, fuse=2, progress=False)["ran"] == 0
+    assert sweep(runs, path, fuse=1, progress=False)["ran"] == 0
+
+
+def test_a_fused_group_with_one_run_to_redo_trains_whole_and_records_only_that_run(tmp_path):
+    """Its hash says it was trained in a group of 2: it is, with the done run riding along unrecorded, and its
+    numbers are those of the first sweep digit for digit."""
+    runs = tiny_runs()
+    path = tmp_path / "l.db"
+    sweep(runs, path, fuse=2, progress=False)
+    first = {r["config_hash"]: r for r in Ledger(path).rows()}
+    redo = dataclasses.replace(runs[1], fused=2).config_hash()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE runs SET status = 'pending', metrics = NULL WHERE config_hash = ?", (redo,))
+    s = sweep(runs, path, fuse=2, progress=False)
+    assert s["ran"] == 1 and s["done"] == 2
+    again = {r["config_hash"]: r for r in Ledger(path).rows()}
+    assert scores(again[redo]["metrics"]) == scores(first[redo]["metrics"])
+    assert again[redo]["metrics"]["timings"]["fused"] == 2
+    kept = next(h for h in first if h != redo)
+    assert again[kept]["finished"] == first[kept]["finished"]       # the rider was not recorded again
+    with pytest.raises(ValueError, match=r"planned for a fused group of 2 .* were given 1 at a time"):
+        run_group([dataclasses.replace(runs[0], fused=2)])
+
+
+def test_rows_trained_fused_under_an_unfused_hash_are_rekeyed_on_open(tmp_path):
+    """Migration: a ledger written before the rule, whose rows were trained fused (timings.fused = 2) under the
+    hash of the run alone, has them moved to the fused hash with their data; a sweep with --fuse 2 then finds
+    them done and one with --fuse 1 trains the runs alone under their own hashes."""
+    runs = tiny_runs()
+    path = tmp_path / "l.db"
+    sweep(runs, path, fuse=2, progress=False)
+    before = {r["config"]["seed"]: r for r in Ledger(path).rows()}
+    with sqlite3.connect(path) as db:                              # the rows as older code wrote them
+        for c in runs:
+            db.execute("UPDATE runs SET config_hash = ?, config = ? WHERE config_hash = ?",
+                       (c.config_hash(), json.dumps(c.to_dict(), sort_keys=True),
+                        dataclasses.replace(c, fused=2).config_hash()))
+        db.execute("INSERT INTO runs (config_hash, config, status, metrics) VALUES ('x', '{}', 'done', "
+                   "'{\"timings\": {\"fused\": 3}}')")             # not a key this library made: left alone
+    ledger = Ledger(path)
+    rows = {r["config_hash"]: r for r in ledger.rows()}
+    for c in runs:
+        row = rows[dataclasses.replace(c, fused=2).config_hash()]
+        assert c.config_hash() not in rows and scores(row["metrics"]) == scores(before[c.seed]["metrics"])
+    assert "x" in rows and ledger.rekey_fused_rows() == 0
+    assert sweep(runs, path, fuse=2, progress=False)["ran"] == 0
+    assert sweep(runs, path, fuse=1, progress=False)["ran"] == 2
+
+
+def test_the_running_budget_study_keeps_every_key_and_needs_no_new_column(tmp_path):
+    """The budget study (an unfused sweep by older code) read by this code from a copy: the migration moves
+    nothing, no column is added, and the grid at --fuse 1 (its default on a CPU) finds every row by its hash."""
+    import shutil
+
+    src = Path(__file__).parents[1] / "results" / "dsprites_budget.db"
+    copy = tmp_path / "budget.db"
+    with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as db, sqlite3.connect(copy) as out:
+        db.backup(out)
+    with sqlite3.connect(copy) as db:
+        columns = [r[1] for r in db.execute("PRAGMA table_info(runs)")]
+        stored = dict(db.execute("SELECT config_hash, config FROM runs").fetchall())
+    ledger = Ledger(copy)
+    assert ledger.rekey_fused_rows() == 0
+    with sqlite3.connect(copy) as db:
+        assert [r[1] for r in db.execute("PRAGMA table_info(runs)")] == columns
+        assert dict(db.execute("SELECT config_hash, config FROM runs").fetchall()) == stored
+    grid, _ = assign_fusion(load_grid(Path(__file__).parents[1] / "experiments/grids/dsprites_budget.yml"), 1)
+    assert {c.config_hash() for c in grid} <= set(stored)
+    assert ledger.add(grid) == 0                                     # nothing new: every run found by its key
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)

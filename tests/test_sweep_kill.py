@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from isa_lib.experiments import Ledger, expand_grid
+from isa_lib.experiments.sweeps import assign_fusion
 
 KILLS = int(os.environ.get("ISA_KILL_TEST_KILLS", "5"))
 SEED = int(os.environ.get("ISA_KILL_TEST_SEED", "0"))
@@ -63,7 +64,7 @@ def numbers(ledger) -> dict:
 def test_random_kills_lose_nothing_and_change_no_number(tmp_path, fuse):
     (tmp_path / "grid.yml").write_text(yaml.safe_dump(GRID))
     (tmp_path / "driver.py").write_text(DRIVER)
-    configs = expand_grid(GRID)
+    configs, _ = assign_fusion(expand_grid(GRID), fuse)          # fused runs carry their group's size
     hashes = {c.config_hash() for c in configs} | {c.equivalent().config_hash() for c in configs}
 
     ref = tmp_path / "reference.db"

@@ -138,6 +138,11 @@ class RunConfig:
     share one training: a run at 1/4 continues the checkpoint its run at 1/8 left, with the numbers a
     straight run to 1/4 gives. ``mig_dtype`` is the working precision of Chen's MIG (``float64``, the
     reference, or ``float32``, 2-3x faster, with a float64 fall-back for posteriors it cannot resolve).
+
+    ``fused`` is the size of the fused group (:func:`isa_lib.train.train_many`) the run is trained in, 1 for
+    a run trained alone. Fused training equals separate training only up to floating-point reduction order,
+    so a fused run is another run: its size enters the hash when it is above 1 (unfused runs keep the hashes
+    they always had). A sweep sets it when it plans its tasks (:func:`isa_lib.experiments.sweeps.assign_fusion`).
     """
 
     dataset: str = "dsprites"
@@ -166,6 +171,7 @@ class RunConfig:
     aggregate: str = "dense"
     budget_fraction: float = 1.0
     mig_dtype: str = "float64"
+    fused: int = 1
 
     def __post_init__(self):
         from ..datasets import NAMES
@@ -179,6 +185,11 @@ class RunConfig:
         self._check_prior()
         self._check_objective()
         self._check_subgrid()
+        if isinstance(self.fused, bool) or not isinstance(self.fused, int) or not 1 <= self.fused <= 100_000:
+            raise ValueError(f"fused must be a whole number in [1, 100000] (runs trained together), got {self.fused!r}")
+        if self.fused > 1 and not self.fusable:
+            raise ValueError(f"fused={self.fused}: {self.model} on the {self.architecture} network is never trained "
+                             f"fused (FactorVAE and the conv nets train alone); give fused=1")
         if self.beta_warmup_steps > self.steps:
             raise ValueError(f"beta_warmup_steps {self.beta_warmup_steps} is longer than the run's {self.steps} "
                              f"steps: beta would never reach {self.beta:g}; give at most {self.steps}")
@@ -363,6 +374,8 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["layout"] = None if self.layout is None else list(self.layout)
         d["subgrid"] = self.subgrid_dict()
+        if d["fused"] == 1:   # a run trained alone is stored as before the field existed (older code reads it)
+            del d["fused"]
         return d
 
     @classmethod
@@ -379,11 +392,12 @@ class RunConfig:
         """sha256 of the canonical JSON of the fields (sorted keys, no spaces): the ledger's key.
 
         Fields added after the first ledgers were written are left out at the value those ledgers implied
-        (``data_version`` 1, ``beta_warmup_steps`` 0, ``aggregate`` dense), so older rows keep their keys."""
+        (``data_version`` 1, ``beta_warmup_steps`` 0, ``aggregate`` dense, ``budget_fraction`` 1, ``mig_dtype``
+        float64, ``fused`` 1), so older rows keep their keys."""
         payload = {"v": HASH_VERSION, **self.to_dict()}
         for name, implied in _IMPLIED_BEFORE_FIELD.items():
-            if payload[name] == implied:
-                del payload[name]
+            if payload.get(name, implied) == implied:
+                payload.pop(name, None)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -395,6 +409,8 @@ class RunConfig:
             text += f" p={self.p:g}"
         if self.budget_fraction != 1.0:
             text += f" budget={self.budget_fraction:g}"
+        if self.fused > 1:
+            text += f" fused={self.fused}"
         return text
 
     def fuse_key(self) -> "RunConfig":
@@ -423,7 +439,7 @@ class RunConfig:
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 #: Fields added after HASH_VERSION 1 ledgers existed, and the value every earlier row had.
 _IMPLIED_BEFORE_FIELD = {"data_version": 1, "beta_warmup_steps": 0, "aggregate": "dense",
-                         "budget_fraction": 1.0, "mig_dtype": "float64"}
+                         "budget_fraction": 1.0, "mig_dtype": "float64", "fused": 1}
 
 
 # ---------------------------------------------------------------------------------------------- scales

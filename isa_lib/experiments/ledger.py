@@ -16,6 +16,7 @@ detects it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -142,6 +143,44 @@ class Ledger:
                 db.executescript(_SCHEMA)  # its own transaction (executescript commits first)
         except (sqlite3.Error, OSError) as err:
             raise LedgerError(f"ledger {self.path}: cannot open it for writing ({err})") from None
+        self.rekey_fused_rows()
+
+    def rekey_fused_rows(self) -> int:
+        """Migration: rows trained fused (``timings.fused`` K > 1 in their metrics) under a configuration that
+        does not record it, written before the fusion was part of a run's hash, are moved to the key of the
+        same configuration with ``fused=K`` (:attr:`RunConfig.fused`), their data kept; a later sweep with the
+        same ``fuse`` finds them there, and one with ``fuse=1`` trains the run alone under its own key. A row
+        whose new key is taken already, or whose configuration cannot be read, is left as it is. Runs on every
+        (writable) open; rows trained alone are not touched, so it writes nothing to such ledgers. Returns how
+        many rows were re-keyed."""
+        if self.readonly:
+            return 0
+        find = ("SELECT config_hash, config, CAST(json_extract(metrics, '$.timings.fused') AS INTEGER) AS k "
+                "FROM runs WHERE metrics IS NOT NULL AND json_valid(metrics) AND json_valid(config) "
+                "AND json_type(config, '$.fused') IS NULL "
+                "AND CAST(json_extract(metrics, '$.timings.fused') AS INTEGER) > 1")
+        try:
+            with self._connect() as db:
+                if not db.execute(find).fetchone():
+                    return 0
+            moved = 0
+            with self._tx() as db:
+                for row in db.execute(find).fetchall():
+                    try:
+                        config = RunConfig.from_dict(json.loads(row["config"]))
+                        new = dataclasses.replace(config, fused=int(row["k"]))
+                    except (ValueError, TypeError):
+                        continue
+                    if config.config_hash() != row["config_hash"]:
+                        continue            # a key this library did not make: left alone
+                    moved += db.execute("UPDATE OR IGNORE runs SET config_hash = ?, config = ? WHERE config_hash = ?",
+                                        (new.config_hash(), json.dumps(new.to_dict(), sort_keys=True),
+                                         row["config_hash"])).rowcount
+            return moved
+        except sqlite3.OperationalError as err:
+            if "json" in str(err).lower():
+                return 0                    # an SQLite without JSON functions: nothing can have been stored fused
+            raise LedgerError(f"ledger {self.path}: cannot re-key its fused rows ({err})") from None
 
     def _check_file(self) -> None:
         p = Path(self.path)

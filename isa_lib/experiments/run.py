@@ -326,7 +326,10 @@ def _train_and_score(configs: list[RunConfig], idx: list[int], data, fused: bool
 def run_group(configs: Sequence[RunConfig], on_result: Callable[[dict], None] | None = None, cache=None,
               return_models: bool = False, checkpoint_dir=None) -> list[dict]:
     """Train and score runs that differ only in seed and beta, fused into one :func:`train_many` call
-    when possible (MLP, not FactorVAE); otherwise one :func:`train` per run.
+    when possible (MLP, not FactorVAE); otherwise one :func:`train` per run. Runs whose ``fused`` field is
+    K > 1 (planned by a sweep, :func:`isa_lib.experiments.sweeps.assign_fusion`) must come as their whole group
+    of K; runs with ``fused`` 1 given together are fused here too (their hashes then do not say so: a sweep
+    never does this, it trains such runs one per call).
 
     Returns one outcome per configuration, in order: ``{"config_hash", "status": "done"|"failed",
     "metrics", "error", "duration"}`` (plus ``model`` and ``data`` with ``return_models``).
@@ -341,6 +344,10 @@ def run_group(configs: Sequence[RunConfig], on_result: Callable[[dict], None] | 
     keys = {c.fuse_key() for c in configs}
     if len(keys) != 1:
         raise ValueError("run_group needs configurations that differ only in seed and beta; use plan_groups")
+    planned = configs[0].fused
+    if planned > 1 and planned != len(configs):
+        raise ValueError(f"run_group: runs planned for a fused group of {planned} (their fused field, part of their "
+                         f"hash) were given {len(configs)} at a time; train the whole group")
     t0 = time.perf_counter()
     outcomes: list[dict | None] = [None] * len(configs)
 

@@ -38,6 +38,25 @@ def plan_groups(configs: Sequence[RunConfig], fuse: int = 1) -> list[list[RunCon
     return sorted(groups, key=lambda g: position[id(g[0])])
 
 
+def assign_fusion(configs: Sequence[RunConfig], fuse: int = 1) -> tuple[list[RunConfig], list[list[RunConfig]]]:
+    """The fusion each run of a sweep is trained with, recorded in its configuration (:attr:`RunConfig.fused`).
+
+    Fused training (:func:`isa_lib.train.train_many`) equals separate training only up to floating-point
+    reduction order, so a run trained in a fused group of K > 1 is another run than the same configuration
+    trained alone: ``fused=K`` enters its hash, and a run trained alone keeps ``fused=1`` and the hash it always
+    had. The groups are planned over the distinct runs of the whole sweep (each run that repeats another,
+    :meth:`RunConfig.equivalent`, takes the fusion of the run it repeats) by :func:`plan_groups`, so a resumed
+    sweep with the same grid and ``fuse`` finds the same hashes and groups. Returns the configurations with
+    their fusion, in order, and the groups of distinct runs (with their fusion) that tasks train together."""
+    plain = [dataclasses.replace(c, fused=1) for c in configs]
+    sources = list(OrderedDict((c.equivalent().config_hash(), c.equivalent()) for c in plain).values())
+    groups = plan_groups(sources, fuse)
+    size = {c.config_hash(): len(g) for g in groups for c in g}
+    planned = [[dataclasses.replace(c, fused=len(g)) if len(g) > 1 else c for c in g] for g in groups]
+    return [dataclasses.replace(c, fused=size[c.equivalent().config_hash()]) if size[c.equivalent().config_hash()] > 1
+            else c for c in plain], planned
+
+
 def _check_fuse(fuse) -> int:
     if isinstance(fuse, bool) or not isinstance(fuse, int) or fuse < 1:
         raise ValueError(f"fuse must be a whole number >= 1 (runs trained together per task), got {fuse!r}")
@@ -102,6 +121,7 @@ def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, re
         torch.set_num_threads(max(1, min(int(threads), os.cpu_count() or 1)))
     worker = _worker_id()
     ledger = None
+    configs = list(configs)
     try:
         ledger = Ledger(ledger_path)
         claimed = set(ledger.claim([c.config_hash() for c in configs], worker, retry_failed=retry_failed))
@@ -111,6 +131,11 @@ def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, re
     if not todo:
         return []
     by_hash = {c.config_hash(): c for c in todo}
+    # A group planned fused (every run's ``fused`` is the group's size) trains whole, so the runs it records
+    # have the numbers their hash stands for; members already done ride along and are not recorded again.
+    # Anything else trains each claimed run alone (``fused`` 1).
+    together = len(configs) > 1 and all(c.fused == len(configs) for c in configs)
+    train_groups = [configs] if together else [[c] for c in todo]
     folder = checkpoint_folder(ledger_path) if checkpoints else None
     if folder is not None:
         try:
@@ -126,8 +151,10 @@ def execute_group(configs: Sequence[RunConfig], ledger_path: str, cache=None, re
             print(f"  {o['status']:6s} {c.short()}  {what}  ({o['duration']:.1f} s)", file=sys.stderr, flush=True)
 
     results = []
-    for group in plan_groups(todo, fuse=len(todo)):
-        results += run_group(group, on_result=on_result, cache=cache, checkpoint_dir=folder)
+    for group in train_groups:
+        outcomes = run_group(group, on_result=lambda o: on_result(o) if o["config_hash"] in by_hash else None,
+                             cache=cache, checkpoint_dir=folder)
+        results += [o for o in outcomes if o["config_hash"] in by_hash]
     for o in results:
         o["written"] = False
     if ledger is not None:
@@ -177,6 +204,18 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
     to the infrastructure (a Ray worker or node died) go back to 'pending' with their checkpoints, for the
     next sweep to resume (:func:`lost_task`). Returns a summary
     (counts of this sweep's configurations by status, and what was run).
+
+    Fusion and the ledger's keys: fused training equals separate training only up to floating-point reduction
+    order (not digit for digit), so the fusion is part of a run's identity. A run trained in a fused group of
+    K > 1 carries ``fused=K`` in its configuration and hash; a run trained alone (``fuse=1``, FactorVAE, the conv
+    nets, or a group of one) keeps ``fused=1`` and exactly the hash it had before fusion was recorded. The
+    same grid swept with ``fuse=1`` and ``fuse=4`` thus makes two rows per fused run, never one row with
+    either's numbers (:func:`assign_fusion` plans the groups over the whole grid, so a resumed sweep finds the
+    same hashes). A fused group with runs still to do trains whole, the members already done riding along
+    unrecorded, so every recorded run was trained in a group of the size its hash says; if the fused training
+    fails, each run is trained alone and recorded under its planned hash (its ``timings.fused`` says 1).
+    Ledgers written before this rule whose rows were trained fused are re-keyed when opened
+    (:meth:`Ledger.rekey_fused_rows`).
     """
     if backend not in ("local", "ray"):
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
@@ -185,6 +224,8 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
         raise ValueError("sweep: no configurations to run (an empty grid?)")
     fuse = _check_fuse(default_fuse(unique[0].device) if fuse is None else fuse)
     threads = _check_resources(cpus_per_task, gpus_per_task, backend, address)
+    unique, planned = assign_fusion(unique, fuse)          # fused runs (K > 1) carry K in their hash
+    unique = list(OrderedDict((c.config_hash(), c) for c in unique).values())
     ledger = Ledger(ledger_path)
     ledger.check_writable()  # a read-only ledger is named here, not by the lease's first write
     with ledger.lease(), _ray_for(backend, address, cpus_per_task, gpus_per_task, progress):
@@ -194,7 +235,8 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
             say(f"sweep: {recovered} finished run(s) read back from side files into {ledger.path}")
         requeued = ledger.requeue_running()
         todo = ledger.runs_to_do(unique, retry_failed)
-        groups = plan_groups(todo, fuse)
+        todo_hashes = {c.config_hash() for c in todo}
+        groups = [g for g in planned if any(c.config_hash() in todo_hashes for c in g)]
         repeats = sum(1 for c in unique if c.equivalent() != c)
         say(f"sweep: {len(unique)} runs ({repeats} repeat another exactly: copied, not run), {len(todo)} to run in "
             f"{len(groups)} task(s) of up to {fuse} on {backend}"
@@ -204,7 +246,7 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
         for key in OrderedDict.fromkeys((c.dataset, c.subgrid, c.data_version) for c in todo):
             from .. import datasets
             datasets.load(key[0], subgrid=dict(key[1]) if key[1] else None, cache=cache, version=key[2])
-        meter = _Progress(len(todo), say)
+        meter = _Progress(sum(len(g) for g in groups), say)   # (with the done members a fused group retrains)
 
         def driver_record(outcomes: list[dict]) -> None:
             ledger.keep([o for o in outcomes if not o.get("written")], worker=f"driver:{_worker_id()}")
@@ -438,6 +480,7 @@ def sweep_main(argv: Sequence[str] | None = None) -> int:
         print(f"isa-vae sweep: error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
+        configs, _ = assign_fusion(configs, fuse)      # the keys the sweep would use (fused runs carry K)
         for c in configs:
             same = "" if c.equivalent() == c else f"  (same as {c.equivalent().config_hash()[:12]})"
             print(f"{c.config_hash()[:12]}  {status.get(c.config_hash(), 'new'):8s} {c.short()}{same}")
