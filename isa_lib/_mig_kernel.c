@@ -119,3 +119,24 @@ double exp2_sum(long n, const float *x, float floor_, int block, int threads) {
     }
     return tot;
 }
+
+/* A Chebyshev series sum_k c_k T_k(t_s) at many points by Clenshaw's recurrence, 8 points at a time so that
+ * the compiler keeps them in one vector register (isa_lib/metrics/_chebyshev.py: the interpolated log q of a
+ * latent whose posteriors are wide compared with its samples' range). */
+void chebyshev_series(long s_n, const double *t, int n_terms, const double *c, double *out) {
+    for (long s0 = 0; s0 < s_n; s0 += 8) {
+        const int m = s_n - s0 < 8 ? (int)(s_n - s0) : 8;
+        double tt[8] = {0}, b1[8] = {0}, b2[8] = {0};
+        for (int i = 0; i < m; i++) tt[i] = 2.0 * t[s0 + i];
+        for (int k = n_terms - 1; k >= 1; k--) {
+            const double ck = c[k];
+#pragma omp simd
+            for (int i = 0; i < 8; i++) {
+                const double b = tt[i] * b1[i] - b2[i] + ck;
+                b2[i] = b1[i];
+                b1[i] = b;
+            }
+        }
+        for (int i = 0; i < m; i++) out[s0 + i] = 0.5 * tt[i] * b1[i] - b2[i] + c[0];
+    }
+}

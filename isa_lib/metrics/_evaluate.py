@@ -23,9 +23,10 @@ def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, lo
     scores the same samples 2-3x faster than the float64 reference (see :func:`mig_chen`); posteriors
     too narrow for it are scored in float64 instead.  ``out["mig_dtype"]`` names the one used, and
     ``out["mig_backend"]`` the kernel (``mig_backend``: see :func:`mig_chen`; ``auto`` runs float32 on a CPU
-    through the fused C kernel).  ``scores``: optional names of further metrics (:data:`SCORES`, e.g.
-    ``["dci_gbt", "sap_linear_svc", "betavae", "modularity"]``) computed on the encoder means of the
-    whole grid with the MIG's factors and ``seed`` by :func:`score_codes` (row-based ones on
+    through the fused C kernel), with "+chebyshev" where some log q(z_j) came from checked interpolants
+    (:func:`mig_chen`'s ``interpolate``, on by default with the native kernel).  ``scores``: optional names
+    of further metrics (:data:`SCORES`, e.g. ``["dci_gbt", "sap_linear_svc", "betavae", "modularity"]``)
+    computed on the encoder means of the whole grid with the MIG's factors and ``seed`` by :func:`score_codes` (row-based ones on
     ``score_points`` random rows), returned under ``out["scores"]``; nothing else changes."""
     if scores is not None:
         _check_score_names(scores)       # before the (long) encoding and MIG
@@ -42,7 +43,8 @@ def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, lo
     res = mig_chen(mu, lv, dataset.factor_sizes, factors=factors, n_samples=n_samples, groups=groups,
                    factor_names=names, seed=seed, device=device, dtype=mig_dtype, backend=mig_backend)
     out = {"mig": res.mig, "mig_per_factor": res.per_factor, "mig_factors": res.factors,
-           "mig_dtype": str(mig_dtype).replace("torch.", ""), "mig_backend": res.info["backend"]}
+           "mig_dtype": str(mig_dtype).replace("torch.", ""),
+           "mig_backend": res.info["backend"] + ("+chebyshev" if res.info["interpolated"][0] else "")}
     if decode is not None:
         out["reconstruction"] = reconstruction_log_likelihood(encode, decode, dataset, batch_size=batch_size,
                                                               seed=seed, device=device, posteriors=(mu, lv))

@@ -9,7 +9,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ._inputs import _check_groups, _check_sizes, _generator, resolve_factors
-from ._mixture import _draw_z, _log_mixture, _prepare, _subset, resolve_backend
+from ._chebyshev import log_mixture
+from ._mixture import _draw_z, _prepare, _subset, resolve_backend
 
 
 @dataclass
@@ -46,7 +47,8 @@ def _gap(mi: np.ndarray, norm: np.ndarray) -> np.ndarray:
 def mig_chen(mu, logvar, factor_sizes: Sequence[int], factors=None, n_samples: int | None = 10000,
              groups=None, factor_names: Sequence[str] | None = None, seed: int = 0,
              generator: torch.Generator | None = None, sample_chunk: int = 256, row_chunk: int = 4096,
-             device=None, dtype=torch.float64, progress: bool = False, backend: str = "auto") -> MIGResult:
+             device=None, dtype=torch.float64, progress: bool = False, backend: str = "auto",
+             interpolate: bool | str = "auto") -> MIGResult:
     """MIG of Chen et al. (2018), the metric of the paper (Sec. 4), from the posteriors of the full grid.
 
     mu, logvar: (N, D) posterior means and log-variances of every image of the factor grid in C order
@@ -62,6 +64,12 @@ def mig_chen(mu, logvar, factor_sizes: Sequence[int], factors=None, n_samples: i
     backend: the kernel of the mixture sums, ``"auto"`` (default: the fused C kernel for float32 on a CPU when
     a C compiler is there, else torch), ``"native"`` or ``"torch"`` (see :func:`resolve_backend`); the two
     agree to ~1e-6 nats per entropy, and ``info["backend"]`` names the one used.
+    interpolate: where a latent's posteriors are all wide compared with its samples' range (a collapsed
+    latent), log q(z_j) at the samples comes from a Chebyshev interpolant of the exact sums at n ~ 33-4,097
+    points, checked against the exact sums at 128 samples within 1e-6 nats (:mod:`._chebyshev`); same
+    estimator, samples and subsets, entropies within ~1e-8 nats of the exact sums.  ``"auto"`` (default): on
+    with the native kernel, off on the torch path (the reference).  ``info["interpolated"]``: (group passes
+    interpolated, group passes in all).
     """
     mu, logvar = _prepare(mu, logvar, device, dtype)
     n, d = mu.shape
@@ -76,13 +84,25 @@ def mig_chen(mu, logvar, factor_sizes: Sequence[int], factors=None, n_samples: i
     if sc < 1 or rc < 1:
         raise ValueError("chunk sizes must be positive")
     be = resolve_backend(backend, mu.device, mu.dtype)
+    if interpolate == "auto":
+        interpolate = be == "native"
+    elif not isinstance(interpolate, bool):
+        raise ValueError(f"interpolate must be True, False or 'auto', got {interpolate!r}")
+    passes = [0, 0]
+
+    def log_q(zs, m, lv):
+        out, k = log_mixture(zs, m, lv, groups, sc, rc, be, interpolate)
+        passes[0] += k
+        passes[1] += len(groups)
+        return out
+
     gen = _generator(seed, generator)
     z = _draw_z(mu, logvar, gen)
     # H(z_g): a subset of the samples against the posteriors of all N images.
     sel = _subset(n, n_samples, gen).to(mu.device)
     bar = tqdm(total=1 + len(ks), disable=not progress, unit="pass", desc=f"MIG, {n:,} posteriors",
                bar_format="{l_bar}{bar}| {n:.2f}/{total} passes [{elapsed}<{remaining}]")
-    h_marg = -_log_mixture(z[sel], mu, logvar, groups, sc, rc, be).mean(1)
+    h_marg = -log_q(z[sel], mu, logvar).mean(1)
     bar.update(1)
     # H(z_g | v_k) = mean_v H(z_g | v_k = v); the rows with v_k = v are a strided slice of the grid.
     shape = sizes + (d,)
@@ -94,7 +114,7 @@ def mig_chen(mu, logvar, factor_sizes: Sequence[int], factors=None, n_samples: i
             l_v = lv_g.select(k, v).reshape(-1, d)
             z_v = z_g.select(k, v).reshape(-1, d)
             sel_v = _subset(m_v.shape[0], n_samples, gen).to(mu.device)
-            lq = _log_mixture(z_v[sel_v], m_v, l_v, groups, sc, rc, be)
+            lq = log_q(z_v[sel_v], m_v, l_v)
             h_cond[i] += (-lq.mean(1)).double().cpu() / sizes[k]
             bar.update(1 / sizes[k])
     bar.close()
@@ -106,4 +126,5 @@ def mig_chen(mu, logvar, factor_sizes: Sequence[int], factors=None, n_samples: i
     return MIGResult(mig=float(per.mean()), per_factor=per, mutual_info=mi, normalised=mi / hv[:, None],
                      factor_entropy=hv, factors=ks, groups=groups, marginal_entropy=h_marg,
                      conditional_entropy=h_cond,
-                     info={"estimator": "chen", "n_samples": n_samples, "seed": seed, "backend": be})
+                     info={"estimator": "chen", "n_samples": n_samples, "seed": seed, "backend": be,
+                           "interpolated": tuple(passes)})
