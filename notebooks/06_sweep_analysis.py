@@ -52,17 +52,19 @@ representative_study = "dsprites_medium"
 representative_beta = 2.0
 retrain_representatives = False
 
-# %%
+# %% tags=["hide-input"]
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 
 from isa_lib import analysis, experiments, latents, metrics  # noqa: F401 (experiments: run_one)
 from isa_lib.plots import sweeps
-from isa_lib.plots.experiment import dsprites_latent_plot, traversal_plot
+from isa_lib.plots.experiment import dominant_factor, dsprites_latent_plot, traversal_plot
+from isa_lib.plots.tables import table
 
 results_dir = Path("..") / "results"
 ALL_MODELS = ["beta_vae", "beta_tcvae", "isa_vae", "isa_tcvae", "isa_vae_learned"]
@@ -74,15 +76,13 @@ def read_study(name, quiet=False):
     note) if its sweep has not been run yet."""
     path = results_dir / f"{name}.csv"
     if not name or not path.exists():
-        print(f"no result table {path}: its sweep has not been run yet")
-        return None
+        return None  # the section that reads it says what it will show and how to make it
     table = analysis.label_arms(analysis.load_results(path))
     if not quiet:
         print(f"study {name}: {analysis.describe_study(table)}; {len(table)} finished runs")
     return table
 
 
-print(f"chapter run at scale {scale!r}; the studies below state their own scale")
 studies = {name: read_study(name, quiet=True) for name in
            (budget_study, large_study, faces_study, medium_study, long_study, gpu_study)}
 rows = []
@@ -93,8 +93,9 @@ for name, t in studies.items():
     rows.append({"study": name, "runs": len(t), "images per run (M)": f"{analysis.images_seen(t).min() / 1e6:.2f}"
                  + ("" if share.nunique() == 1 else f"-{analysis.images_seen(t).max() / 1e6:.2f}"),
                  "share of the paper's budget": f"{share.min():.3f}" + ("" if share.nunique() == 1 else f"-{share.max():.3f}"),
-                 "images in the data": int(t["n_images"].iloc[0]), "MLP width": t["hidden"].iloc[0]})
-print(pd.DataFrame(rows).to_string(index=False))
+                 "images in the data": int(t["n_images"].iloc[0]),
+                 "network": "conv" if pd.isna(t["hidden"].iloc[0]) else f"MLP {int(t['hidden'].iloc[0])}"})
+display(table(pd.DataFrame(rows), caption="The studies this chapter reads and their training budgets"))
 
 # %% [markdown]
 # ## Fig. 5a at the paper's training budget
@@ -117,7 +118,7 @@ print(pd.DataFrame(rows).to_string(index=False))
 # (the same numbers as a straight run), one row of the ledger per fraction. The study grows breadth-first:
 # every run to 1/8, then every run to 1/4, and so on; the first table says how far it has got.
 
-# %%
+# %% tags=["hide-input"]
 from isa_lib.lpnested import ISA
 from isa_lib.lpnested_analysis import dsprites_positions, orientation_summary
 
@@ -125,21 +126,23 @@ strength = pd.DataFrame(orientation_summary({f"ISA subspace, p = {p:g} (p0 = 2.1
                                              for p in (2.0, 2.2, 3.0, 4.0)},
                                             dsprites_positions(), torch.linspace(0, np.pi / 2, 19)))
 strength["gain of the aligned code (nats per image)"] = strength["at_0deg"] - strength["at_45deg"]
-print(strength[["prior", "at_0deg", "at_45deg", "gain of the aligned code (nats per image)"]].round(4).to_string(index=False))
+display(table(strength[["prior", "at_0deg", "at_45deg", "gain of the aligned code (nats per image)"]], digits=4,
+              caption="Mean log-density of the dSprites positions, axis-aligned (0°) and turned by 45°",
+              columns={"at_0deg": "aligned (0°)", "at_45deg": "turned (45°)"}))
 
 budget = studies[budget_study]
 if budget is not None:
     budget = budget.assign(images_seen=analysis.images_seen(budget), paper_share=analysis.budget_share(budget))
     reached = (budget.groupby(["budget_fraction", "model"])["seed"].apply(lambda s: sorted(s.tolist()))
                .unstack("model"))
-    print("seeds finished, per fraction of the budget and arm:")
-    print(reached.to_string())
+    display(table(reached.rename(columns=lambda m: analysis.MODEL_LABELS.get(m, m)),
+                  caption="Seeds finished, per fraction of the budget (rows) and arm"))
     arms = [m for m in ARMS if m in set(budget["model"])]
     pairs_at = {f: {m: set(g[g["model"] == m]["seed"]) for m in arms} for f, g in budget.groupby("budget_fraction")}
     complete = [f for f, by in pairs_at.items() if "beta_vae" in by and "isa_vae" in by
                 and len(by["beta_vae"] & by["isa_vae"]) >= 2]
     top = max(complete) if complete else None
-    print(f"largest fraction with at least two paired seeds of beta-VAE and ISA-VAE: {top}"
+    print(f"Largest fraction with at least two paired seeds of beta-VAE and ISA-VAE: {top}"
           + ("" if top is None else f" ({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M images per run)"))
     # What a run costs here: the first fraction is trained from step 0, so its time per step is a whole step's
     first = budget[np.isclose(budget["budget_fraction"], budget["budget_fraction"].min())]
@@ -148,7 +151,7 @@ if budget is not None:
     kernel = budget["mig_backend"].fillna("torch") if "mig_backend" in budget else pd.Series("torch", budget.index)
     scoring = "; ".join(f"{g.median() / 60:.1f} min per scoring with the {k} MIG kernel (median of {len(g)})"
                         for k, g in budget["timings.eval_s"].groupby(kernel))
-    print(f"measured on the 2-core CPU, two runs side by side: {per_step:.2f} s per training step (median of "
+    print(f"Measured on the 2-core CPU, two runs side by side: {per_step:.2f} s per training step (median of "
           f"{len(first)} runs), so {per_step * first['steps'].iloc[0] / 3600:.1f} h to train a whole run; "
           f"{scoring}; four scorings per run")
 else:
@@ -157,14 +160,14 @@ else:
 # %% [markdown]
 # ### The dose-response: MIG and reconstruction against images seen
 #
-# Left, each run's score at each fraction of its budget (thin lines, one per seed) and the mean of each arm
-# (bold); the dashed line is the paper's budget. Right, the paired differences (ISA arm minus $\beta$-VAE, same
+# Top, each run's score at each fraction of its budget (thin lines, one per seed) and the mean of each arm
+# (bold); the dashed line is the paper's budget. Below it, the paired differences (ISA arm minus $\beta$-VAE, same
 # seed) with their 95 % $t$ intervals: an interval clear of zero is a difference seed noise does not explain
 # at that budget. The table under each figure is the same, in numbers, with the bootstrap interval beside
 # the $t$ interval (at two or three seeds the bootstrap has only a few distinct resamples and is far too
 # narrow; read the $t$ interval), and uncorrected p (descriptive).
 
-# %%
+# %% tags=["hide-input"]
 if budget is not None and top is not None:
     for metric, label in (("mig", "MIG"), ("reconstruction", "E_q[log p(x|z)] (nats per image)")):
         diffs = {}
@@ -177,14 +180,16 @@ if budget is not None and top is not None:
                                    title=f"{label} against the training budget (budget study, beta = 1, MLP 512)")
         plt.show()
         for arm, d in diffs.items():
-            print(f"{metric}, {analysis.MODEL_LABELS[arm]} minus beta-VAE (same seeds):")
-            print(d.drop(columns="images_seen").round(4).to_string(index=False))
+            display(table(d.drop(columns="images_seen"), digits=4,
+                          caption=f"{label}: {analysis.MODEL_LABELS[arm]} minus beta-VAE, same seeds"))
     factors = [c for c in budget.columns if c.startswith("mig_per_factor.")]
     per_factor = budget.groupby(["budget_fraction", "model"])[factors + ["final.kl"]].mean()
-    print("mean MIG of each factor and final KL (nats), per fraction and arm:")
-    print(per_factor.rename(columns=lambda c: c.replace("mig_per_factor.", "MIG ")).round(3).to_string())
+    display(table(per_factor.rename(columns=lambda c: c.replace("mig_per_factor.", "MIG ")),
+                  caption="Mean MIG of each factor and final KL (nats), per fraction and arm"))
 else:
-    print("the budget study has no fraction with two paired seeds yet")
+    display(Markdown("The budget study has no fraction with two paired seeds yet: this section will show MIG and "
+                     "reconstruction against the images seen once `isa-vae sweep --grid "
+                     "experiments/grids/dsprites_budget.yml` has trained two seeds of each arm."))
 
 # %% [markdown]
 # ### Fig. 5a at the largest budget reached
@@ -193,7 +198,7 @@ else:
 # every arm it compares (boxes: quartiles and median; diamonds: means; dots: single runs, where the paper's
 # bimodality would show as two clusters). The paired tests of this section enter the verdict table at the end.
 
-# %%
+# %% tags=["hide-input"]
 budget_claims = []
 if budget is not None and top is not None:
     at = budget[np.isclose(budget["budget_fraction"], top)]
@@ -201,16 +206,19 @@ if budget is not None and top is not None:
     fig = sweeps.mig_distribution(at, 1.0, shown, title=f"MIG at beta = 1 after {top:g} of the paper's budget "
                                   f"({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M images; budget study, MLP 512)")
     plt.show()
-    print(analysis.summarise(at)[["model", "n", "mig_mean", "mig_sem", "mig_median", "mig_q25", "mig_q75", "mig_max"]]
-          .round(3).to_string(index=False))
+    display(table(analysis.summarise(at)[["model", "n", "mig_mean", "mig_sem", "mig_median", "mig_q25", "mig_q75",
+                                           "mig_max"]], caption="MIG over seeds per arm"))
     label = f"Fig. 5a, {top:g} of the paper's budget"
     budget_claims = [analysis.claims(at, [(label, "isa_vae", "beta_vae"),
                                           (f"prior strength p = 4, {top:g} of the budget", "isa_vae_p4", "beta_vae")],
                                      metric) for metric in ("mig", "reconstruction")]
     for c in budget_claims:
         if len(c):
-            print(c[["claim", "metric", "n_pairs", "test", "difference", "t_ci_low", "t_ci_high", "ci_low", "ci_high",
-                     "t", "df", "p", "p_wilcoxon", "mde80"]].round(4).to_string(index=False))
+            display(table(c[["claim", "metric", "n_pairs", "difference", "t_ci_low", "t_ci_high", "ci_low", "ci_high",
+                             "t", "df", "p", "p_wilcoxon", "mde80"]], digits=3,
+                          intervals={"95 % t interval": ("t_ci_low", "t_ci_high"),
+                                     "bootstrap interval": ("ci_low", "ci_high")},
+                          caption="Paired tests (uncorrected p)"))
 
 # %% [markdown]
 # ### Has the training levelled off?
@@ -219,7 +227,7 @@ if budget is not None and top is not None:
 # run, as logged during training, up to the largest fraction each run has reached (from the ledger, which
 # keeps the training histories).
 
-# %%
+# %% tags=["hide-input"]
 budget_ledger = results_dir / f"{budget_study}.db"
 if budget is not None and budget_ledger.exists():
     hist = experiments.Ledger(budget_ledger).to_dataframe(history=True)
@@ -249,7 +257,7 @@ if budget is not None and budget_ledger.exists():
 # another $\log 720 = 6.6$ nats. The curves are each run's logged KL against the step; the table gives each
 # model's mean final KL and how much of its MIG position alone explains.
 
-# %%
+# %% tags=["hide-input"]
 df = studies[large_study]
 models = [m for m in ALL_MODELS if df is not None and m in set(df["model"])]
 caption = f"study {large_study}: {analysis.describe_study(df)}" if df is not None else large_study
@@ -264,7 +272,7 @@ if df is not None and ledger_path.exists():
     fig = sweeps.training_curves(curves, "kl", ylabel="KL term (nats per image)",
                                  title=f"KL during training at beta = 1 ({large_study})")
     plt.show()
-    print(analysis.regime(df).round(3).to_string(index=False))
+    display(table(analysis.regime(df), caption="What each model codes: final KL and the MIG position explains"))
     kl1 = df[np.isclose(df["beta"], 1.0) & df["model"].isin(["beta_vae", "isa_vae"])]["final.kl"]
     print(f"mean final KL at beta = 1: {kl1.mean():.2f} nats over {len(kl1)} runs "
           f"(log 256 = {np.log(256):.2f} nats codes the positions alone)")
@@ -277,37 +285,37 @@ if df is not None and ledger_path.exists():
 # boxes (the sweep records those runs once and copies them; column `same_as`), and only the ISA-VAE against
 # $\beta$-VAE comparison is tested.
 
-# %%
+# %% tags=["hide-input"]
 large_claims = []
 if df is not None:
     at = df[np.isclose(df["beta"], 1.0)]
     fig = sweeps.mig_distribution(df, 1.0, [m for m in models if m in set(at["model"])],
                                   title=f"MIG at beta = 1 ({large_study}, 1/27 of the paper's budget)")
     plt.show()
-    print(analysis.summarise(at)[["model", "n", "mig_mean", "mig_sem", "mig_median", "mig_q25", "mig_q75", "mig_max"]]
-          .round(3).to_string(index=False))
-    print(analysis.mig_by_factor(at, metrics=("mig", "final.kl")).round(3).to_string(index=False))
+    display(table(analysis.summarise(at)[["model", "n", "mig_mean", "mig_sem", "mig_median", "mig_q25", "mig_q75",
+                                           "mig_max"]], caption="MIG over seeds at beta = 1"))
+    display(table(analysis.mig_by_factor(at, metrics=("mig", "final.kl")), caption="MIG per factor and final KL"))
     large_claims.append(analysis.claims(df, [("Fig. 5a, large (1/27 budget)", "isa_vae", "beta_vae")], betas=[1.0]))
 
 # %% [markdown]
 # ### Figs. 5b-c and 6: the trade-off
 #
-# Each point is one model at one $\beta$ (labelled), at the mean over seeds of MIG (up is better) and of the
+# Each point is one model (colour) at one $\beta$ (marker), at the mean over seeds of MIG (up is better) and of the
 # reconstruction term $\mathbb E_q[\log p(x\mid z)]$ (right is better), with standard errors in both
 # directions. Raising $\beta$ moves every model to the left: better MIG is bought with reconstruction. The
 # paper's claim is that the ISA curves lie above and to the right of their normal-prior counterparts; the
 # paired tests per $\beta > 1$ (ISA model minus its normal-prior counterpart, same objective and seed) are in
 # the verdict table.
 
-# %%
+# %% tags=["hide-input"]
 PAIRS = [("Figs. 5b-c, large, beta-VAE objective", "isa_vae", "beta_vae"),
          ("Figs. 5b-c, large, beta-TCVAE objective", "isa_tcvae", "beta_tcvae")]
 if df is not None:
     fig = sweeps.tradeoff(df, models, title=f"MIG against reconstruction, mean and standard error ({large_study})")
     plt.show()
     summary = analysis.summarise(df)
-    print(summary[["model", "beta", "n", "mig_mean", "mig_sem", "reconstruction_mean", "reconstruction_sem"]]
-          .round(3).to_string(index=False))
+    display(table(summary[["model", "beta", "n", "mig_mean", "mig_sem", "reconstruction_mean", "reconstruction_sem"]],
+                  caption="The points of the figure: mean and standard error over seeds, per model and beta"))
     higher_betas = sorted(b for b in df["beta"].unique() if b > 1)
     large_claims += [analysis.claims(df, PAIRS, metric, betas=higher_betas) for metric in ("mig", "reconstruction")]
 
@@ -323,18 +331,19 @@ if df is not None:
 # *spread*, each run's root-mean-square distance of its exponents from $p_0$ against the distance they
 # started at, $|2.0 - p_0| = 0.1$ (one-sided: have they moved away from $p_0$ by more than where they began?).
 
-# %%
+# %% tags=["hide-input"]
 exps = analysis.learned_exponents(df) if df is not None else np.zeros((0, 0))
 if exps.size and len(exps) > 1:
     fig = sweeps.exponent_histograms(np.sort(exps, axis=1),
                                      title=f"learned exponents, each run sorted, {len(exps)} runs ({large_study})")
     plt.show()
     tests = analysis.exponent_tests(exps, p0=2.1, p_init=2.0)
-    print(tests.table().round(4).to_string(index=False))
-    print(analysis.sorted_rank_summary(exps, p0=2.1).round(3).to_string(index=False))
+    display(table(tests.table(), digits=3, caption="Tests on the exponents by subspace (location and spread)"))
+    display(table(analysis.sorted_rank_summary(exps, p0=2.1), caption="The sorted ranks (display only)"))
     large_claims.append(analysis.claims(df, [("Fig. 7, large (learned p)", "isa_vae_learned", "beta_vae")], betas=[1.0]))
 else:
-    print(f"the study {large_study} has fewer than two learned-exponent runs (model isa_vae_learned)")
+    display(Markdown(f"The study `{large_study}` has fewer than two learned-exponent runs: this section will show "
+                     "their histograms once `experiments/grids/dsprites_large_learned.yml` has been swept."))
 
 # %% [markdown]
 # ## Figs. 5b-c on 3D faces, fixed exponents
@@ -345,7 +354,7 @@ else:
 # and lighting, at $\beta = 1$. The paper's faces results (Figs. 5b-c) use learned exponents; these runs keep
 # them fixed.
 
-# %%
+# %% tags=["hide-input"]
 faces = studies[faces_study]
 faces_claims = None
 if faces is not None:
@@ -353,7 +362,8 @@ if faces is not None:
     face_models = [m for m in ("beta_vae", "isa_vae") if m in set(faces["model"])]
     fig = sweeps.mig_distribution(faces, 1.0, face_models, title=f"3D faces, MIG at beta = 1 ({faces_study})")
     plt.show()
-    print(analysis.mig_by_factor(faces, metrics=("mig", "reconstruction", "final.kl")).round(3).to_string(index=False))
+    display(table(analysis.mig_by_factor(faces, metrics=("mig", "reconstruction", "final.kl")).drop(columns="beta"),
+                  caption="MIG per factor, reconstruction and final KL on 3D faces (beta = 1)"))
     faces_claims = analysis.claims(faces, [("3D faces, fixed p = 1.9", "isa_vae", "beta_vae")], betas=[1.0])
 
 # %% [markdown]
@@ -366,30 +376,30 @@ if faces is not None:
 # smallest true difference each test detects with 80 % power: a "not shown" with a small `mde80` says there
 # is little room for an effect, one with a large `mde80` says the study was too small to tell.
 
-# %%
+# %% tags=["hide-input"]
 allc = analysis.adjust_claims([*budget_claims, *large_claims, faces_claims])
 if len(allc):
-    cols = ["claim", "metric", "beta", "test", "n_pairs", "n_model", "n_baseline", "difference", "t_ci_low",
-            "t_ci_high", "t", "df", "p", "p_holm", "mde80", "verdict"]
-    with pd.option_context("display.width", 250, "display.max_colwidth", 44):
-        print(allc[cols].round(4).to_string(index=False))
-    for _, r in allc.iterrows():
-        n = f"{int(r['n_pairs'])} paired seeds" if r["test"] == "paired t" else \
-            f"{int(r['n_model'])} and {int(r['n_baseline'])} seeds"
-        print(f"{r['claim']}, {r['metric']} at beta = {r['beta']:g}: {r['model']} - {r['baseline']} = "
-              f"{r['difference']:+.4f} [{r['t_ci_low']:+.4f}, {r['t_ci_high']:+.4f}] ({r['test']}, {n}, "
-              f"t = {r['t']:+.2f} on {r['df']:.1f} df, Holm p = {r['p_holm']:.3f}, detectable "
-              f"{r['mde80']:.4f}): {r['verdict']}")
-    print(f"{len(allc)} comparisons: " + ", ".join(f"{n} {v}" for v, n in allc["verdict"].value_counts().items()))
+    verdicts = allc.assign(
+        seeds=[f"{int(r['n_pairs'])} pairs" if r["test"] == "paired t" else f"{int(r['n_model'])} vs {int(r['n_baseline'])}"
+               for _, r in allc.iterrows()],
+        interval=[f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(allc["t_ci_low"], allc["t_ci_high"])],
+        models=[f"{analysis.MODEL_LABELS.get(m, m)} − {analysis.MODEL_LABELS.get(b, b)}"
+                for m, b in zip(allc["model"], allc["baseline"])])
+    display(table(verdicts[["claim", "metric", "beta", "models", "seeds", "difference", "interval", "p_holm", "mde80",
+                            "verdict"]], digits=4,
+                  columns={"interval": "95 % t interval", "p_holm": "Holm p", "mde80": "detectable (80 %)"},
+                  caption="Every claim tested, with Holm's correction over all of them"))
+    display(Markdown(f"{len(allc)} comparisons: "
+                     + ", ".join(f"{n} {v}" for v, n in allc["verdict"].value_counts().items()) + "."))
     if budget is not None and top is not None:
         main = allc[allc["claim"].str.startswith("Fig. 5a, ") & (allc["metric"] == "mig")
                     & ~allc["claim"].str.contains("large")]
         for _, r in main.iterrows():
-            print(f"\nIn plain words: after {top:g} of the paper's training budget ({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M "
+            display(Markdown(f"**In plain words:** after {top:g} of the paper's training budget ({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M "
                   f"of its 14.7 M images), over {int(r['n_pairs'])} paired seeds, ISA-VAE's MIG minus beta-VAE's is "
                   f"{r['difference']:+.4f} (95 % t interval {r['t_ci_low']:+.4f} to {r['t_ci_high']:+.4f}); the verdict after Holm's "
                   f"correction is '{r['verdict']}', and this study could detect a true difference of {r['mde80']:.4f} "
-                  f"with 80 % power.")
+                  f"with 80 % power."))
 
 # %% [markdown]
 # **How to read this.** The verdicts at the paper's budget come first in the table; how many seeds and which
@@ -405,17 +415,20 @@ if len(allc):
 #
 # The grid `experiments/grids/dsprites_paper_beta1.yml` asks the Fig. 5a question with the paper's own
 # 1200-unit MLP and 50 seeds a side, the one question a short GPU loan can answer
-# (`benchmarks/gpu_session.sh` runs it). No GPU has been lent to this project yet; when one is, its table
-# `results/dsprites_paper_beta1.csv` is read here.
+# (`benchmarks/gpu_session.sh` runs it).
 
-# %%
+# %% tags=["hide-input"]
 gpu = studies[gpu_study]
-if gpu is not None:
+if gpu is None:
+    display(Markdown(f"No GPU run yet: this section will show Fig. 5a with the paper's own network, MIG over 50 "
+                     f"seeds a side and its paired test, once `bash benchmarks/gpu_session.sh` has written "
+                     f"`results/{gpu_study}.csv` on a GPU."))
+else:
     gpu_models = [m for m in ("beta_vae", "isa_vae") if m in set(gpu["model"])]
     fig = sweeps.mig_distribution(gpu, 1.0, gpu_models, title=f"MIG at beta = 1, paper scale ({analysis.describe_study(gpu)})")
     plt.show()
-    print(analysis.claims(gpu, [("Fig. 5a (paper scale)", "isa_vae", "beta_vae")], betas=[1.0])
-          [["claim", "n_pairs", "test", "difference", "ci_low", "ci_high", "t", "df", "p", "mde80"]].round(4).to_string(index=False))
+    display(table(analysis.claims(gpu, [("Fig. 5a (paper scale)", "isa_vae", "beta_vae")], betas=[1.0])
+                  [["claim", "n_pairs", "test", "difference", "ci_low", "ci_high", "t", "df", "p", "mde80"]], digits=4))
 
 # %% [markdown]
 # ## The medium study, and why its regime cannot show the effect
@@ -435,22 +448,24 @@ if gpu is not None:
 # comparison of priors says little. Raising $\beta$ there lowers the KL further and lowers the MIG of
 # $\beta$-VAE, while in the paper MIG rises with $\beta$.
 
-# %%
+# %% tags=["hide-input"]
 DESCRIBE = ["claim", "metric", "beta", "n_pairs", "test", "difference", "ci_low", "ci_high", "t", "df", "p", "mde80"]
 medium = studies[medium_study]
 if medium is not None:
     print(f"{medium_study}: {analysis.describe_study(medium)}; {analysis.describe_budget(medium)}")
     reg = analysis.regime(medium)
-    print(reg.round(3).to_string(index=False))
+    display(table(reg, caption="What each model codes (medium study)"))
     r1 = reg[(reg["model"] == "beta_vae") & np.isclose(reg["beta"], 1.0)].iloc[0]
     print(f"beta-VAE at beta = 1: final KL {r1['kl_final']:.2f} nats (< log 256 = {np.log(256):.2f}), MIG "
           f"{r1['mig_mean']:.3f}, of which position explains {r1['mig_from_posX_posY']:.3f}")
     trend = reg[reg["model"] == "beta_vae"].sort_values("beta")
     print("beta-VAE MIG at beta " + ", ".join(f"{b:g}: {m:.3f}" for b, m in zip(trend["beta"], trend["mig_mean"])))
-    print(analysis.mig_by_factor(medium[np.isclose(medium["beta"], 1.0)], metrics=()).round(3).to_string(index=False))
-    print(analysis.claims(medium, [("medium, beta-VAE objective", "isa_vae", "beta_vae"),
-                                   ("medium, beta-TCVAE objective", "isa_tcvae", "beta_tcvae")])[DESCRIBE]
-          .round(4).to_string(index=False))
+    display(table(analysis.mig_by_factor(medium[np.isclose(medium["beta"], 1.0)], metrics=()),
+                  caption="MIG per factor at beta = 1"))
+    display(table(analysis.claims(medium, [("medium, beta-VAE objective", "isa_vae", "beta_vae"),
+                                           ("medium, beta-TCVAE objective", "isa_tcvae", "beta_tcvae")])[DESCRIBE],
+                  digits=3, intervals={"bootstrap interval": ("ci_low", "ci_high")},
+                  caption="Paired differences (descriptive, uncorrected p)"))
 
 # %% [markdown]
 # ### A longer training budget at the medium scale
@@ -459,7 +474,7 @@ if medium is not None:
 # networks on the same data four times longer, at $\beta = 1$ only. Below: its Fig. 5a, the MIG per factor,
 # and the same paired differences (descriptive).
 
-# %%
+# %% tags=["hide-input"]
 df_long = studies.get(long_study) if long_study else None
 if df_long is not None:
     print(f"{long_study}: {analysis.describe_study(df_long)}; {analysis.describe_budget(df_long)}")
@@ -467,10 +482,12 @@ if df_long is not None:
     long_models = [m for m in ALL_MODELS if m in set(df_long["model"])]
     fig = sweeps.mig_distribution(df_long, 1.0, long_models, title=f"MIG at beta = 1 ({caption_long})")
     plt.show()
-    print(analysis.regime(df_long).round(3).to_string(index=False))
-    print(analysis.mig_by_factor(df_long).round(3).to_string(index=False))
-    print(pd.concat([analysis.claims(df_long, [("medium, 4x budget", "isa_vae", "beta_vae")], metric)
-                     for metric in ("mig", "mig_per_factor.scale", "reconstruction")])[DESCRIBE].round(4).to_string(index=False))
+    display(table(analysis.regime(df_long), caption="What each model codes (4x budget)"))
+    display(table(analysis.mig_by_factor(df_long), caption="MIG per factor"))
+    display(table(pd.concat([analysis.claims(df_long, [("medium, 4x budget", "isa_vae", "beta_vae")], metric)
+                             for metric in ("mig", "mig_per_factor.scale", "reconstruction")])[DESCRIBE], digits=3,
+                  intervals={"bootstrap interval": ("ci_low", "ci_high")},
+                  caption="Paired differences (descriptive, uncorrected p)"))
 
 # %% [markdown]
 # ## Representative models (App. A.5, Fig. 16)
@@ -480,18 +497,19 @@ if df_long is not None:
 # their mean. They are taken from `representative_study` (the medium study by default: its runs retrain
 # in a minute or two each on a CPU, the large study's in about ten).
 
-# %%
+# %% tags=["hide-input"]
 rep_df = studies.get(representative_study)
 rep_df = read_study(representative_study) if rep_df is None else rep_df
 reps = analysis.representative_runs(rep_df[np.isclose(rep_df["beta"], representative_beta)])
-print(reps[["model", "beta", "seed", "mig", "reconstruction", "config_hash"]].round(3).to_string(index=False))
+display(table(reps[["model", "beta", "seed", "mig", "reconstruction"]].assign(run=reps["config_hash"].str[:12]),
+              caption=f"The representative run of each model ({representative_study}, beta = {representative_beta:g})"))
 
 # %% [markdown]
 # The sweep keeps numbers, not weights. Since a run is reproducible from its configuration, the
 # representatives are retrained here (parameter `retrain_representatives`; a few minutes on a CPU at the
 # medium scale) and shown as in App. A.5: the code against the factors, and traversals from a heart.
 
-# %%
+# %% tags=["hide-input", "traversal"]
 if retrain_representatives:
     for _, row in reps.iterrows():
         config = analysis.run_config(row)
@@ -505,9 +523,13 @@ if retrain_representatives:
                                          f"(representative; {representative_study})")
         plt.show()
         start = latents.dsprites_start_index(data.factor_classes, data.factor_sizes)
-        values = np.linspace(-2.5, 2.5, 9)
+        values = np.linspace(-2.5, 2.5, 7)
+        follows = [dominant_factor(mu, data.factor_sizes, data.factor_names, int(d)) for d in active]
         fig = traversal_plot(latents.traversal(trained.decoder, mu[start], active.tolist(), values),
-                             active.tolist(), values, title=f"traversals, {config.short()} ({representative_study})")
+                             active.tolist(), values, row_labels=follows,
+                             title=f"traversals, {config.short()} ({representative_study})")
         plt.show()
 else:
-    print("retrain_representatives is off: the representatives are listed above, not retrained")
+    display(Markdown("This page lists the representatives without retraining them: run "
+                     "`isa-vae run 06 --scale medium -p retrain_representatives true` (a few minutes on a CPU) "
+                     "and this section shows each one's code against the factors and its traversals."))

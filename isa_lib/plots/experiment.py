@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..latents import factor_means
-from .style import DIVERGING, OKABE_ITO, WIDTH
+from .style import DIVERGING, OKABE_ITO, WIDTH, wrap_title
 
 #: App. A.5's line colours per dSprites shape (shape classes 0, 1, 2 = square, ellipse, heart), in the
 #: colour-blind safe palette (green, vermillion, blue), each with its own line style as well.
@@ -66,7 +66,7 @@ def dsprites_latent_plot(mu, factor_sizes: Sequence[int], factor_values: Sequenc
     axes[-1, 1].set_xlabel(DSPRITES_UNITS["scale"])
     axes[-1, 2].set_xlabel(DSPRITES_UNITS["orientation"])
     handles, labels = axes[0, 2].get_legend_handles_labels()
-    fig.suptitle(title)
+    fig.suptitle(wrap_title(title))
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (0.6 + 1.75 * len(dims))))
     fig.legend(handles, labels, loc="upper right", ncol=3, frameon=False)  # above the panels, off the data
     return fig
@@ -90,7 +90,7 @@ def factor_response_plot(mu, factor_sizes: Sequence[int], factor_values: Sequenc
             axes[row, col].plot(np.asarray(factor_values[k], dtype=float), means[:, d], marker=".", ms=3)
             if col == 0:
                 axes[row, col].set_ylabel(f"mean z{d}")
-    fig.suptitle(title)
+    fig.suptitle(wrap_title(title))
     fig.tight_layout()
     return fig
 
@@ -120,7 +120,7 @@ def traversal_plot(images: np.ndarray, dims: Sequence[int], values: Sequence[flo
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", labelpad=6)
             if r == 0:
                 ax.set_title(f"z = {values[c]:+.1f}", fontsize=10)
-    fig.suptitle(title)
+    fig.suptitle(wrap_title(title))
     return fig
 
 
@@ -136,6 +136,6 @@ def training_plot(history: Sequence[dict], title: str = ""):
     ax[0].set(xlabel="optimiser step", ylabel="nats per image", title="reconstruction E_q[log p(x|z)]")
     ax[1].plot(steps, [h["kl"] for h in history], color=OKABE_ITO[3])
     ax[1].set(xlabel="optimiser step", ylabel="nats per image", title="KL estimate (Eq. 12)")
-    fig.suptitle(title)
+    fig.suptitle(wrap_title(title))
     fig.tight_layout()
     return fig

@@ -66,3 +66,11 @@ def figsize(height_ratio: float) -> tuple[float, float]:
 def colour(i: int) -> str:
     """The i-th colour of the book's palette (cycling)."""
     return OKABE_ITO[int(i) % len(OKABE_ITO)]
+
+
+def wrap_title(title: str, width: int = 72) -> str:
+    """A title broken into lines that fit a full-column figure: a long one-line title would make the saved
+    figure (cropped to its contents) wider than the column, and the browser would shrink everything in it."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) for line in str(title).split("\n"))

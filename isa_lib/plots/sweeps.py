@@ -8,15 +8,27 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import MODEL_LABELS, summarise
+from .style import OKABE_ITO, SMALL, WIDTH, wrap_title
 
-COLOURS = {"beta_vae": "tab:blue", "beta_tcvae": "tab:orange", "isa_vae": "tab:green", "isa_tcvae": "tab:red",
-           "isa_vae_learned": "tab:purple", "factor_vae": "tab:brown", "isa_vae_p4": "tab:olive"}
+#: One colour per model from the colour-blind safe palette (isa_lib.plots.style): the normal-prior models in
+#: blues, the ISA models in vermillion, orange and purple.
+COLOURS = {"beta_vae": OKABE_ITO[0], "beta_tcvae": OKABE_ITO[5], "isa_vae": OKABE_ITO[3], "isa_tcvae": OKABE_ITO[1],
+           "isa_vae_learned": OKABE_ITO[4], "factor_vae": OKABE_ITO[2], "isa_vae_p4": OKABE_ITO[7]}
+#: MIG is a share of each factor's entropy (Chen et al. 2018), so it has no unit.
+MIG_LABEL = "MIG (unitless, 0-1)"
+RECON_LABEL = "reconstruction E_q[log p(x|z)] (nats per image)"
+
+
+def _legend_below(ax, ncol: int = 2) -> None:
+    """The legend under the axes, where it cannot cover data."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, frameon=False)
 
 
 def mig_distribution(df: pd.DataFrame, beta: float, models: Sequence[str], title: str = ""):
     """Fig. 5a: the distribution of MIG over seeds at one beta, one box (quartiles, median) per model, the
     mean as a diamond and every run as a dot."""
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(models), 3.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * WIDTH))
     data = [df[(df["model"] == m) & np.isclose(df["beta"], beta)]["mig"].to_numpy(float) for m in models]
     if any(len(d) == 0 for d in data):
         empty = [m for m, d in zip(models, data) if len(d) == 0]
@@ -27,30 +39,45 @@ def mig_distribution(df: pd.DataFrame, beta: float, models: Sequence[str], title
         ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=14, color=COLOURS.get(m), alpha=0.7, zorder=3)
         ax.scatter([i], [d.mean()], marker="D", color="k", s=28, zorder=4)
     ax.set_xticks(range(1, len(models) + 1), [MODEL_LABELS.get(m, m) for m in models])
-    ax.set_ylabel("MIG")
-    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(MIG_LABEL)
+    ax.set_title(wrap_title(title))
     fig.tight_layout()
     return fig
 
 
 def tradeoff(df: pd.DataFrame, models: Sequence[str], title: str = ""):
     """Figs. 5b-c and 6: mean MIG against mean reconstruction E_q[log p(x|z)] per beta, with standard-error
-    bars in both directions; one line per model through its betas (labelled), better is up and right."""
+    bars in both directions; one line per model (colour) through its betas, each beta with its own marker
+    (a key of markers instead of text labels, which overlap where the points crowd); better is up and right.
+    The legends are under the axes, off the data; the same numbers are in :func:`isa_lib.analysis.summarise`'s
+    table."""
+    from matplotlib.lines import Line2D
+
     s = summarise(df)
-    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    betas = sorted(s["beta"].unique())
+    markers = dict(zip(betas, "osD^vP*X"))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.7 * WIDTH))
+    shown = []
     for m in models:
         g = s[s["model"] == m].sort_values("beta")
         if g.empty:
             continue
+        colour = COLOURS.get(m)
         ax.errorbar(g["reconstruction_mean"], g["mig_mean"], xerr=g["reconstruction_sem"], yerr=g["mig_sem"],
-                    marker="o", ms=4, capsize=2, color=COLOURS.get(m), label=MODEL_LABELS.get(m, m))
+                    fmt="-", capsize=2, color=colour, lw=1.4, alpha=0.9)
         for _, r in g.iterrows():
-            ax.annotate(f"{r['beta']:g}", (r["reconstruction_mean"], r["mig_mean"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points", color=COLOURS.get(m))
-    ax.set_xlabel("reconstruction E_q[log p(x|z)] (nats per image)")
-    ax.set_ylabel("MIG")
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
+            ax.plot(r["reconstruction_mean"], r["mig_mean"], ls="none", marker=markers.get(r["beta"], "o"), ms=8,
+                    color=colour, markeredgecolor="k", markeredgewidth=0.6, zorder=3)
+        shown.append(Line2D([], [], color=colour, lw=2, label=MODEL_LABELS.get(m, m)))
+    keys = [Line2D([], [], ls="none", marker=markers[b], color="0.6", markeredgecolor="k", ms=8, label=f"β = {b:g}")
+            for b in betas]
+    ax.set_xlabel(RECON_LABEL)
+    ax.set_ylabel(MIG_LABEL)
+    key = ax.legend(handles=keys, loc="upper right", bbox_to_anchor=(1.0, -0.16), ncol=1, frameon=False,
+                    title="marker")
+    ax.add_artist(key)  # kept when the models' legend below replaces the axes' legend
+    ax.legend(handles=shown, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, frameon=False, title="model")
+    ax.set_title(wrap_title(title))
     fig.tight_layout()
     return fig
 
@@ -61,13 +88,15 @@ def exponent_histograms(exponents: np.ndarray, title: str = "", bins: int = 20):
     if exponents.size == 0:
         raise ValueError("no learned exponents to plot")
     k = exponents.shape[1]
-    fig, axes = plt.subplots(1, k, figsize=(2.4 * k, 2.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, k, figsize=(WIDTH, 0.38 * WIDTH), sharey=True, squeeze=False)
     for i, ax in enumerate(axes[0]):
-        ax.hist(exponents[:, i], bins=bins, color="tab:purple", alpha=0.8)
+        ax.hist(exponents[:, i], bins=bins, color=COLOURS["isa_vae_learned"], alpha=0.85)
         ax.axvline(2.0, ls="--", color="k", lw=0.8)
-        ax.set_xlabel(f"p{i + 1}")
-    axes[0, 0].set_ylabel("runs")
-    fig.suptitle(title, fontsize=9)
+        ax.set_xlabel(f"p{i + 1} (rank {i + 1})")
+    axes[0, 0].set_ylabel("number of runs")
+    fig.supxlabel("learned subspace exponent, each run's sorted from lowest to highest (dashed: 2, the Gaussian)",
+                  fontsize=SMALL)
+    fig.suptitle(wrap_title(title))
     fig.tight_layout()
     return fig
 
@@ -77,7 +106,7 @@ def training_curves(curves: pd.DataFrame, column: str = "kl", title: str = "", y
     model, and the mean over runs of each model in bold: shows whether training has levelled off."""
     if curves.empty:
         raise ValueError("no training curves to plot")
-    fig, ax = plt.subplots(figsize=(6.2, 3.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * WIDTH))
     for m, g in curves.groupby("model", sort=False):
         for _, run in g.groupby(["beta", "seed"]):
             ax.plot(run["step"], run[column], color=COLOURS.get(m), lw=0.5, alpha=0.35)
@@ -85,8 +114,8 @@ def training_curves(curves: pd.DataFrame, column: str = "kl", title: str = "", y
         ax.plot(mean.index, mean.to_numpy(), color=COLOURS.get(m), lw=2, label=f"{MODEL_LABELS.get(m, m)} (mean)")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(ylabel or column)
-    ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
+    _legend_below(ax, ncol=3)
+    ax.set_title(wrap_title(title))
     fig.tight_layout()
     return fig
 
@@ -102,8 +131,8 @@ def dose_response(df: pd.DataFrame, models: Sequence[str], metric: str = "mig", 
     ``reference`` (the paper's budget)."""
     if df.empty:
         raise ValueError("no runs to plot")
-    ncols = 2 if differences else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6.4 * ncols, 4.4), squeeze=False)
+    nrows = 2 if differences else 1
+    fig, axes = plt.subplots(nrows, 1, figsize=(WIDTH, 0.55 * WIDTH * nrows), squeeze=False)
     ax = axes[0, 0]
     for m in models:
         g = df[df["model"] == m]
@@ -120,10 +149,10 @@ def dose_response(df: pd.DataFrame, models: Sequence[str], metric: str = "mig", 
     ax.set_ylabel(ylabel or metric)
     if reference is not None:
         ax.axvline(reference, ls="--", color="k", lw=0.9, label="the paper's budget")
-    ax.legend(fontsize=9)
-    ax.set_title(title, fontsize=10)
+    _legend_below(ax)
+    ax.set_title(wrap_title(title))
     if differences:
-        ax = axes[0, 1]
+        ax = axes[1, 0]
         for i, (m, d) in enumerate(differences.items()):
             if d.empty:
                 continue
@@ -137,8 +166,8 @@ def dose_response(df: pd.DataFrame, models: Sequence[str], metric: str = "mig", 
             ax.axvline(reference, ls="--", color="k", lw=0.9)
         ax.set_xscale("log")
         ax.set_xlabel("training images seen")
-        ax.set_ylabel(f"paired difference in {ylabel or metric}")
-        ax.legend(fontsize=9)
-        ax.set_title("same seed, ISA prior minus normal prior (95 % t interval)", fontsize=10)
+        ax.set_ylabel(f"paired difference\nin {ylabel or metric}")
+        _legend_below(ax)
+        ax.set_title("same seed, ISA prior minus normal prior (95 % t interval)")
     fig.tight_layout()
     return fig
