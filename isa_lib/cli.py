@@ -95,6 +95,10 @@ def cmd_quickstart(args) -> int:
     runner.run_chapter(main_chapter, args.scale, output=out, force=True, progress=not args.quiet, threads=n)
     for line in _printed_lines(out, "MIG ="):
         print(f"  {line}")
+    book_scale = runner.executed_scale(main_chapter.output(root))
+    print(f"  (these are the {args.scale!r} scale's numbers"
+          + (f"; the book's page of this chapter was run at scale {book_scale!r}, so it shows others)"
+             if book_scale not in (None, args.scale) else ")"))
     print(f"  executed notebook: {out} ({_elapsed(t0)})", flush=True)
     for ch in all_chapters:
         if not ch.output(root).exists():
