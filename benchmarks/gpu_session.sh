@@ -40,9 +40,11 @@ left() { echo $(( budget - ($(date +%s) - start) )); }
 
 if [ "$mode" = "--cpu-smoke" ]; then
     metrics_args="--cpu-small"; train_args="--k 2 --steps 3 --device cpu"
-    sweep_args="--cpu-smoke --fuse 4"; ledger="$OUT/smoke.db"; reserve=10; data_s=120
+    sweep_args="--cpu-smoke --fuse 4"; ledger="$OUT/smoke.db"; reserve=10; data_s=600
     kernel_args="--grid 1,3,6,4,4,4 --n-samples 30 --latents 6 --rounds 1 --full --full-grid 1,3,6,4,4,4"
-    roofline_args="--quick --steps 1 --rounds 1"; metrics_s=150; train_s=120; kernel_s=60; roofline_s=150  # compiles
+    # limits a loaded 2-core machine does not run into (a smoke step takes 5-60 s idle, several times that under
+    # load; the roofline compiles): they bound a hang, they are not a speed test
+    roofline_args="--quick --steps 1 --rounds 1"; metrics_s=600; train_s=600; kernel_s=600; roofline_s=600
 else
     metrics_args="--skip-float64"; train_args="--paper --device cuda --k 10 --steps 20"
     sweep_args="--fuse 10"; ledger="results/$name.db"; reserve=30; data_s=240

@@ -18,3 +18,23 @@ def project_book(tmp_path_factory) -> Path:
     index = runner.build_book(ROOT, output_dir=out, quiet=True, strict=True)
     assert index.exists()
     return index.parent
+
+
+#: Tests in files this conftest does not own that take minutes on a loaded 2-core machine (they start Ray,
+#: SIGKILL whole sweeps, or train models end to end), by module and name prefix; the chapters run by nbval
+#: (notebooks/*.py) are slow too. `pytest tests -m "not slow"` leaves them out (README, Tests).
+SLOW = {
+    "test_sweep_kill.py": ("",),
+    "test_experiments.py": ("test_ray_sweep",),
+    "test_ledger.py": ("test_a_lost_ray_task",),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the slow tests that cannot carry the decorator themselves (see SLOW) and every notebook item."""
+    for item in items:
+        path = Path(str(item.fspath))
+        prefixes = SLOW.get(path.name, ())
+        if path.suffix == ".py" and path.parent.name == "notebooks" or any(
+                item.name.startswith(p) for p in prefixes):
+            item.add_marker(pytest.mark.slow)

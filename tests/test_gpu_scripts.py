@@ -124,11 +124,18 @@ def step_lines(stdout):
     return [line[3:].split(" ")[0].rstrip(",") for line in stdout.splitlines() if line.startswith("== ")]
 
 
+#: The smoke session's budget when every step should run: the smoke steps' time limits (600 s each, in
+#: gpu_session.sh) only bound a hang, and the budget leaves room for all of them, so a loaded machine that
+#: runs each step several times slower than an idle one still runs them all. The test takes only as long as
+#: the steps do (minutes).
+AMPLE_BUDGET = 3600
+
+
+@pytest.mark.slow
 def test_gpu_session_script_runs_the_sweep_first_then_the_benchmarks_on_a_cpu(tmp_path):
-    """Hundreds of seconds of budget: data, then the Fig. 5a sweep, then the ledger saved, then every benchmark in
-    what is left (a task limit keeps the sweep short, independent of the machine's speed); each step's time is
-    printed."""
-    out, stdout = run_session(tmp_path, 600)
+    """Data, then the Fig. 5a sweep, then the ledger saved, then every benchmark in what is left (a task limit
+    keeps the sweep short, independent of the machine's speed); each step's time is printed."""
+    out, stdout = run_session(tmp_path, AMPLE_BUDGET)
     assert step_lines(stdout) == ["data", "gpu_sweep", "saving"] + list(BENCHMARKS), stdout[-3000:]
     for title in ("data", "gpu_sweep", *BENCHMARKS):
         assert f"-- {title}" in stdout and " took " in stdout, title
@@ -150,10 +157,11 @@ def test_gpu_session_script_runs_the_sweep_first_then_the_benchmarks_on_a_cpu(tm
     assert len(pd.read_csv(out / "smoke.csv")) == sum(ledger.counts().values())
 
 
+@pytest.mark.slow
 def test_gpu_session_script_gives_a_small_budget_to_the_sweep_and_skips_the_benchmarks(tmp_path):
     """Tens of seconds of budget: the data and the sweep still come first and get it; a benchmark starts only if
-    its time limit fits in what is left (else it is skipped with a line saying so; gpu_metrics' 150 s never
-    fits), the ledger is saved, and the session ends near its budget. (90 s: on a loaded 2-core machine,
+    its time limit fits in what is left (else it is skipped with a line saying so; the smoke limits of 600 s
+    never fit), the ledger is saved, and no step outlives its limit. (90 s: on a loaded 2-core machine,
     starting Python and torch twice takes up to ~30 s before the sweep.)"""
     import re
 
@@ -172,8 +180,15 @@ def test_gpu_session_script_gives_a_small_budget_to_the_sweep_and_skips_the_benc
         else:
             assert int(started[1]) >= int(started[2]), line
     assert "== gpu_metrics skipped" in stdout
-    total = int(stdout.strip().splitlines()[-1].split("done in ")[1].split(" ")[0])
-    assert total <= budget + 30, stdout[-2000:]
+    # every step that ran was held to its limit by `timeout` (a few seconds for the kill and the log's flush);
+    # the session's total also holds start-ups no limit bounds, which a loaded machine stretches, so it is not
+    # compared with the budget
+    limits = {m[1]: int(m[3]) for m in re.finditer(r"^== (\S+?),?( budget \d+ s)? \(-?\d+ s left, limit (\d+) s\)$",
+                                                      stdout, re.M)}
+    took = {m[1]: int(m[2]) for m in re.finditer(r"^-- (\S+?),?(?: budget \d+ s)? took (\d+) s", stdout, re.M)}
+    assert set(took) == set(limits) and "data" in took, stdout[-2000:]
+    for title, seconds in took.items():
+        assert seconds <= limits[title] + 15, (title, seconds, limits[title])
 
 
 def test_full_grid_mig_script_trains_encodes_and_scores_in_both_precisions(tmp_path, monkeypatch):
