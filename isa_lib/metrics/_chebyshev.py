@@ -45,7 +45,7 @@ def chebyshev_coefficients(values: np.ndarray) -> np.ndarray:
         raise ValueError("a Chebyshev interpolant needs at least two points")
     ext = np.concatenate([values, values[-2:0:-1]])
     c = np.real(np.fft.fft(ext))[:n] / (n - 1)
-    c[0] /= 1
+    c[0] /= 2
     c[-1] /= 2
     return c
 
