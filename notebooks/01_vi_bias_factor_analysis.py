@@ -39,8 +39,8 @@
 # the paper garbles the second moment $\Sigma_x + \mu_x\mu_x^\top$, re-derived in
 # `isa_lib.factor_analysis`):
 #
-# $$F_\beta = \underbrace{-\tfrac N2\Big[\log\det 2\pi D + \mathrm{tr}\big(D^{-1}(I-WR)S(I-WR)^\top\big) + \mathrm{tr}\big(W^\top D^{-1} W \Sigma_q\big)\Big]}_{\text{reconstruction}}
-#   - \beta\,\underbrace{\tfrac N2\Big[\mathrm{tr}\,\Sigma_q + \mathrm{tr}(R^\top R S) - K - \log\det\Sigma_q\Big]}_{\mathrm{KL}(q\|p)},$$
+# $$\begin{aligned}F_\beta = {} & \underbrace{-\tfrac N2\Big[\log\det 2\pi D + \mathrm{tr}\big(D^{-1}(I-WR)S(I-WR)^\top\big) + \mathrm{tr}\big(W^\top D^{-1} W \Sigma_q\big)\Big]}_{\text{reconstruction}} \\
+#   & - \beta\,\underbrace{\tfrac N2\Big[\mathrm{tr}\,\Sigma_q + \mathrm{tr}(R^\top R S) - K - \log\det\Sigma_q\Big]}_{\mathrm{KL}(q\|p)},\end{aligned}$$
 #
 # with $S = \Sigma_x + \mu_x\mu_x^\top$. The tests check it against a Monte Carlo estimate of the same bound,
 # against the exact log-likelihood when the posterior factorises, and that this $q$ is a maximum.
@@ -61,7 +61,7 @@ n_alpha = 41
 betas = [0.5, 1.0, 2.0, 5.0, 10.0]
 n_beta_grid = 41
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import matplotlib.pyplot as plt
 
@@ -84,13 +84,13 @@ print("maximum-likelihood W with orthogonal columns (PCA directions):\n", w_ml.r
 # $W^\top D^{-1} W$ diagonal, i.e. the posterior factorised. At $\theta = 0$ the bound is tight; at
 # $\theta=\pi/4$ the true posterior is tilted and the axis-aligned $q$ cannot follow it.
 
-# %%
+# %% tags=["hide-input"]
 summary = fa.experiment_1_summary(w_ml, noise_var, stats)
 for name, vals in summary.items():
     print(f"theta = {name:5s}: log-likelihood = {vals['log_likelihood']:.2f} nats, "
           f"free energy = {vals['free_energy']:.2f} nats")
 
-# %%
+# %% tags=["hide-input"]
 fig = vi_bias.fa_rotation_panels(x, w_ml, noise_var, (0.0, np.pi / 4), scale=scale)
 plt.show()
 
@@ -100,7 +100,7 @@ plt.show()
 # Gaussians sharing a mean is $\tfrac12\big(\sum_k \log\Lambda_{kk} - \log\det\Lambda\big)$ per point. So VI
 # breaks the rotational degeneracy of the likelihood and picks the PCA directions.
 
-# %%
+# %% tags=["hide-input"]
 thetas = np.linspace(0.0, np.pi, n_theta)
 sweep = fa.rotation_sweep(w_ml, noise_var, stats, thetas)
 best = thetas[np.isclose(sweep["free_energy"], sweep["free_energy"].max(), atol=1e-8)]
@@ -125,7 +125,7 @@ plt.show()
 # prior, the posterior factorises and the bound is tight. ($\alpha = 1$ prunes the first latent instead,
 # which is the same solution with the labels swapped; the paper plots $\alpha \in [0, 1/2]$.)
 
-# %%
+# %% tags=["hide-input"]
 alphas = np.linspace(0.0, 1.0, n_alpha)
 over = fa.overcomplete_sweep(w_ml, noise_var, stats, alphas)
 print("log-likelihood range over alpha:", np.ptp(over["log_likelihood"]))
@@ -151,7 +151,7 @@ plt.show()
 # amplitude decays like $1/\beta$. Which regime a given $\beta$ is in depends on the signal-to-noise ratio
 # $\|w_k\|^2 / \sigma^2$ of the data.
 
-# %%
+# %% tags=["hide-input"]
 bs = fa.beta_sweep(w_ml, noise_var, stats, thetas, betas)
 for b, t, amp in zip(bs["beta"], bs["argmax_offset_from_pi_over_2"], bs["amplitude"]):
     print(f"beta = {b:5.2f}: maximiser's distance from a multiple of pi/2 = {t:.3f} rad, amplitude = {amp:.2f} nats")

@@ -53,7 +53,7 @@ converged_steps = 500
 q_steps = 300
 n_quad = 64
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import matplotlib.pyplot as plt
 
@@ -67,7 +67,7 @@ from isa_lib.plots import vi_bias
 # converges geometrically; it slows down as $q$ widens. We check it against adaptive quadrature
 # (`scipy.integrate.quad`) over the range of widths that occur in the fits.
 
-# %%
+# %% tags=["hide-input"]
 stds = np.array([0.05, 0.2, 0.5, 1.0, 1.5, 2.0, 3.0])
 reference = np.array([ica.cross_entropy_student_t_quad(0.7, s, nu) for s in stds])
 errors = {n: np.abs(ica.cross_entropy_student_t(np.full_like(stds, 0.7), stds, nu, 1.0, n) - reference)
@@ -84,7 +84,7 @@ plt.show()
 # paper's procedure, plain gradient ascent with only improving steps, for the same budget of accepted steps
 # for $\beta = 1$ and $\beta = 5$.
 
-# %%
+# %% tags=["hide-input"]
 budget = ica.run_experiment(n=n_data, angles_deg=true_angles_deg, noise_std=noise_std, nu=nu, betas=betas,
                             max_steps=budget_steps, memory=0, q_steps=q_steps, n_points=n_quad, seed=seed)
 
@@ -102,7 +102,7 @@ for b, fit in budget["fits"].items():
           f"{len(fit['weights_path']) - 1} joint steps; never decreased: {bool(np.all(np.diff(fit['history']) > 0))}; "
           f"largest q std {np.exp(fit['log_std']).max():.2f}")
 
-# %%
+# %% tags=["hide-input"]
 fig = vi_bias.ica_components(budget["x"], budget["w_true"], budget["fits"], scale=scale,
                              title_extra=f", gradient ascent, {budget_steps} steps")
 plt.show()
@@ -114,7 +114,7 @@ plt.show()
 # show what happens along the way (at step 0 all norms are equal, so the "two longest" pair is
 # ambiguous and the curve jumps once):
 
-# %%
+# %% tags=["hide-input"]
 fig = vi_bias.ica_trajectories(budget["fits"], scale=scale, title_extra=", gradient ascent")
 plt.show()
 
@@ -129,7 +129,7 @@ plt.show()
 # reproduced as a stage of learning, not as its end point; the direction of the bias (orthogonalise, then
 # prune) is the same for both $\beta$ and stronger for $\beta = 5$.
 
-# %%
+# %% tags=["hide-input"]
 converged = ica.run_experiment(n=n_data, angles_deg=true_angles_deg, noise_std=noise_std, nu=nu, betas=betas,
                                max_steps=converged_steps, memory=10, q_steps=q_steps, n_points=n_quad, seed=seed)
 report("truth", converged["truth"])
@@ -138,7 +138,7 @@ for b, fit in converged["fits"].items():
     print(f"{'':14s} free energy {fit['free_energy_start']:.1f} -> {fit['free_energy']:.1f} nats, "
           f"{len(fit['weights_path']) - 1} steps, stopped: {fit['messages'][1]}")
 
-# %%
+# %% tags=["hide-input"]
 fig = vi_bias.ica_components(converged["x"], converged["w_true"], converged["fits"], scale=scale,
                              title_extra=", L-BFGS to convergence")
 plt.show()

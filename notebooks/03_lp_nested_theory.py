@@ -48,7 +48,7 @@ mass_quad_points = 100
 widget_samples = 800
 widget_grid = 41
 
-# %%
+# %% tags=["hide-input"]
 import math
 
 import ipywidgets as widgets
@@ -100,7 +100,7 @@ print(label, "| seed", seed, "| torch", torch.__version__)
 # does not depend on $\theta$, so only the energy $\sum_j |c_j|^p / s$ matters; it is homogeneous of
 # degree $p$ in the codes, so *which* angle wins does not depend on how the square is scaled.
 
-# %%
+# %% tags=["hide-input"]
 points = dsprites_positions(32)
 thetas = torch.linspace(0.0, math.pi / 2, n_angles, dtype=torch.float64)
 shown = {"Laplace, p=1 (leptokurtic)": PGeneralizedNormal(1.0, 2),
@@ -116,7 +116,7 @@ fig = plot_fig3(shown, points, thetas, curve_priors=curves, n_grid=density_grid,
 # The grey contours are the prior's log-density; the dots are the codes, coloured blue to red by the
 # sprite's $x$ position (the paper's colour coding). The table quantifies the curves on the right:
 
-# %%
+# %% tags=["hide-input"]
 summary = orientation_summary(curves, points, thetas)
 print(f"{'prior':22s} {'E log p at 0°':>14s} {'at 45°':>9s} {'45° - 0°':>9s} {'best angle':>11s}")
 for row in summary:
@@ -152,7 +152,7 @@ for row in summary:
 # in log space, $\log f_i = \tfrac{1}{p_i}\,\mathrm{logsumexp}_k\big(p_i \log v_k\big)$, so that neither
 # $|z|^{p}$ overflows for large exponents nor $\log 0$ breaks at $z = 0$.
 
-# %%
+# %% tags=["hide-input"]
 tree6 = LpTree(eq6_tree(2.0, 1.0))
 tree_isa = LpTree(isa_tree(2.1, [4, 3, 3], [2.2, 1.9, 2.5]))
 print(tree6)
@@ -168,7 +168,7 @@ fig = plot_trees([tree6, tree_isa], ["(a) Eq. 6 with p0=2, p1=1", "(b) an ISA la
 # circle in $(z_1, \|(z_2,z_3)\|_{p_1})$. $p_0 = p_1$ gives the plain $L_p$ balls (octahedron, sphere,
 # rounded cube) on the diagonal.
 
-# %%
+# %% tags=["hide-input"]
 fig = plot_eq6_unit_spheres((1.0, 2.0, 9.0), n_a=sphere_resolution, n_t=2 * sphere_resolution,
                             title=f"Fig. 2: unit spheres f(z)=1 of Eq. 6, rows p0, columns p1 ({label})")
 
@@ -178,7 +178,7 @@ fig = plot_eq6_unit_spheres((1.0, 2.0, 9.0), n_a=sphere_resolution, n_t=2 * sphe
 # $f = \|(z_1, z_2)\|_{p_0}$.) Level $0.6$ only exists near $z_2 = 0$ because $f \ge \|(z_2, 0.5)\|_{p_1}
 # \ge 0.5$.
 
-# %%
+# %% tags=["hide-input"]
 fig = plot_eq6_slice_contours((1.0, 2.0, 9.0), z3=0.5, n_grid=slice_grid,
                               title=f"Fig. 2 (slices): contours of f(z1, z2, z3=0.5) of Eq. 6 ({label}, "
                                     f"{slice_grid}x{slice_grid} grid)")
@@ -211,7 +211,7 @@ fig = plot_eq6_slice_contours((1.0, 2.0, 9.0), z3=0.5, n_grid=slice_grid,
 # quadrature, for exponents below 1, equal to 1 and 2, and above 2. (Deviations in the 5th digit are
 # quadrature error: $p_0 = 9$ puts a near-kink into the integrand along $|z_1| = \|(z_2,z_3)\|_{p_1}$.)
 
-# %%
+# %% tags=["hide-input"]
 checks = {"(0.7, [1, (3.5, [2])])": LpNested(eq6_tree(0.7, 3.5)),
           "(9, [1, (1, [2])])": LpNested(eq6_tree(9.0, 1.0)),
           "(2, [1, (0.7, [1, (3, [1])])])": LpNested((2.0, [1, (0.7, [1, (3.0, [1])])])),
@@ -238,7 +238,7 @@ print("max |log rho - log N(0, I)| with all exponents 2:", float(gap.abs().max()
 # We sample a prior with clearly different exponents and measure both statements: correlations of the
 # subspace radii (should vanish), and correlations of $|z_j|$ (zero across subspaces, positive within).
 
-# %%
+# %% tags=["hide-input"]
 torch.manual_seed(seed)
 isa = ISA(1.0, [2, 2, 3], [2.0, 2.0, 3.0])
 x_isa = isa.sample((n_indep_samples,))
@@ -266,14 +266,14 @@ print("correlation of z_j itself (all ~0, symmetry):", float(np.abs(np.corrcoef(
 # the radial law, and the 1-D marginals obtained by integrating Eq. 7 numerically over the other two
 # coordinates.
 
-# %%
+# %% tags=["hide-input"]
 torch.manual_seed(seed)
 nested = LpNested(eq6_tree(1.5, 0.8))
 x_nested = nested.sample((n_samples,))
 fig = plot_radial_check(nested, x_nested,
                         title=f"Radial law of Eq. 11 for tree (1.5, [1, (0.8, [2])]): {n_samples} samples ({label})")
 
-# %%
+# %% tags=["hide-input"]
 fig = plot_marginal_check(nested, x_nested, n_grid=marginal_grid, n_points=quad_points,
                           title=f"1-D marginals: Alg. 1 samples vs numerically integrated Eq. 7 "
                                 f"({n_samples} samples, {label})")
@@ -294,7 +294,7 @@ fig = plot_marginal_check(nested, x_nested, n_grid=marginal_grid, n_points=quad_
 # created: drawing during headless execution intermittently stalls the notebook executor, cf.
 # jupyter/nbclient#312.)
 
-# %%
+# %% tags=["hide-input"]
 explorer = widgets.interactive(
     explore_exponents, {"manual": True, "manual_name": "Draw"},
     p0=widgets.FloatSlider(value=2.0, min=0.3, max=10.0, step=0.1, description="p0"),
@@ -303,7 +303,7 @@ explorer = widgets.interactive(
     scale_label=widgets.fixed(label), show=widgets.fixed(True))
 display(explorer)
 
-# %%
+# %% tags=["hide-input"]
 fig = explore_exponents(p0=1.0, p1=4.0, n_samples=widget_samples, seed=seed, n_grid=widget_grid,
                         scale_label=label, show=False)
 

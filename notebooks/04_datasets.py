@@ -52,7 +52,7 @@ n_identities = 4
 position_step = 8
 full = False
 
-# %%
+# %% tags=["hide-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -74,7 +74,7 @@ for name in D.NAMES:
 # counter-clockwise. The square's 4-fold and the ellipse's 2-fold symmetry make several orientation
 # classes produce the same image, exactly as in the original.
 
-# %%
+# %% tags=["hide-input", "traversal"]
 fig = P.plot_traversals("dsprites", n_examples, seed=seed, scale=scale, base=[0, 0, 5, 0, 16, 16])
 plt.show()
 fig = P.plot_traversals("dsprites", n_examples, seed=seed, scale=scale, base=[0, 2, 5, 5, 16, 16])
@@ -86,7 +86,7 @@ plt.show()
 # Lighting changes only the shading: the silhouette (non-black pixels) stays fixed, whereas azimuth and
 # elevation move it. Identities differ in head shape, features, skin and hair.
 
-# %%
+# %% tags=["hide-input"]
 fig = P.plot_traversals("faces3d", n_examples, seed=seed, scale=scale)
 plt.show()
 fig = P.plot_light_and_silhouette(seed=seed, identity=1, scale=scale)
@@ -98,7 +98,7 @@ plt.show()
 # Azimuth turns the car through a full circle (15 degree steps); elevation raises the camera from the
 # side to 30 degrees above.
 
-# %%
+# %% tags=["hide-input"]
 fig = P.plot_traversals("cars3d", n_examples, seed=seed, scale=scale)
 plt.show()
 
@@ -110,7 +110,7 @@ plt.show()
 # identities); at paper scale (`full = True`) the full sets (about 15 s for dSprites, a few minutes for
 # faces and cars on two cores).
 
-# %%
+# %% tags=["hide-input"]
 if full:
     subgrids = {"dsprites": None, "faces3d": None, "cars3d": None}
 else:
@@ -128,7 +128,7 @@ for name, sub in subgrids.items():
     loaded[name] = D.load(name, subgrid=sub, seed=seed)
     print(f"{loaded[name]!r}  ({time.perf_counter() - t:.1f} s)")
 
-# %%
+# %% tags=["hide-input"]
 for name, ds in loaded.items():
     fig = P.plot_random_samples(ds, n_random, seed=seed, scale=scale)
     plt.show()
@@ -138,7 +138,7 @@ for name, ds in loaded.items():
 # one factor held at one class, and `RandomBatchSampler` draws training batches (keeping the whole
 # uint8 set on the GPU when there is one).
 
-# %%
+# %% tags=["hide-input"]
 ds = loaded["dsprites"]
 sub = ds.fixed_factor_indices("shape", 2)
 print(f"{len(sub)} of {len(ds)} images have shape class 2 (heart);",

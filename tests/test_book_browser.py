@@ -17,6 +17,24 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = runner.chapters(ROOT)
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # the Debian package's is /usr/bin/chromium
 
+#: What the page shows once MathJax is done (``mjx-merror`` is MathJax's box for TeX it could not parse).
+PAGE_FACTS = """async () => {
+    const math = document.querySelectorAll('.math').length;
+    if (math && window.MathJax && MathJax.startup) { await MathJax.startup.promise; }
+    await Promise.all(Array.from(document.images, img => img.decode().catch(() => null)));
+    return {
+        math: math,
+        typeset: document.querySelectorAll('mjx-container').length,
+        untypeset: Array.from(document.querySelectorAll('.math')).filter(e => !e.querySelector('mjx-container')).length,
+        tex_errors: document.querySelectorAll('mjx-merror').length,
+        broken_images: Array.from(document.images).filter(img => !(img.complete && img.naturalWidth > 0))
+                            .map(img => img.getAttribute('src')),
+        images: document.images.length,
+        error_outputs: document.querySelectorAll('.output.traceback, .output_error, .output.error').length,
+        text: document.body.innerText,
+    };
+}"""
+
 #: The reader's window: a laptop-sized browser.
 VIEWPORT = {"width": 1280, "height": 900}
 #: A figure is drawn at least this share of the text column wide (isa_lib.plots.style draws them wider).

@@ -5,6 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .. import datasets as D
+from .style import SMALL, fit, wrap_title
 
 
 def _show(ax, img):
@@ -45,7 +46,7 @@ def plot_traversals(name: str, n_steps: int = 8, seed: int = 0, scale: str = "sm
     names, rows = traversal_rows(name, n_steps, base)
     imgs = D.render(name, rows, seed=seed)
     spec = D.factor_spec(name)
-    fig, axes = plt.subplots(len(names), n_steps, figsize=(1.1 * n_steps, 1.15 * len(names) + 0.5),
+    fig, axes = plt.subplots(len(names), n_steps, figsize=fit(1.1 * n_steps, 1.15 * len(names) + 0.5),
                              squeeze=False)
     for i, fname in enumerate(names):
         k = spec["names"].index(fname)
@@ -55,7 +56,7 @@ def plot_traversals(name: str, n_steps: int = 8, seed: int = 0, scale: str = "sm
             _show(ax, imgs[i * n_steps + j])
             val = spec["values"][k][row[k]]
             ax.set_title(f"{val:.2f}" if fname not in ("identity", "shape") else f"{int(row[k])}",
-                         fontsize=7)
+                         fontsize=SMALL)
         axes[i, 0].set_ylabel(fname, fontsize=9)
     fig.suptitle(f"{name}: traversal of each factor (built-in generator, seed {seed}, scale={scale})",
                  fontsize=10)
@@ -70,13 +71,13 @@ def plot_random_samples(dataset, n: int = 16, seed: int = 0, scale: str = "small
     imgs = dataset.images[idx].numpy()
     classes = dataset.index_to_classes(idx)
     nrows = int(np.ceil(len(idx) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.35 * nrows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=fit(1.2 * ncols, 1.35 * nrows + 0.5), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, img, c in zip(axes.ravel(), imgs, classes):
         _show(ax, img)
         ax.axis("on")
-        ax.set_title(",".join(str(int(v)) for v in c), fontsize=6)
+        ax.set_title(",".join(str(int(v)) for v in c), fontsize=SMALL)
     fig.suptitle(f"{dataset.name}: {len(idx)} random images of {len(dataset)} "
                  f"(classes {', '.join(dataset.factor_names)}; scale={scale})", fontsize=9)
     fig.tight_layout()
@@ -88,14 +89,14 @@ def plot_light_and_silhouette(seed: int = 0, identity: int = 0, scale: str = "sm
     lights = [[identity, 10, 5, li] for li in range(0, 11, 2)]
     azims = [[identity, a, 5, 5] for a in range(0, 21, 4)]
     imgs = D.render("faces3d", lights + azims, seed=seed)[:, 0]
-    fig, axes = plt.subplots(3, 6, figsize=(8, 4.4))
+    fig, axes = plt.subplots(3, 6, figsize=fit(8, 4.4))
     for j in range(6):
         _show(axes[0, j], imgs[j][None])
         _show(axes[1, j], (imgs[j] > 0)[None].astype(np.uint8))
         _show(axes[2, j], imgs[6 + j][None])
-    axes[0, 0].set_ylabel("lighting", fontsize=8)
-    axes[1, 0].set_ylabel("silhouette", fontsize=8)
-    axes[2, 0].set_ylabel("azimuth", fontsize=8)
+    axes[0, 0].set_ylabel("lighting", fontsize=SMALL)
+    axes[1, 0].set_ylabel("silhouette", fontsize=SMALL)
+    axes[2, 0].set_ylabel("azimuth", fontsize=SMALL)
     fig.suptitle(f"3D faces: light moves shading, not the silhouette (seed {seed}, scale={scale})",
                  fontsize=10)
     fig.tight_layout()

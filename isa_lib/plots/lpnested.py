@@ -20,6 +20,8 @@ from isa_lib.lpnested_analysis import (
     rotate,
 )
 
+from .style import SMALL, fit, wrap_title
+
 __all__ = [
     "plot_eq6_unit_spheres",
     "plot_eq6_slice_contours",
@@ -36,7 +38,7 @@ __all__ = [
 
 def _suptitle(fig: Figure, title: str | None) -> None:
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(wrap_title(title), fontsize=11)
 
 
 # ------------------------------------------------------------------ Fig. 2
@@ -49,7 +51,7 @@ def plot_eq6_unit_spheres(exponents: Sequence[float] = (1.0, 2.0, 9.0), n_a: int
     L_{p1} circles in (z2, z3), the vertical profile an L_{p0} circle in (z1, ||(z2, z3)||_{p1}).
     """
     k = len(exponents)
-    fig = plt.figure(figsize=(3.0 * k, 3.0 * k))
+    fig = plt.figure(figsize=fit(3.0 * k, 3.0 * k))
     for i, p0 in enumerate(exponents):
         for j, p1 in enumerate(exponents):
             ax = fig.add_subplot(k, k, i * k + j + 1, projection="3d")
@@ -82,13 +84,13 @@ def plot_eq6_slice_contours(exponents: Sequence[float] = (1.0, 2.0, 9.0), z3: fl
     g = torch.linspace(-extent, extent, n_grid, dtype=torch.float64)
     Z1, Z2 = torch.meshgrid(g, g, indexing="ij")
     z = torch.stack([Z1, Z2, torch.full_like(Z1, z3)], -1)
-    fig, axes = plt.subplots(k, k, figsize=(2.6 * k, 2.6 * k), sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(k, k, figsize=fit(2.6 * k, 2.6 * k), sharex=True, sharey=True, squeeze=False)
     for i, p0 in enumerate(exponents):
         for j, p1 in enumerate(exponents):
             f = log_lp_nested_norm(z, eq6_tree(float(p0), float(p1))).exp().numpy()
             ax = axes[i, j]
             cs = ax.contour(Z2.numpy(), Z1.numpy(), f, levels=list(levels), cmap="viridis")
-            ax.clabel(cs, fontsize=6, fmt="%g")
+            ax.clabel(cs, fontsize=SMALL, fmt="%g")
             ax.set_aspect("equal")
             ax.set_title(f"$p_0={p0:g},\\ p_1={p1:g}$", fontsize=9)
             if i == k - 1:
@@ -121,7 +123,7 @@ def plot_fig3(priors: Mapping[str, object], points: torch.Tensor, thetas: torch.
     ``curve_priors`` (default: ``priors``)."""
     names = list(priors)
     na = len(angles_deg)
-    fig = plt.figure(figsize=(3.0 * na + 4.2, 3.0 * len(names)))
+    fig = plt.figure(figsize=fit(3.0 * na + 4.2, 3.0 * len(names)))
     gs = fig.add_gridspec(len(names), na + 1, width_ratios=[1] * na + [1.5])
     pts = torch.as_tensor(points, dtype=torch.float64)
     extent = 1.15 * float(pts.norm(dim=-1).max())
@@ -140,8 +142,8 @@ def plot_fig3(priors: Mapping[str, object], points: torch.Tensor, thetas: torch.
             ax.set_aspect("equal")
             ax.set(xlim=(-extent, extent), ylim=(-extent, extent))
             ax.tick_params(labelsize=7)
-            ax.set_xlabel("$z_1$", fontsize=8)
-            ax.set_ylabel("$z_2$", fontsize=8)
+            ax.set_xlabel("$z_1$", fontsize=SMALL)
+            ax.set_ylabel("$z_2$", fontsize=SMALL)
     ax = fig.add_subplot(gs[:, na])
     plot_orientation_curves(curve_priors or priors, pts, thetas, ax=ax)
     _suptitle(fig, title)
@@ -154,7 +156,7 @@ def plot_orientation_curves(priors: Mapping[str, object], points: torch.Tensor, 
     """Mean log-density of the rotated codes minus its value at angle 0, for each prior, vs angle."""
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig, ax = plt.subplots(figsize=fit(5, 3.5))
     th = torch.as_tensor(thetas, dtype=torch.float64)
     deg = th.numpy() * 180 / math.pi
     for name, prior in priors.items():
@@ -164,7 +166,7 @@ def plot_orientation_curves(priors: Mapping[str, object], points: torch.Tensor, 
     ax.set_xlabel("rotation of the position code (degrees)")
     ax.set_ylabel("mean log p(code) − value at 0°  (nats)")
     ax.set_xticks(np.arange(0, deg.max() + 1, 15))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=SMALL)
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title, fontsize=10)
@@ -177,7 +179,7 @@ def plot_tree(tree, ax=None, title: str | None = None, show_exponents: bool = Tr
     tree = tree if isinstance(tree, LpTree) else LpTree(tree)
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(max(3.0, 0.8 * tree.n + 1), 0.9 * (max(1, _height(tree)) + 1)))
+        fig, ax = plt.subplots(figsize=fit(max(3.0, 0.8 * tree.n + 1), 0.9 * (max(1, _height(tree)) + 1)))
     nodes, edges = tree.layout()
     for a, b in edges:
         ax.plot([nodes[a]["x"], nodes[b]["x"]], [nodes[a]["y"], nodes[b]["y"]], color="0.4", lw=1, zorder=1)
@@ -192,7 +194,7 @@ def plot_tree(tree, ax=None, title: str | None = None, show_exponents: bool = Tr
                 p = tree.exponents[nd["index"]]
                 val = float(p.detach()) if isinstance(p, torch.Tensor) else float(p)
                 label += f"\n{val:g}"
-            ax.text(nd["x"], nd["y"], label, ha="center", va="center", fontsize=8, zorder=3)
+            ax.text(nd["x"], nd["y"], label, ha="center", va="center", fontsize=SMALL, zorder=3)
     xs = [nd["x"] for nd in nodes]
     ys = [nd["y"] for nd in nodes]
     ax.set_xlim(min(xs) - 0.7, max(xs) + 0.7)
@@ -212,7 +214,7 @@ def plot_trees(trees: Sequence, titles: Sequence[str], title: str | None = None)
     """Several trees side by side (Fig. 4a, 4b)."""
     trees = [t if isinstance(t, LpTree) else LpTree(t) for t in trees]
     widths = [max(2.5, 0.75 * t.n + 0.8) for t in trees]
-    fig, axes = plt.subplots(1, len(trees), figsize=(sum(widths), 2.8), squeeze=False,
+    fig, axes = plt.subplots(1, len(trees), figsize=fit(sum(widths), 2.8), squeeze=False,
                              gridspec_kw=dict(width_ratios=widths))
     for ax, t, ti in zip(axes[0], trees, titles):
         plot_tree(t, ax=ax, title=ti)
@@ -227,7 +229,7 @@ def plot_radial_check(dist: LpNested, samples: torch.Tensor, bins: int = 60, tit
     e = dist.radial_energy(samples).double().numpy()
     p0 = float(dist.exponents[0]) if not hasattr(dist, "p0") else float(dist.p0)
     law = stats.gamma(dist.event_shape[0] / p0)
-    fig, ax = plt.subplots(figsize=(5, 3.3))
+    fig, ax = plt.subplots(figsize=fit(5, 3.3))
     hi = float(np.quantile(e, 0.995))
     ax.hist(e, bins=np.linspace(0, hi, bins), density=True, alpha=0.5, label=f"{len(e)} samples (Alg. 1)")
     x = np.linspace(1e-4, hi, 400)
@@ -235,7 +237,7 @@ def plot_radial_check(dist: LpNested, samples: torch.Tensor, bins: int = 60, tit
     ks = stats.kstest(e, law.cdf)
     ax.set_xlabel("$f(z)^{p_0} / s$")
     ax.set_ylabel("density")
-    ax.legend(fontsize=8, title=f"KS p = {ks.pvalue:.3f}", title_fontsize=8)
+    ax.legend(fontsize=SMALL, title=f"KS p = {ks.pvalue:.3f}", title_fontsize=SMALL)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -247,7 +249,7 @@ def plot_surface_area_check(rows: Sequence[Mapping], title: str | None = None) -
     2-standard-error bars: :func:`isa_lib.lpnested_analysis.log_surface_area_monte_carlo`) and, right, their
     difference in standard errors. ``rows``: mappings with keys tree (the family's label), p, formula,
     monte_carlo and se."""
-    fig, (ax, az) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, az) = plt.subplots(1, 2, figsize=fit(10, 3.4), gridspec_kw={"width_ratios": [3, 2]})
     for k, family in enumerate(dict.fromkeys(r["tree"] for r in rows)):
         rs = sorted((r for r in rows if r["tree"] == family), key=lambda r: r["p"])
         p = np.array([r["p"] for r in rs])
@@ -260,7 +262,7 @@ def plot_surface_area_check(rows: Sequence[Mapping], title: str | None = None) -
         a.set_xscale("log")
         a.set_xlabel("exponent $p$")
     ax.set_ylabel(r"$\log \mathcal{S}_f(1)$")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=SMALL)
     az.axhspan(-2, 2, color="0.9")
     az.axhline(0, color="k", lw=0.8)
     az.set_ylabel("(Monte Carlo - Eq. 8) / s.e.")
@@ -276,7 +278,7 @@ def plot_marginal_check(dist: LpNested, samples: torch.Tensor, dims: Sequence[in
     of Eq. 7 (other coordinates integrated by quadrature), with KS p-values.  Intended for n <= 3."""
     x = samples.double().numpy()
     dims = list(range(x.shape[1])) if dims is None else list(dims)
-    fig, axes = plt.subplots(1, len(dims), figsize=(3.4 * len(dims), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(dims), figsize=fit(3.4 * len(dims), 3.0), squeeze=False)
     for ax, d in zip(axes[0], dims):
         hw = half_width or float(np.quantile(np.abs(x[:, d]), 0.999)) * 1.5
         grid, dens, cdf = marginal_cdf_1d(dist, d, hw, n_grid=n_grid, n_points=n_points)
@@ -286,7 +288,7 @@ def plot_marginal_check(dist: LpNested, samples: torch.Tensor, dims: Sequence[in
         ax.plot(grid, dens, "k", lw=1.2, label="integrated Eq. 7")
         ax.set_xlim(-show, show)
         ax.set_xlabel(f"$z_{d + 1}$")
-        ax.legend(fontsize=7, title=f"KS p = {ks.pvalue:.3f}", title_fontsize=7)
+        ax.legend(fontsize=SMALL, title=f"KS p = {ks.pvalue:.3f}", title_fontsize=SMALL)
     axes[0, 0].set_ylabel("density")
     _suptitle(fig, title)
     fig.tight_layout()
@@ -306,7 +308,7 @@ def explore_exponents(p0: float = 2.0, p1: float = 2.0, n_samples: int = 1000, s
     dist = LpNested(eq6_tree(float(p0), float(p1)))
     torch.manual_seed(seed)
     x = dist.sample((n_samples,)).double()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=fit(8, 3.8))
     for ax, dims in zip(axes, [(0, 1), (1, 2)]):
         xy = x[:, list(dims)].numpy()
         ext = float(np.quantile(np.abs(xy), 0.98)) * 1.2

@@ -63,6 +63,14 @@ def figsize(height_ratio: float) -> tuple[float, float]:
     return (WIDTH, height_ratio * WIDTH)
 
 
+def fit(width: float, height: float) -> tuple[float, float]:
+    """A figure drawn for ``width`` x ``height`` inches, rescaled to a full column (``WIDTH`` wide) with the same
+    aspect, so that it fills the column instead of being shrunk (too wide) or left narrow (too small)."""
+    if not (width > 0 and height > 0):
+        raise ValueError(f"figure size must be positive, got {width!r} x {height!r}")
+    return (WIDTH, height * WIDTH / width)
+
+
 def colour(i: int) -> str:
     """The i-th colour of the book's palette (cycling)."""
     return OKABE_ITO[int(i) % len(OKABE_ITO)]
