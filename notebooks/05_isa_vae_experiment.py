@@ -41,6 +41,13 @@
 # (see `isa_lib.experiments.RunConfig`). The scale sets the data, network and training budget
 # (`isa_lib.experiments.scale_defaults`): `small` is a sub-grid of dSprites at 32 x 32 pixels and a small
 # MLP (seconds on a CPU), `medium` a larger sub-grid, `paper` the full data set with Table 1's settings.
+#
+# **Which scale this page shows.** The book's page is run at `large`: 64 x 64 images as in the paper, on a
+# dSprites sub-grid of 184,320 images, a 512-unit MLP and 4,320 steps, about half an hour on two busy CPU
+# cores. There the model uses several latents, for position, scale and shape, and the figures below have
+# something to show; at `small` and `medium` (32 x 32 images, minutes) it often keeps one or two. The quick
+# start (`isa-vae quickstart`) runs this chapter at `small` into `_build/quickstart/`, so its numbers are the
+# small scale's and differ from this page's.
 
 # %% tags=["parameters"]
 scale = "small"
@@ -56,27 +63,32 @@ p_init: float | None = None  # start of learned exponents (model isa_vae_learned
 epochs: float | None = None
 device = "cpu"
 mig_samples: int | None = None
-n_traversal = 9
+n_traversal = 7
 
-# %%
+# %% tags=["hide-input"]
 import dataclasses
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import Markdown, display
 
 from isa_lib import analysis, experiments, latents, metrics
 from isa_lib.plots import sweeps
-from isa_lib.plots.experiment import dsprites_latent_plot, factor_response_plot, traversal_plot
+from isa_lib.plots.experiment import (dominant_factor, dsprites_latent_plot, factor_response_plot, training_plot,
+                                      traversal_plot)
 
 config = experiments.config_for(scale, dataset, model=model, beta=beta, seed=seed, device=device, epochs=epochs,
                                 mig_samples=mig_samples, layout=layout, p0=p0, p=p, p_init=p_init)
-print(config.short(), "on", config.dataset)
+prior = "a normal prior"
 if config.layout:
-    print(f"ISA prior: subspaces {list(config.layout)}, p0 = {config.p0}, "
-          + (f"p_i learned from {config.p_init}" if config.p is None else f"p_i = {config.p}"))
-print(f"{config.n_images} images of {config.image_size} x {config.image_size} pixels, {config.steps} steps "
-      f"of batch {config.batch_size}, latent {config.latent_dim}, MIG on {config.mig_samples} samples")
+    prior = (f"the ISA prior with subspaces {list(config.layout)}, $p_0 = {config.p0}$, "
+             + (f"$p_i$ learned from {config.p_init}" if config.p is None else f"$p_i = {config.p}$"))
+display(Markdown(
+    f"**This run** (scale `{scale}`): `{config.short()}` on {config.dataset}, {prior}; "
+    f"{config.n_images:,} images of {config.image_size} x {config.image_size} pixels, {config.steps:,} steps "
+    f"of batch {config.batch_size}, an MLP of {config.hidden} units, a latent of {config.latent_dim}, "
+    f"MIG on {config.mig_samples:,} samples."))
 
 # %% [markdown]
 # ## Train and evaluate
@@ -85,39 +97,29 @@ print(f"{config.n_images} images of {config.image_size} x {config.image_size} pi
 # for the original), trains with Adam, and scores the trained model. The seed fixes the initialisation, the
 # data order and the reparameterisation noise.
 
-# %%
+# %% tags=["hide-input"]
 result, trained, data = experiments.run_one(config, return_model=True)
-hist = result["history"]
+training_plot(result["history"], title=f"Training of {config.short()} (scale {scale})")
+plt.show()
 print(f"MIG = {result['mig']:.3f}   E_q[log p(x|z)] = {result['reconstruction']:.1f} nats per image")
 print("MIG per factor:", {k: round(v, 3) for k, v in result["mig_per_factor"].items()})
 if "exponents" in result:
     kind = "learned" if experiments.MODELS[config.model].learn else "fixed"
     print(f"subspace exponents ({kind}):", np.round(result["exponents"], 3))
 
-fig, ax = plt.subplots(1, 2, figsize=(9, 3))
-steps = [h["step"] for h in hist]
-ax[0].plot(steps, [h["recon"] for h in hist])
-ax[0].set(xlabel="step", ylabel="E_q[log p(x|z)] (nats)", title="reconstruction term")
-ax[1].plot(steps, [h["kl"] for h in hist])
-ax[1].set(xlabel="step", ylabel="nats", title="KL estimate (Eq. 12)")
-fig.suptitle(f"Training of {config.short()} (scale={scale})", fontsize=10)
-fig.tight_layout()
-plt.show()
-
 # %% [markdown]
 # ## The code against the true factors (App. A.5)
 #
 # Each row is one active latent (ordered by how much its posterior mean varies over the data). Left: its
 # mean over the $(x, y)$ positions in red and blue; middle and right: its mean against scale and orientation,
-# one line per shape (red ellipse, green square, blue heart). A disentangled latent responds to one factor
+# one line per shape (solid green square, dashed vermillion ellipse, dotted blue heart). A disentangled latent responds to one factor
 # only: a clean left-right or up-down gradient, or a monotone scale curve, and is flat elsewhere. On other
 # data sets the same reading is one column per factor: the mean latent against that factor's values.
 
-# %%
+# %% tags=["hide-input"]
 mu, logvar = metrics.encode_dataset(trained.encoder, data, device=config.device)
 active = latents.active_dims(mu)
-print(f"{len(active)} active latents of {config.latent_dim}: {active.tolist()}")
-title = f"{config.short()}: latents against the {config.dataset} factors (scale={scale}, MIG {result['mig']:.2f})"
+title = f"{config.short()}: latents against the factors (scale {scale}, MIG {result['mig']:.2f})"
 if len(active) == 0:
     print("every latent is inactive: the posterior has collapsed to the prior (too short a run, or too large "
           "a beta), so there is no code to plot")
@@ -127,15 +129,19 @@ elif config.dataset == "dsprites":
 else:
     fig = factor_response_plot(mu, data.factor_sizes, data.factor_values, data.factor_names, active[:8], title)
     plt.show()
+follows = {int(d): dominant_factor(mu, data.factor_sizes, data.factor_names, int(d)) for d in active}
+print(f"{len(active)} active latents of {config.latent_dim}; the factor each follows most: "
+      + ", ".join(f"z{d} {f}" for d, f in follows.items()))
 
 # %% [markdown]
 # ## Latent traversals
 #
 # Starting from the code of a large heart in the middle of the image (on other data: the image nearest the
-# middle of every factor), each row moves one active latent from $-2.5$ to $2.5$ and decodes; the images are
-# the decoder's Bernoulli means.
+# middle of every factor), each row moves one active latent from $-2.5$ to $2.5$ (the value above each column)
+# and decodes; the images are the decoder's Bernoulli means. Beside each row: the factor that latent follows
+# most in the figure above.
 
-# %%
+# %% tags=["hide-input"]
 if config.dataset == "dsprites":
     centre = latents.dsprites_start_index(data.factor_classes, data.factor_sizes)
 else:
@@ -145,8 +151,8 @@ if len(active):
     with torch.no_grad():
         images = latents.traversal(trained.decoder, mu[centre].to(config.device), active[:8].tolist(), values)
     start = "a heart" if config.dataset == "dsprites" else "the middle image"
-    fig = traversal_plot(images, active[:8].tolist(), values,
-                         title=f"{config.short()}: traversals from {start} (scale={scale})")
+    fig = traversal_plot(images, active[:8].tolist(), values, row_labels=[follows[int(d)] for d in active[:8]],
+                         title=f"{config.short()}: traversals from {start} (scale {scale})")
     plt.show()
 else:
     print("no active latent to traverse")
@@ -159,17 +165,20 @@ else:
 # (`run_group`; a fused run matches its separate twin in distribution, not digit for digit), and the spread
 # of the scores is shown: every run, and the mean with its standard error. Chapter 6 does this at scale.
 
-# %%
+# %% tags=["hide-input"]
 if seeds:
     runs = [dataclasses.replace(config, seed=int(s)) for s in seeds]
     spread = analysis.outcomes_frame(runs, experiments.run_group(runs))
-    print(spread.drop(columns="error").round(3).to_string(index=False))
     done = spread[spread["status"] == "done"]
-    print(analysis.summarise(done)[["model", "beta", "n", "mig_mean", "mig_sem", "reconstruction_mean",
-                                    "reconstruction_sem"]].round(3).to_string(index=False))
     fig = sweeps.mig_distribution(done, config.beta, [config.model],
                                   title=f"{config.model}, beta={config.beta:g}: MIG over seeds {list(seeds)} "
-                                        f"(scale={scale})")
+                                        f"(scale {scale})")
     plt.show()
+    shown = (["seed", "status", "mig"] + [c for c in spread.columns if c.startswith("mig_per_factor.")]
+             + ["reconstruction"])
+    display(spread[shown].round(3).style.hide(axis="index"))
+    display(analysis.summarise(done)[["model", "beta", "n", "mig_mean", "mig_sem", "reconstruction_mean",
+                                      "reconstruction_sem"]].round(3).style.hide(axis="index"))
 else:
-    print("seeds is not set: one run only (e.g. -p seeds '[0, 1, 2, 3]' trains four)")
+    display(Markdown("This page shows one seed: run it with several, e.g. `isa-vae run 05 --scale large -p seeds "
+                     "'[0, 1, 2, 3]'`, and this section shows the spread of MIG and reconstruction over them."))
