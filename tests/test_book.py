@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from isa_lib import cli, runner
@@ -145,3 +146,71 @@ def test_the_readme_quick_start_is_what_ci_and_these_tests_run():
     ci = (ROOT / ".ci" / "run").read_text()
     assert '-e ".[dev]"' in ci and ci.strip().endswith(".venv/bin/python -m pytest")
     assert runner.find_chapter(cli.MAIN_CHAPTER).source.exists()
+
+
+# The book's figures and tables (isa_lib.plots.style, .experiment, .tables) ----------------------------
+
+def test_the_book_style_is_set_by_importing_the_plots_package():
+    import matplotlib as mpl
+
+    from isa_lib.plots import style
+
+    mpl.rcParams["figure.figsize"] = (3.0, 2.0)
+    style.use_book_style()
+    assert tuple(mpl.rcParams["figure.figsize"])[0] == style.WIDTH
+    assert mpl.rcParams["axes.prop_cycle"].by_key()["color"][:3] == list(style.OKABE_ITO[:3])
+    assert style.fit(4.0, 2.0) == (style.WIDTH, style.WIDTH / 2) and style.fit(16.0, 4.0)[0] == style.WIDTH
+    with pytest.raises(ValueError, match="positive"):
+        style.fit(0.0, 1.0)
+    assert max(map(len, style.wrap_title("word " * 40).split("\n"))) <= 72
+
+
+def test_dominant_factor_follows_the_main_effect_not_one_odd_value():
+    """A latent that rises with scale (3 values) and jumps at one edge position of 16: the range over position
+    is the larger (1.5 against 1.0), the variance over scale is (0.17 against 0.13); the label says scale."""
+    from isa_lib.plots.experiment import dominant_factor
+
+    sizes = [1, 3, 16]
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij"), -1).reshape(-1, 3)
+    mu = np.zeros((len(grid), 2))
+    mu[:, 0] = 0.5 * grid[:, 1] + 1.5 * (grid[:, 2] == 15)
+    mu[:, 1] = 0.1 * grid[:, 2]
+    names = ["colour", "scale", "posX"]
+    assert dominant_factor(mu, sizes, names, 0) == "scale"
+    assert dominant_factor(mu, sizes, names, 1) == "posX"
+    with pytest.raises(ValueError, match="no factor varies"):
+        dominant_factor(mu[:1], [1, 1, 1], names, 0)
+
+
+def test_traversal_plot_is_a_column_wide_with_square_images_and_checks_its_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from isa_lib.plots.experiment import traversal_plot
+    from isa_lib.plots.style import WIDTH
+
+    fig = traversal_plot(np.zeros((2, 7, 1, 8, 8)), [3, 5], np.linspace(-2.5, 2.5, 7), row_labels=["posX", "scale"])
+    assert fig.get_size_inches()[0] == WIDTH
+    box = fig.axes[0].get_position()
+    w, h = box.width * fig.get_size_inches()[0], box.height * fig.get_size_inches()[1]
+    assert w > 0.9 and abs(w - h) < 0.05            # about an inch, square: ~85 px an image in the column
+    assert fig.axes[0].get_title() == "z = -2.5" and "scale" in fig.axes[7].get_ylabel()
+    with pytest.raises(ValueError, match="2 dims and 3 values"):
+        traversal_plot(np.zeros((2, 7, 1, 8, 8)), [3, 5], [0, 1, 2])
+
+
+def test_results_tables_are_html_with_rounded_numbers_and_intervals():
+    import pandas as pd
+
+    from isa_lib.plots.tables import table
+
+    df = pd.DataFrame({"claim": ["a long claim", "b"], "n_pairs": [5, 12], "difference": [0.031749, -0.5],
+                       "t_ci_low": [-0.1316, -1.0], "t_ci_high": [0.195, 0.0], "p": [float("nan"), 1.0]})
+    html = table(df, digits=3, intervals={"95 % t interval": ("t_ci_low", "t_ci_high")}, caption="Claims").to_html()
+    assert "<table" in html and "<caption>Claims</caption>" in html
+    assert "0.032" in html and "[-0.132, +0.195]" in html and "n pairs" in html and "t_ci_low" not in html
+    assert ">1<" in html.replace(" ", "")                  # a whole number shown as one
+    with pytest.raises(KeyError, match="no columns"):
+        table(df, intervals={"x": ("lo", "hi")})
+    with pytest.raises(TypeError):
+        table([1, 2])

@@ -19,16 +19,18 @@ DSPRITES_UNITS = {"scale": "scale (fraction of the image)", "orientation": "orie
 
 def dominant_factor(mu, factor_sizes: Sequence[int], factor_names: Sequence[str], dim: int) -> str:
     """The factor a latent follows most, read as App. A.5 reads Fig. 16: the factor whose values move the
-    latent's mean (averaged over every other factor, :func:`isa_lib.latents.factor_means`) over the widest
-    range. A label for plots, not a score (MIG is the score)."""
-    spans = {}
+    latent's mean (averaged over every other factor, :func:`isa_lib.latents.factor_means`) the most, measured
+    by the variance of that mean over the factor's values (a main-effect share of the latent's variance; a
+    range would let one odd value, e.g. sprites cut by the image's edge, decide). A label for plots, not a
+    score (MIG is the score)."""
+    effects = {}
     for k, n in enumerate(factor_sizes):
         if n > 1:
             means = factor_means(mu, factor_sizes, [k])[:, dim]
-            spans[str(factor_names[k])] = float(np.ptp(means))
-    if not spans:
+            effects[str(factor_names[k])] = float(np.var(means))
+    if not effects:
         raise ValueError("no factor varies")
-    return max(spans, key=spans.get)
+    return max(effects, key=effects.get)
 
 
 def dsprites_latent_plot(mu, factor_sizes: Sequence[int], factor_values: Sequence, dims: Sequence[int],
@@ -67,8 +69,8 @@ def dsprites_latent_plot(mu, factor_sizes: Sequence[int], factor_values: Sequenc
     axes[-1, 2].set_xlabel(DSPRITES_UNITS["orientation"])
     handles, labels = axes[0, 2].get_legend_handles_labels()
     fig.suptitle(wrap_title(title))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (0.6 + 1.75 * len(dims))))
-    fig.legend(handles, labels, loc="upper right", ncol=3, frameon=False)  # above the panels, off the data
+    fig.tight_layout(rect=(0, 0.45 / (0.6 + 1.75 * len(dims)), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)  # under the panels, off the data
     return fig
 
 
