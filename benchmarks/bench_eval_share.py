@@ -70,20 +70,25 @@ def main(argv=None):
         new32, t_new32 = timed(lambda: M.mig_chen(mu, lv, data.factor_sizes, dtype=torch.float32, backend="torch",
                                                    **kw))
         nat32, t_nat32 = timed(lambda: M.mig_chen(mu, lv, data.factor_sizes, dtype=torch.float32, **kw))
-        kernel = _mig._log_mixture
-        _mig._log_mixture = _gemm
+        exact32, t_exact32 = timed(lambda: M.mig_chen(mu, lv, data.factor_sizes, dtype=torch.float32,
+                                                      interpolate=False, **kw))
+        kernel = _mig.log_mixture
+        _mig.log_mixture = lambda z, mu_, lv_, groups, sc, rc, be, interp: (_gemm(z, mu_, lv_, groups, sc, rc), 0)
         try:
             old, t_old = timed(lambda: M.mig_chen(mu, lv, data.factor_sizes, dtype=torch.float64, **kw))
         finally:
-            _mig._log_mixture = kernel
+            _mig.log_mixture = kernel
     other = t_enc + t_rec
     print(f"scale {a.scale}: {len(data)} images, {c.latent_dim} latents, mig_samples {c.mig_samples}, "
           f"{torch.get_num_threads()} thread(s)")
     print(f"encode {t_enc:.1f} s, reconstruction {t_rec:.1f} s; MIG: before {t_old:.1f} s, new float64 "
           f"{t_new64:.1f} s (x{t_old / t_new64:.1f}), new float32 {t_new32:.1f} s (x{t_old / t_new32:.1f})")
+    done, total = nat32.info["interpolated"]
     print(f"MIG with the {nat32.info['backend']} kernel (backend='auto'), float32: {t_nat32:.1f} s "
-          f"(x{t_old / t_nat32:.1f})")
-    print(f"MIG before/new64/new32/auto32: {old.mig:.6f} / {new64.mig:.6f} / {new32.mig:.6f} / {nat32.mig:.6f}")
+          f"(x{t_old / t_nat32:.1f}; {done} of {total} group passes interpolated); the same kernel's exact sums "
+          f"(interpolate=False): {t_exact32:.1f} s (x{t_old / t_exact32:.1f})")
+    print(f"MIG before/new64/new32/auto32/exact32: {old.mig:.6f} / {new64.mig:.6f} / {new32.mig:.6f} / "
+          f"{nat32.mig:.6f} / {exact32.mig:.6f}")
     scale = {"before (ledger)": 1.0, "new float64": (other + t_new64) / (other + t_old),
              "new float32": (other + t_new32) / (other + t_old),
              f"{nat32.info['backend']} float32": (other + t_nat32) / (other + t_old)}

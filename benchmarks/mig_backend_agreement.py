@@ -9,6 +9,7 @@ of the sweep). Read-only on the ledger; writes a JSON summary.
 
     python benchmarks/mig_backend_agreement.py --ledger results/dsprites_budget.db --runs 2 \
         --out results/mig_backend_agreement.json
+    python benchmarks/mig_backend_agreement.py --runs 2 --interpolate --out results/mig_interpolation.json
 """
 import argparse
 import json
@@ -36,6 +37,9 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=2, help="how many finished runs to re-score")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--also-torch", action="store_true", help="re-score with the torch path too (slow)")
+    ap.add_argument("--interpolate", action="store_true",
+                    help="the native kernel both ways: exact sums (interpolate=False) and with the checked "
+                         "Chebyshev interpolants (the default), timed in wall and CPU seconds")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -66,9 +70,10 @@ def main(argv=None):
             t_enc = time.perf_counter() - t
             kw = dict(factors=data.name, factor_names=data.factor_names, n_samples=c.mig_samples, seed=c.seed,
                       dtype=torch.float32)
-            t = time.perf_counter()
-            nat = M.mig_chen(mu, lv, data.factor_sizes, backend="native", **kw)
-            t_nat = time.perf_counter() - t
+            t, cpu = time.perf_counter(), time.process_time()
+            nat = M.mig_chen(mu, lv, data.factor_sizes, backend="native",
+                             **(dict(kw, interpolate=False) if a.interpolate else kw))
+            t_nat, cpu_nat = time.perf_counter() - t, time.process_time() - cpu
             t = time.perf_counter()
             recon = M.reconstruction_log_likelihood(model.encoder, model.decoder, data, batch_size=1024,
                                                     seed=c.seed, posteriors=(mu, lv))
@@ -80,6 +85,18 @@ def main(argv=None):
                    "per_factor_ledger": met["mig_per_factor"],
                    "per_factor_native": dict(zip([data.factor_names[k] for k in nat.factors],
                                                  nat.per_factor.tolist()))}
+            row["native_cpu_s"] = cpu_nat
+            row["native_interpolate"] = nat.info["interpolated"]
+            if a.interpolate:
+                t, cpu = time.perf_counter(), time.process_time()
+                fast = M.mig_chen(mu, lv, data.factor_sizes, backend="native", interpolate=True, **kw)
+                row.update(interp_mig=fast.mig, interp_s=time.perf_counter() - t,
+                           interp_cpu_s=time.process_time() - cpu, interpolated=fast.info["interpolated"],
+                           interp_abs_diff_native=abs(fast.mig - nat.mig),
+                           interp_abs_diff_ledger=abs(fast.mig - met["mig"]),
+                           interp_max_entropy_diff=float(max(
+                               abs(fast.marginal_entropy - nat.marginal_entropy).max(),
+                               abs(fast.conditional_entropy - nat.conditional_entropy).max())))
             if a.also_torch:
                 t = time.perf_counter()
                 tor = M.mig_chen(mu, lv, data.factor_sizes, backend="torch", **kw)
