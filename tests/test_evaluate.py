@@ -1,5 +1,8 @@
 """The evaluation driver (isa_lib.metrics.evaluate_model, the paper's numbers of Sec. 4): one encoding of the
 grid shared by the MIG and the reconstruction term, with the same numbers as encoding twice."""
+import math
+
+import pytest
 import torch
 
 from isa_lib import metrics as M
@@ -29,3 +32,18 @@ def test_shared_posteriors_give_the_same_reconstruction_and_encode_once():
     assert res["reconstruction"] == again
     assert sum(calls) == 3 * len(data)                 # the driver encoded the grid once
     assert res["mig_backend"] in ("native", "native+chebyshev", "torch")
+
+
+def test_reconstruction_refuses_images_outside_the_unit_interval():
+    enc = lambda x: (torch.zeros(len(x), 2), torch.zeros(len(x), 2))      # noqa: E731
+    dec = lambda z: torch.zeros(len(z), 1, 4, 4)                           # noqa: E731
+    ok = torch.randint(0, 2, (10, 1, 4, 4), dtype=torch.uint8)
+    # a Bernoulli likelihood of zero logits: log 1/2 per pixel, whatever the binary image
+    assert abs(M.reconstruction_log_likelihood(enc, dec, ok, max_value=1, batch_size=3) - 16 * math.log(0.5)) < 1e-5  # float32 pixels
+    wrong = ok.clone()
+    wrong[7, 0, 1, 1] = 255                                                # a 0/255 image read with max_value 1
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\].*max_value"):
+        M.reconstruction_log_likelihood(enc, dec, wrong, max_value=1, batch_size=3)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        M.reconstruction_log_likelihood(enc, dec, ok.float() * 3, batch_size=3)
+    assert M.reconstruction_log_likelihood(enc, dec, wrong, max_value=255, batch_size=3) < 0
