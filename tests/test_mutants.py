@@ -1,0 +1,208 @@
+"""Tests written against mutants that survived the rest of the suite (mutmut 3.8.1; tests/README.md, "Mutation
+testing"): each asserts a property a survivor broke. Grouped by module: the trees of Lp-nested functions
+(Eq. 6, 9-10; Fig. 4), the MIG (Sec. 4; Chen et al. 2018) and its mixture sums, and the other metrics."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from isa_lib.lpnested.trees import LpTree, _depth, _exponent_value, _is_number, eq6_tree, isa_tree, parse_tree
+
+
+# ------------------------------------------------------------------ trees (Eq. 6, 9-10; Fig. 4)
+def test_the_layout_of_eq6_puts_leaves_on_a_line_and_each_node_over_its_children():
+    """Fig. 4's drawing of Eq. 6, (p0, [1, (p1, [2])]): leaves at y = 0 spaced by 1, each inner node one level
+    above its deepest child at the mean x of its children, nodes in pre-order, edges parent -> child."""
+    nodes, edges = LpTree(eq6_tree(2.0, 1.5)).layout()
+    assert nodes == [
+        dict(x=0.75, y=2.0, kind="inner", index=0, label="root"),
+        dict(x=0.0, y=0.0, kind="leaf", index=0, label="z1"),
+        dict(x=1.5, y=1.0, kind="inner", index=1, label="root[1]"),
+        dict(x=1.0, y=0.0, kind="leaf", index=1, label="z2"),
+        dict(x=2.0, y=0.0, kind="leaf", index=2, label="z3"),
+    ]
+    assert edges == [(0, 1), (2, 3), (2, 4), (0, 2)]
+
+
+def test_the_layout_of_a_three_level_tree():
+    tree = LpTree((2.0, [(1.5, [1, (3.0, [2])]), 2]))
+    nodes, edges = tree.layout()
+    assert [(n["kind"], n["index"], n["label"], n["y"]) for n in nodes] == [
+        ("inner", 0, "root", 3.0), ("inner", 1, "root[0]", 2.0), ("leaf", 0, "z1", 0.0),
+        ("inner", 2, "root[0][1]", 1.0), ("leaf", 1, "z2", 0.0), ("leaf", 2, "z3", 0.0),
+        ("leaf", 3, "z4", 0.0), ("leaf", 4, "z5", 0.0)]
+    assert [n["x"] for n in nodes] == pytest.approx([(0.75 + 3 + 4) / 3, 0.75, 0, 1.5, 1, 2, 3, 4])
+    assert edges == [(1, 2), (3, 4), (3, 5), (1, 3), (0, 1), (0, 6), (0, 7)]
+    assert _depth(tree.root) == 3 and _depth(LpTree((2.0, [4])).root) == 1
+    assert _depth(LpTree(eq6_tree()).root) == 2
+
+
+def test_with_exponents_keeps_the_structure_and_validates_the_new_exponents():
+    tree = LpTree(isa_tree(2.0, [2, 3], [1.5, 2.5]))
+    p = torch.tensor(0.7, requires_grad=True)
+    new = tree.with_exponents([3.0, p, 1.2])
+    assert new.exponents[1] is p and new.spec() == (3.0, [(p, [2]), (1.2, [3])])
+    assert new.n == 5 and new.nodes is tree.nodes and new.root is tree.root
+    assert tree.exponents == [2.0, 1.5, 2.5]                       # the original is untouched
+    with pytest.raises(ValueError, match="tree has 3 inner nodes but 2 exponents were given"):
+        tree.with_exponents([2.0, 2.0])
+    with pytest.raises(ValueError, match=r"exponent of node root\[1\] must be > 0, got -1.0"):
+        tree.with_exponents([2.0, 2.0, -1.0])
+    with pytest.raises(ValueError, match=r"exponent of node root must be finite"):
+        tree.with_exponents([math.inf, 2.0, 2.0])
+
+
+def test_validate_checks_every_exponent_in_pre_order():
+    tree = LpTree((2.0, [1, (1.5, [2])]))
+    tree.validate()
+    tree.validate([1.0, 3.0])
+    with pytest.raises(ValueError, match=r"exponent of node root\[1\] must be > 0, got 0.0"):
+        tree.validate([1.0, 0.0])
+    tree.exponents[0] = -2.0
+    with pytest.raises(ValueError, match=r"exponent of node root must be > 0, got -2.0"):
+        tree.validate()
+    unchecked = LpTree((-1.0, [2]), validate=False)            # validate=False: parsed as given
+    assert unchecked.exponents == [-1.0] and unchecked.n == 2
+    with pytest.raises(ValueError, match="must be > 0"):
+        LpTree((-1.0, [2]))
+
+
+def test_exponent_values_from_every_kind_of_number():
+    assert _exponent_value(torch.tensor([2.5]), "p") == 2.5
+    assert _exponent_value(np.array([[1.5]]), "p") == 1.5
+    assert _exponent_value(np.float32(0.5), "p") == 0.5 and _exponent_value(3, "p") == 3.0
+    with pytest.raises(ValueError, match=r"p must be a scalar, got shape \(2,\)"):
+        _exponent_value(torch.tensor([1.0, 2.0]), "p")
+    with pytest.raises(ValueError, match=r"q must be a scalar, got shape \(1, 2\)"):
+        _exponent_value(np.ones((1, 2)), "q")
+    with pytest.raises(ValueError, match="p must be a number, got bool"):
+        _exponent_value(True, "p")
+    with pytest.raises(ValueError, match="p must be a number, got str"):
+        _exponent_value("2", "p")
+    with pytest.raises(ValueError, match="p must be finite and > 0, got nan"):
+        _exponent_value(float("nan"), "p")
+    assert _exponent_value(1e-300, "p") == 1e-300
+    assert all(_is_number(x) for x in (1, 1.5, np.float64(2), np.ones(1), torch.ones(())))
+    assert not any(_is_number(x) for x in (True, "1", None, [1.0]))
+
+
+def test_the_tree_structure_counts_children_and_leaves():
+    tree = parse_tree((2.0, [2, 1, (1.5, [3]), 1]))
+    root = tree.root
+    assert len(root.children) == 3                      # the two leading leaf counts are merged into one run
+    assert (root.children[0].start, root.children[0].stop, root.children[0].n) == (0, 3, 3)
+    assert root.n_children == 5 and root.child_sizes() == [1, 1, 1, 3, 1] and root.n == 7
+    sub = root.children[1]
+    assert (sub.start, sub.stop, sub.n, sub.index, sub.path) == (3, 6, 3, 1, "root[2]")
+    assert sub.child_sizes() == [1, 1, 1] and sub.n_children == 3
+    assert tree.n == 7 and tree.n_nodes == 2 and tree.spec() == (2.0, [3, (1.5, [3]), 1])
+    copy = LpTree(tree)
+    assert copy.exponents == tree.exponents and copy.exponents is not tree.exponents and copy.n == 7
+    for bad, msg in (((2.0, [0]), "child 0 is a leaf count 0; it must be >= 1"),
+                     ((2.0, []), "node root is empty"),
+                     ((2.0, [True]), r"node root\[0\] must be a \(p, \[children\]\) pair"),
+                     ((2.0, 3), r"node root must be a \(p, \[children\]\) pair"),
+                     ((2.0, [1], 3), r"node root must be a \(p, \[children\]\) pair")):
+        with pytest.raises(ValueError, match=msg):
+            LpTree(bad)
+    with pytest.raises(ValueError, match="ISA needs at least one subspace"):
+        isa_tree(2.0, [], [])
+    with pytest.raises(ValueError, match="sizes has 2 subspaces but exponents has 1 entries"):
+        isa_tree(2.0, [1, 2], [1.0])
+    with pytest.raises(ValueError, match=r"sizes\[1\] must be an int >= 1, got 0"):
+        isa_tree(2.0, [1, 0], [1.0, 1.0])
+    with pytest.raises(ValueError, match=r"sizes\[0\] must be an int >= 1, got True"):
+        isa_tree(2.0, [True], [1.0])
+    assert isa_tree(2.0, [np.int64(2)], [1.0]) == (2.0, [(1.0, [2])])
+
+
+def test_the_exponent_vector_takes_its_dtype_and_device_from_the_exponents_unless_told():
+    """Pre-order exponents as one tensor: dtype from the tensor exponents (promoted), else torch's default;
+    device from the first tensor exponent, else the CPU; explicit arguments win; autograd reaches them."""
+    floats = LpTree((2.0, [1, (1.5, [2])]))
+    v = floats.exponent_vector()
+    assert v.dtype == torch.get_default_dtype() and v.device.type == "cpu" and v.tolist() == [2.0, 1.5]
+    assert floats.exponent_vector(dtype=torch.float64).dtype == torch.float64
+    assert floats.exponent_vector(device="meta").device.type == "meta"
+    p = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    mixed = LpTree((2.0, [1, (p, [2])]))
+    v = mixed.exponent_vector()
+    assert v.dtype == torch.float64 and v.tolist() == [2.0, 1.5]
+    v.sum().backward()
+    assert p.grad == 1.0
+    assert mixed.exponent_vector(dtype=torch.float32).dtype == torch.float32
+    on_meta = LpTree((2.0, [(torch.empty((), device="meta"), [2]), (torch.tensor(1.0), [1])]), validate=False)
+    v = on_meta.exponent_vector()          # the first tensor exponent is on meta: the float and the CPU one follow
+    assert v.device.type == "meta" and v.shape == (3,)
+    assert on_meta.exponent_vector(device="meta").device.type == "meta"
+
+
+# ------------------------------------------------------------------ the MIG's mixture sums (Sec. 4; Chen et al. 2018)
+def direct_log2_sums(zs, mu, a, c):
+    """log2 sum_m 2^(c_m - sum_j ((z_js - mu_jm) a_jm)^2) by torch.logsumexp in float64."""
+    x = c[None, :] - (((zs[:, :, None] - mu[:, None, :]) * a[:, None, :]) ** 2).sum(0)
+    return torch.logsumexp(x.double() * math.log(2.0), 1) / math.log(2.0)
+
+
+@pytest.mark.parametrize("row_chunk", [1, 3, 7, 100])
+def test_the_running_maximum_recomputation_equals_a_direct_log_sum_exp(row_chunk):
+    """_log2_sum_exact (the MIG's fallback for samples far from every posterior): each sample's own maximum,
+    carried across row chunks, the first posterior included (it is the one that dominates here), and z - mu
+    with its sign (the posteriors are far from 0, so z + mu is a different number)."""
+    from isa_lib.metrics._mixture import _log2_sum_exact
+
+    g = torch.Generator().manual_seed(0)
+    k, s, m = 2, 5, 7
+    mu = 3.0 + torch.randn(k, m, generator=g, dtype=torch.float64)
+    a = torch.exp(torch.randn(k, m, generator=g, dtype=torch.float64))
+    c = torch.randn(m, generator=g, dtype=torch.float64)
+    zs = mu[:, :1] + 0.1 * torch.randn(k, s, generator=g, dtype=torch.float64)     # near posterior 0
+    zs[:, 1] = mu[:, 0]                                                               # on it
+    zs[:, 2] = 300.0        # far from all: 2^-(tens of thousands), so a shift shared with the others underflows
+    c[0] = 5.0
+    for dt in (torch.float64, torch.float32):
+        got = _log2_sum_exact(zs.to(dt), mu.to(dt), a.to(dt), c.to(dt), row_chunk)
+        ref = direct_log2_sums(zs.to(dt).double(), mu.to(dt).double(), a.to(dt).double(), c.to(dt).double())
+        assert got.dtype == torch.float64 and got.shape == (s,)
+        assert torch.isfinite(got).all() and got[2] < -1e4
+        torch.testing.assert_close(got, ref, rtol=1e-12 if dt == torch.float64 else 1e-6, atol=0)
+
+
+def code_for_two_factors():
+    """A (3, 4) grid whose latent 0 codes factor 0 and latent 1 codes factor 1, latent 2 collapsed (the prior):
+    a MIG near 1."""
+    from isa_lib.metrics import grid_classes
+    cl = torch.as_tensor(grid_classes((3, 4)), dtype=torch.float64)
+    mu = torch.stack([cl[:, 0], cl[:, 1], torch.zeros(12, dtype=torch.float64)], 1)
+    logvar = torch.full((12, 3), -8.0, dtype=torch.float64)
+    logvar[:, 2] = 0.0
+    return mu, logvar
+
+
+def test_mig_chen_defaults_names_and_bounds(capsys):
+    """Chen et al.'s 10,000 samples by default, quiet by default, factors by name, float(result) is the MIG,
+    one sample and chunks of one are allowed, zero is refused by name."""
+    from isa_lib.metrics import mig_chen
+
+    mu, logvar = code_for_two_factors()
+    res = mig_chen(mu, logvar, (3, 4))
+    passes = 1 + 3 + 4                                 # H(z_g), then each value of each factor; 3 groups each
+    assert res.info == {"estimator": "chen", "n_samples": 10000, "seed": 0, "backend": "torch",
+                        "interpolated": (0, 3 * passes)}
+    assert capsys.readouterr().err == ""
+    assert float(res) == res.mig > 0.9 and res.factors == [0, 1] and res.groups == [[0], [1], [2]]
+    named = mig_chen(mu, logvar, (3, 4), factors=["b"], factor_names=["a", "b"])
+    assert named.factors == [1] and named.per_factor[0] == pytest.approx(res.per_factor[1])
+    one = mig_chen(mu, logvar, (3, 4), n_samples=1, seed=3)
+    assert one.info["n_samples"] == 1 and np.isfinite(one.mig)
+    tiny = mig_chen(mu, logvar, (3, 4), sample_chunk=1, row_chunk=1)
+    np.testing.assert_allclose(tiny.mutual_info, res.mutual_info, rtol=0, atol=1e-12)
+    for kw, msg in ((dict(n_samples=0), "n_samples must be positive, got 0"),
+                    (dict(sample_chunk=0), "chunk sizes must be positive"),
+                    (dict(row_chunk=0), "chunk sizes must be positive"),
+                    (dict(groups=[[0, 1, 2]]), r"the MIG needs at least two latents \(or groups\)")):
+        with pytest.raises(ValueError, match=msg):
+            mig_chen(mu, logvar, (3, 4), **kw)
+    with pytest.raises(ValueError, match=r"the MIG needs at least two latents \(or groups\)"):
+        mig_chen(mu[:, :1], logvar[:, :1], (3, 4))
