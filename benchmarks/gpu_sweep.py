@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isa_lib.experiments import Ledger, load_grid, plan_groups, seconds_per_step, sweep  # noqa: E402
+from isa_lib.experiments import Ledger, load_grid, seconds_per_step, sweep  # noqa: E402
+from isa_lib.experiments.sweeps import assign_fusion  # noqa: E402
 
 # --cpu-smoke: the paper grid's structure (models, breadth-first order, fusing) on a tiny sub-grid.
 SMOKE = dict(epochs=2.0, batch_size=32, latent_dim=4, layout=(2, 2), hidden=32, image_size=16, mig_samples=64,
@@ -100,8 +101,10 @@ def main(argv=None):
 def _run_budgeted(args, configs, ledger, t0) -> int:
     ledger.recover_side_files()
     ledger.requeue_running()                              # runs of a killed call start again
+    configs, planned = assign_fusion(configs, args.fuse)  # a fused run carries its group's size in its hash
     todo = ledger.runs_to_do(configs)                     # beta-TCVAE at beta = 1 is copied, not rerun
-    tasks = interleave(plan_groups(todo, args.fuse))
+    left_to_do = {c.config_hash() for c in todo}
+    tasks = interleave([g for g in planned if any(c.config_hash() in left_to_do for c in g)])
     print(f"{len(configs)} runs in the grid, {ledger.counts().get('done', 0)} recorded, {len(todo)} to run "
           f"in {len(tasks)} tasks of <= {args.fuse}; budget {args.budget_s:.0f} s", flush=True)
 
