@@ -138,6 +138,30 @@ def test_the_exponent_vector_takes_its_dtype_and_device_from_the_exponents_unles
     assert on_meta.exponent_vector(device="meta").device.type == "meta"
 
 
+def test_dtype_and_device_helpers_promote_and_move():
+    """The working dtype of Eq. 5-11 is the promotion of the input's and every tensor exponent's, in any order;
+    an integer input takes torch's default; a parameter lands on the device and dtype asked for."""
+    from isa_lib.lpnested.trees import _as_tensor, _param_dtype, _work_dtype
+
+    t32, t64 = torch.tensor(1.0), torch.tensor(1.0, dtype=torch.float64)
+    assert _param_dtype([t64, t32]) == _param_dtype([t32, 2.0, t64]) == torch.float64
+    assert _param_dtype([2.0, torch.tensor(3)]) is None
+    assert _work_dtype(torch.zeros(2), [t64]) == torch.float64
+    assert _work_dtype(torch.zeros(2, dtype=torch.float64), [t32]) == torch.float64
+    assert _work_dtype(torch.zeros(2, dtype=torch.int64), [2.0]) == torch.get_default_dtype()
+    assert _work_dtype(torch.zeros(2, dtype=torch.int64), [t64]) == torch.float64
+    assert _work_dtype(torch.zeros(2, dtype=torch.bfloat16), []) == torch.bfloat16
+    for p in (t32, 2.5, 2):
+        assert _as_tensor(p, torch.float64, "meta").device.type == "meta"
+        assert _as_tensor(p, torch.float64, "meta").dtype == torch.float64
+        assert _as_tensor(p, torch.float64).dtype == torch.float64
+    assert _as_tensor(t64, torch.float32).dtype == torch.float32 and _as_tensor(t64, None) is t64
+    assert eq6_tree() == (2.0, [1, (2.0, [2])]) and eq6_tree(1.5, 3.0) == (1.5, [1, (3.0, [2])])
+    for bad in (1.5, "2", None):
+        with pytest.raises(ValueError, match=r"sizes\[0\] must be an int >= 1"):
+            isa_tree(2.0, [bad], [1.0])
+
+
 # ------------------------------------------------------------------ the MIG's mixture sums (Sec. 4; Chen et al. 2018)
 def direct_log2_sums(zs, mu, a, c):
     """log2 sum_m 2^(c_m - sum_j ((z_js - mu_jm) a_jm)^2) by torch.logsumexp in float64."""
