@@ -141,7 +141,7 @@ print(f"{len(active)} active latents of {config.latent_dim}; the factor each fol
 # and decodes; the images are the decoder's Bernoulli means. Beside each row: the factor that latent follows
 # most in the figure above.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "traversal"]
 if config.dataset == "dsprites":
     centre = latents.dsprites_start_index(data.factor_classes, data.factor_sizes)
 else:
