@@ -230,3 +230,79 @@ def test_mig_chen_defaults_names_and_bounds(capsys):
             mig_chen(mu, logvar, (3, 4), **kw)
     with pytest.raises(ValueError, match=r"the MIG needs at least two latents \(or groups\)"):
         mig_chen(mu[:, :1], logvar[:, :1], (3, 4))
+
+
+def test_the_posterior_samples_and_subsets_are_fixed_by_the_seed():
+    """Chen et al.'s estimator draws one z ~ q(z|x) per row, z = mu + sigma * eps with eps from the CPU generator
+    in float64 (the same numbers on every device and working dtype), and a subset only when fewer samples than
+    rows are asked for (all rows otherwise, without touching the generator)."""
+    from isa_lib.metrics._mixture import _draw_z, _subset
+
+    mu = torch.tensor([[1.0, -2.0], [3.0, 0.5]], dtype=torch.float64)
+    logvar = torch.tensor([[0.0, -1.0], [-2.0, 1.0]], dtype=torch.float64)
+    eps = torch.randn(2, 2, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    z = _draw_z(mu, logvar, torch.Generator().manual_seed(7))
+    assert torch.equal(z, mu + torch.exp(0.5 * logvar) * eps)
+    z32 = _draw_z(mu.float(), logvar.float(), torch.Generator().manual_seed(7))
+    assert z32.dtype == torch.float32 and torch.equal(z32, mu.float() + torch.exp(0.5 * logvar.float()) * eps.float())
+    g = torch.Generator().manual_seed(1)
+    state = g.get_state()
+    assert _subset(5, 5, g).tolist() == [0, 1, 2, 3, 4] and _subset(5, None, g).tolist() == [0, 1, 2, 3, 4]
+    assert torch.equal(g.get_state(), state)
+    sub = _subset(5, 3, g)
+    assert torch.equal(sub, torch.randperm(5, generator=torch.Generator().manual_seed(1))[:3])
+
+
+def test_prepare_names_its_inputs_and_casts_both_to_the_working_dtype():
+    from isa_lib.metrics._mixture import _prepare, check_dtype
+
+    mu, lv = _prepare(np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32), None, torch.float64)
+    assert mu.dtype == lv.dtype == torch.float64
+    mu, lv = _prepare(np.zeros((3, 2)), np.zeros((3, 2)), "meta", torch.float32)
+    assert mu.dtype == lv.dtype == torch.float32 and mu.device.type == lv.device.type == "meta"
+    with pytest.raises(ValueError, match=r"^mu must be 2-D"):
+        _prepare(np.zeros(3), np.zeros((3, 2)), None, torch.float64)
+    with pytest.raises(ValueError, match=r"^logvar must be 2-D"):
+        _prepare(np.zeros((3, 2)), np.zeros(3), None, torch.float64)
+    with pytest.raises(ValueError, match=r"^dtype must be torch.float32 or torch.float64, got torch.float16$"):
+        check_dtype(torch.float16)
+    with pytest.raises(ValueError, match=r"^precision must be"):
+        check_dtype(torch.int64, "precision")
+
+
+def test_mixture_entropy_follows_its_seed_generator_subset_and_backend(monkeypatch):
+    """H(z_g) of the aggregate posterior (Chen et al.'s estimator): seed 0 by default, a generator instead of the
+    seed, 10,000 samples by default (all rows of a smaller grid), a subset when asked, and the kernel that
+    resolve_backend names."""
+    from isa_lib.metrics import _mixture
+    from isa_lib.metrics._mixture import mixture_entropy
+
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(40, 2, generator=g, dtype=torch.float64)
+    logvar = torch.randn(40, 2, generator=g, dtype=torch.float64) - 1.0
+    base = mixture_entropy(mu, logvar)
+    assert torch.equal(base, mixture_entropy(mu, logvar, seed=0))
+    assert not torch.equal(base, mixture_entropy(mu, logvar, seed=1))
+    assert torch.equal(mixture_entropy(mu, logvar, seed=3), mixture_entropy(mu, logvar, seed=9,
+                                                                           generator=torch.Generator().manual_seed(3)))
+    sub = mixture_entropy(mu, logvar, n_samples=5, seed=2)
+    gen = torch.Generator().manual_seed(2)
+    z = _mixture._draw_z(mu, logvar, gen)
+    sel = _mixture._subset(40, 5, gen)
+    ref = -_mixture._log_mixture(z[sel], mu, logvar, [[0], [1]], 256, 4096).mean(1)
+    assert torch.equal(sub, ref)
+    seen = []
+    real = _mixture._log_mixture
+    monkeypatch.setattr(_mixture, "_log_mixture", lambda *a: (seen.append(a[6]), real(*a))[1])
+    mixture_entropy(mu, logvar, backend="torch")
+    mixture_entropy(mu.float(), logvar.float(), dtype=torch.float32, backend="auto")
+    assert seen == ["torch", _mixture.resolve_backend("auto", torch.device("cpu"), torch.float32)]
+
+
+def test_mixture_entropy_takes_ten_thousand_samples_by_default():
+    from isa_lib.metrics._mixture import mixture_entropy
+
+    mu = torch.linspace(-3, 3, 10_001, dtype=torch.float64)[:, None]
+    logvar = torch.full_like(mu, -4.0)
+    assert torch.equal(mixture_entropy(mu, logvar, row_chunk=10_001),
+                       mixture_entropy(mu, logvar, n_samples=10_000, row_chunk=10_001))
