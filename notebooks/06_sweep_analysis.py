@@ -63,7 +63,7 @@ from IPython.display import Markdown, display
 
 from isa_lib import analysis, experiments, latents, metrics  # noqa: F401 (experiments: run_one)
 from isa_lib.plots import sweeps
-from isa_lib.plots.experiment import dominant_factor, dsprites_latent_plot, traversal_plot
+from isa_lib.plots.experiment import dsprites_latent_plot, followed_factors, traversal_plot
 from isa_lib.plots.tables import table
 
 results_dir = Path("..") / "results"
@@ -524,7 +524,7 @@ if retrain_representatives:
         plt.show()
         start = latents.dsprites_start_index(data.factor_classes, data.factor_sizes)
         values = np.linspace(-2.5, 2.5, 7)
-        follows = [dominant_factor(mu, data.factor_sizes, data.factor_names, int(d)) for d in active]
+        follows = [" + ".join(followed_factors(mu, data.factor_sizes, data.factor_names, int(d))) for d in active]
         fig = traversal_plot(latents.traversal(trained.decoder, mu[start], active.tolist(), values),
                              active.tolist(), values, row_labels=follows,
                              title=f"traversals, {config.short()} ({representative_study})")

@@ -45,7 +45,7 @@ quad_points = 80
 n_sampler = 20000
 n_entropy_samples = 2000
 
-# %%
+# %% tags=["hide-input"]
 import math
 
 import torch
@@ -101,7 +101,7 @@ print(label, "| seed", seed, "| torch", torch.__version__)
 #
 # **Check.** The Monte Carlo KL of `objectives.elbo` against its closed form, for one posterior:
 
-# %%
+# %% tags=["hide-input"]
 d = 4
 mu = torch.tensor([0.5, -1.0, 0.2, 1.5], dtype=f64).expand(n_kl_draws, d)
 logvar = torch.tensor([-0.5, 0.3, -1.2, 0.0], dtype=f64).expand(n_kl_draws, d)
@@ -152,7 +152,7 @@ print(f"KL, closed form:                          {float(closed['kl']):.4f}   "
 # latents give a clear total correlation); $\beta$-TCVAE at $\beta = 1$ against the ELBO, loss and gradient;
 # the shuffle keeps every dimension's values.
 
-# %%
+# %% tags=["hide-input"]
 mu_rows = torch.randn(n_posteriors, d, generator=gen, dtype=f64)
 mu_rows[:, 1] = 0.9 * mu_rows[:, 0] + 0.3 * mu_rows[:, 1]
 lv_rows = torch.full((n_posteriors, d), -2.0, dtype=f64)
@@ -218,7 +218,7 @@ print("FactorVAE's shuffle keeps each dimension's values:",
 # **Checks.** Row sums; exactness at $M = N$ against the full mixture computed with torch's `Normal`; the
 # unbiasedness of MSS for $M < N$, averaging $\hat q(z_1)$ over random batches that contain $x_1$.
 
-# %%
+# %% tags=["hide-input"]
 n_small, m_small = 12, 4
 w_mss = O.aggregate_log_weights(m_small, n_small, "mss", dtype=f64)
 w_mws = O.aggregate_log_weights(m_small, n_small, "mws", dtype=f64)
@@ -262,7 +262,7 @@ print(f"MSS, M = {m_small} < N: mean of q_hat(z_1) / q(z_1) over {n_batches} ran
 # The check: the streamed values and gradients against autograd through the dense $M \times M \times d$
 # computation above, for the MSS weights (the tests compare the other two kernels the same way).
 
-# %%
+# %% tags=["hide-input"]
 z_g, mu_g, lv_g = (t.clone().requires_grad_() for t in (z_n, mu_n, lv_n))
 up_joint, up_marg = torch.randn(n_small, generator=gen, dtype=f64), torch.randn(n_small, d, generator=gen, dtype=f64)
 w_full = O.aggregate_log_weights(n_small, n_small * 10, "mss", dtype=f64)
@@ -297,7 +297,7 @@ print("streamed against dense, max |difference| of log q(z), log q(z_k), d/dz, d
 # coordinates, written as the one-node Lp-nested tree `(p, [n])`, so its normaliser comes from Eq. 8 and 11
 # below; the check compares it with scipy's `gennorm` (scale $s^{1/p}$).
 
-# %%
+# %% tags=["hide-input"]
 zs = torch.linspace(-4.0, 4.0, 81, dtype=f64)
 worst = 0.0
 for p in (0.6, 1.0, 2.0, 2.2, 4.0):
@@ -357,7 +357,7 @@ print(f"max |log p - scipy gennorm| over p in (0.6, 1, 2, 2.2, 4), s in (0.5, 1,
 # (`lpnested_analysis.log_surface_area_monte_carlo`). The figure compares it with Eq. 8 over the exponent $p$
 # of three families of trees, from strongly leptokurtic to nearly cubic nodes.
 
-# %%
+# %% tags=["hide-input"]
 families = {"(p, [3]): one node": lambda p: (p, [3]),
             "(p, [1, (2, [2])]): Eq. 6, root p": lambda p: eq6_tree(p, 2.0),
             "(2.1, [(p, [2]), (p, [2])]): ISA": lambda p: (2.1, [(p, [2]), (p, [2])])}
@@ -408,7 +408,7 @@ print(f"all exponents 2, n = 5: library {float(log_surface_area((2.0, [2, (2.0, 
 # **Checks.** All-2 trees of different shapes against torch's `Normal` for $s = 2$ and $s = 1$; $g_0$ against
 # scipy's Gamma law and its integral; the total mass of a 3-D density with mixed exponents by quadrature.
 
-# %%
+# %% tags=["hide-input"]
 z = torch.randn(1000, 5, generator=gen, dtype=f64) * 1.5
 for tree in ((2.0, [5]), (2.0, [2, (2.0, [3])]), (2.0, [(2.0, [2]), (2.0, [1, (2.0, [2])])])):
     for s, sd in ((None, 1.0), (1.0, math.sqrt(0.5))):
@@ -457,7 +457,7 @@ print(f"integral of rho for the tree (0.8, [1, (3, [2])]), s = 0.7, by quadratur
 # $s = 0.5$, the radial law (figure) and the root's Dirichlet split: $(|z_1|/f(z))^{p_0}$ is
 # $\mathrm{Beta}(1/p_0, 2/p_0)$.
 
-# %%
+# %% tags=["hide-input"]
 sizes, p0, exps = [3, 2, 1], 1.7, [0.8, 2.5, 4.0]
 isa = ISA(p0, sizes, exps, scale=0.9)
 z = torch.randn(500, sum(sizes), generator=gen, dtype=f64)
@@ -502,7 +502,7 @@ fig = plot_radial_check(nested, samples, title=f"Radial law (Eq. 11) with s = 0.
 # **Check.** The entropy estimator on a "mixture" of identical posteriors, whose entropy is
 # $\frac12\log(2\pi e\,\sigma^2)$ per latent; and the exponent map.
 
-# %%
+# %% tags=["hide-input"]
 sigma2 = torch.tensor([0.5, 1.0, 2.0], dtype=f64)
 same = torch.zeros(n_entropy_samples, 3, dtype=f64) + 0.3
 h = metrics.mixture_entropy(same, sigma2.log().expand(n_entropy_samples, 3), n_samples=n_entropy_samples, seed=seed)
@@ -528,7 +528,7 @@ with torch.no_grad():
 # The closed forms of the factor-analysis model (App. B.1-B.6) are derived and checked where they are used,
 # in chapter 01; the over-complete ICA objective (App. B.7-B.9) in chapter 02.
 
-# %%
+# %% tags=["hide-input"]
 for dataset in ("dsprites", "faces3d"):
     print(dataset, {k: v for k, v in scale_defaults("paper", dataset).items() if k != "subgrid"})
 
@@ -574,7 +574,7 @@ for dataset in ("dsprites", "faces3d"):
 # same with factors 2 and 3 rotated by 45 degrees, one latent carrying factors 2 and 3 (and one empty), and a
 # collapsed code (all zeros).
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import pandas as pd
 

@@ -214,3 +214,18 @@ def test_results_tables_are_html_with_rounded_numbers_and_intervals():
         table(df, intervals={"x": ("lo", "hi")})
     with pytest.raises(TypeError):
         table([1, 2])
+
+
+def test_followed_factors_names_every_factor_with_a_comparable_effect():
+    """The size latent of a dSprites model also moves with position where the image's edge cuts the sprites:
+    both are named, the larger first; a factor with a small effect is not."""
+    from isa_lib.plots.experiment import followed_factors
+
+    sizes = [1, 3, 16, 4]
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij"), -1).reshape(-1, 4)
+    mu = (0.5 * grid[:, 1] + 1.5 * (grid[:, 2] == 15) + 0.01 * grid[:, 3])[:, None]
+    names = ["colour", "scale", "posX", "orientation"]
+    assert followed_factors(mu, sizes, names, 0) == ["scale", "posX"]
+    assert followed_factors(mu, sizes, names, 0, share=0.9) == ["scale"]
+    with pytest.raises(ValueError, match="share"):
+        followed_factors(mu, sizes, names, 0, share=0.0)

@@ -17,12 +17,10 @@ SHAPE_LINES = {0: "-", 1: "--", 2: ":"}
 DSPRITES_UNITS = {"scale": "scale (fraction of the image)", "orientation": "orientation (radians)"}
 
 
-def dominant_factor(mu, factor_sizes: Sequence[int], factor_names: Sequence[str], dim: int) -> str:
-    """The factor a latent follows most, read as App. A.5 reads Fig. 16: the factor whose values move the
-    latent's mean (averaged over every other factor, :func:`isa_lib.latents.factor_means`) the most, measured
-    by the variance of that mean over the factor's values (a main-effect share of the latent's variance; a
-    range would let one odd value, e.g. sprites cut by the image's edge, decide). A label for plots, not a
-    score (MIG is the score)."""
+def factor_effects(mu, factor_sizes: Sequence[int], factor_names: Sequence[str], dim: int) -> dict[str, float]:
+    """How much each factor moves a latent's mean, read as App. A.5 reads Fig. 16: the variance, over the
+    factor's values, of the latent's mean averaged over every other factor (:func:`isa_lib.latents.factor_means`;
+    a main-effect share of the latent's variance). Factors with one value are left out."""
     effects = {}
     for k, n in enumerate(factor_sizes):
         if n > 1:
@@ -30,7 +28,27 @@ def dominant_factor(mu, factor_sizes: Sequence[int], factor_names: Sequence[str]
             effects[str(factor_names[k])] = float(np.var(means))
     if not effects:
         raise ValueError("no factor varies")
+    return effects
+
+
+def dominant_factor(mu, factor_sizes: Sequence[int], factor_names: Sequence[str], dim: int) -> str:
+    """The factor a latent follows most (the largest of :func:`factor_effects`; a variance, where a range
+    would let one odd value, e.g. sprites cut by the image's edge, decide). A label for plots, not a score
+    (MIG is the score)."""
+    effects = factor_effects(mu, factor_sizes, factor_names, dim)
     return max(effects, key=effects.get)
+
+
+def followed_factors(mu, factor_sizes: Sequence[int], factor_names: Sequence[str], dim: int,
+                     share: float = 0.5) -> list[str]:
+    """The factors a latent follows, largest effect first: every factor whose :func:`factor_effects` is at
+    least ``share`` of the largest. An entangled latent gets several (e.g. ``["scale", "posX"]`` for a size
+    code that also sees sprites shrink where the image's edge cuts them)."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share!r}")
+    effects = factor_effects(mu, factor_sizes, factor_names, dim)
+    top = max(effects.values())
+    return sorted((f for f, v in effects.items() if v >= share * top), key=lambda f: -effects[f])
 
 
 def dsprites_latent_plot(mu, factor_sizes: Sequence[int], factor_values: Sequence, dims: Sequence[int],
