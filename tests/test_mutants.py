@@ -306,3 +306,45 @@ def test_mixture_entropy_takes_ten_thousand_samples_by_default():
     logvar = torch.full_like(mu, -4.0)
     assert torch.equal(mixture_entropy(mu, logvar, row_chunk=10_001),
                        mixture_entropy(mu, logvar, n_samples=10_000, row_chunk=10_001))
+
+
+def test_the_resolvable_range_of_log_variances_has_its_stated_bounds():
+    """_check_resolvable: a posterior std below sqrt(eps) * max(1, |mu|) is refused, and exp(logvar) must stay
+    below sqrt(the largest number); just inside each bound passes, just outside fails."""
+    from isa_lib.metrics._mixture import _check_resolvable
+
+    for dtype in (torch.float32, torch.float64):
+        info = torch.finfo(dtype)
+        high = 0.5 * math.log(info.max)
+        for mu_max in (0.5, 10.0):
+            low = math.log(info.eps) + 2 * math.log(max(1.0, mu_max))
+            mu = torch.tensor([[mu_max, -0.1]], dtype=torch.float64)
+            for lv, ok in ((low + 0.01, True), (low - 0.01, False), (high - 0.01, True), (high + 0.01, False)):
+                logvar = torch.tensor([[lv, 0.0]], dtype=torch.float64)
+                if ok:
+                    _check_resolvable(mu, logvar, dtype)
+                else:
+                    with pytest.raises(ValueError, match="the range in which"):
+                        _check_resolvable(mu, logvar, dtype)
+
+
+def test_the_clamp_floor_and_the_streamed_sums_against_direct_sums():
+    """_floor: the smallest normal exponent plus one (-125 in float32, -1021 in float64); _torch_sums adds
+    2^max(c_gm - sum_j ((z - mu) a)^2, floor) over every posterior for every sample, whatever the chunks."""
+    from isa_lib.metrics._mixture import _floor, _torch_sums
+
+    assert _floor(torch.float32) == -125.0 and _floor(torch.float64) == -1021.0
+    g = torch.Generator().manual_seed(0)
+    gb, k, s, m = 2, 2, 7, 5
+    zb = torch.randn(gb, k, s, generator=g, dtype=torch.float64)
+    mb = torch.randn(gb, k, m, generator=g, dtype=torch.float64)
+    ab = torch.rand(gb, k, m, generator=g, dtype=torch.float64) + 0.5
+    cb = -torch.rand(gb, m, generator=g, dtype=torch.float64)
+    zb[0, 0, 0] = 1e3                                     # far from every posterior: every term is clamped
+    x = cb[:, None, :] - (((zb[:, :, :, None] - mb[:, :, None, :]) * ab[:, :, None, :]) ** 2).sum(1)
+    ref = torch.exp2(x.clamp(min=-1021.0)).sum(-1)
+    assert ref[0, 0] == m * 2.0 ** -1021
+    for sc, rc in ((1, 1), (2, 3), (3, 2), (100, 100)):
+        acc = torch.zeros(gb, s, dtype=torch.float64)
+        _torch_sums(zb, mb, ab, cb, -1021.0, acc, sc, rc)
+        torch.testing.assert_close(acc, ref, rtol=1e-14, atol=0)
