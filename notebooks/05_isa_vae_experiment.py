@@ -75,7 +75,7 @@ from IPython.display import Markdown, display
 
 from isa_lib import analysis, experiments, latents, metrics
 from isa_lib.plots import sweeps
-from isa_lib.plots.experiment import (dominant_factor, dsprites_latent_plot, factor_response_plot, training_plot,
+from isa_lib.plots.experiment import (dsprites_latent_plot, factor_response_plot, followed_factors, training_plot,
                                       traversal_plot)
 
 config = experiments.config_for(scale, dataset, model=model, beta=beta, seed=seed, device=device, epochs=epochs,
@@ -129,17 +129,17 @@ elif config.dataset == "dsprites":
 else:
     fig = factor_response_plot(mu, data.factor_sizes, data.factor_values, data.factor_names, active[:8], title)
     plt.show()
-follows = {int(d): dominant_factor(mu, data.factor_sizes, data.factor_names, int(d)) for d in active}
-print(f"{len(active)} active latents of {config.latent_dim}; the factor each follows most: "
-      + ", ".join(f"z{d} {f}" for d, f in follows.items()))
+follows = {int(d): " + ".join(followed_factors(mu, data.factor_sizes, data.factor_names, int(d))) for d in active}
+print(f"{len(active)} active latents of {config.latent_dim}; the factors each follows (at least half the largest "
+      "effect on its mean): " + ", ".join(f"z{d} {f}" for d, f in follows.items()))
 
 # %% [markdown]
 # ## Latent traversals
 #
 # Starting from the code of a large heart in the middle of the image (on other data: the image nearest the
 # middle of every factor), each row moves one active latent from $-2.5$ to $2.5$ (the value above each column)
-# and decodes; the images are the decoder's Bernoulli means. Beside each row: the factor that latent follows
-# most in the figure above.
+# and decodes; the images are the decoder's Bernoulli means. Beside each row: the factors that move that
+# latent's mean in the figure above (each with at least half the largest effect; a label, not a score).
 
 # %% tags=["hide-input", "traversal"]
 if config.dataset == "dsprites":
