@@ -21,11 +21,14 @@ def project_book(tmp_path_factory) -> Path:
 
 
 #: Tests in files this conftest does not own that take minutes on a loaded 2-core machine (they start Ray,
-#: SIGKILL whole sweeps, or train models end to end), by module and name prefix; the chapters run by nbval
-#: (notebooks/*.py) are slow too. `pytest tests -m "not slow"` leaves them out (README, Tests).
+#: SIGKILL whole sweeps, or compile kernels with torch.compile), by module and name prefix, chosen from the
+#: durations of a whole run at load 11-15 (sweep kills 317 and 311 s, Ray sweep 206 s, compiled KL 185 s,
+#: SIGKILL and resume 105 s); the chapters run by nbval (notebooks/*.py) are slow too. `pytest tests -m "not slow"` leaves them out (README, Tests).
 SLOW = {
     "test_sweep_kill.py": ("",),
-    "test_experiments.py": ("test_ray_sweep",),
+    "test_experiments.py": ("test_ray_sweep", "test_sigkill_mid_sweep_then_resume"),
+    "test_aggregate_posterior.py": ("test_decomposed_kl_is_the_same_estimate_with_every_kernel[compiled",
+                                    "test_training_with_a_fast_kernel_follows_the_dense_one[compiled"),
     "test_ledger.py": ("test_a_lost_ray_task",),
 }
 
