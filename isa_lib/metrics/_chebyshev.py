@@ -20,7 +20,7 @@ from ._mixture import _log_mixture, _mig_kernel
 #: times the largest Chebyshev coefficient allowed in the series' last eighth.  The float32 sums themselves
 #: carry ~1e-7 nats of rounding.
 TOLERANCE = 1e-6
-#: Samples checked against the exact sums (evenly spaced in the sorted order, the two extremes included).
+#: Samples checked against the exact sums (the two extremes and others evenly spaced in the given order).
 CHECKS = 128
 #: Interpolation is tried only when its nodes and checks cost at most this fraction of the exact passes.
 MAX_COST = 0.5
@@ -35,6 +35,11 @@ NODES_PER_WIDTH = math.pi
 def chebyshev_points(lo: float, hi: float, n: int) -> np.ndarray:
     """The n Chebyshev points of the second kind on [lo, hi], x_j = mid + half cos(pi j / (n - 1))."""
     return 0.5 * (lo + hi) + 0.5 * (hi - lo) * np.cos(np.pi * np.arange(n) / (n - 1))
+
+
+def _unit(z, lo: float, hi: float):
+    """z on [lo, hi] mapped to t on [-1, 1], the variable of the series."""
+    return (2.0 * z - (lo + hi)) / (hi - lo)
 
 
 def chebyshev_coefficients(values: np.ndarray) -> np.ndarray:
@@ -60,7 +65,8 @@ def _native_series():
 
 def chebyshev_eval(c: np.ndarray, t: np.ndarray, native: bool = False) -> np.ndarray:
     """sum_k c_k T_k(t) by Clenshaw's recurrence (t in [-1, 1]); ``native``: the C loop of ``_mig_kernel.c``
-    (the same recurrence, ~50x numpy's for series of hundreds of terms)."""
+    (the same recurrence, ~50x numpy's for series of hundreds of terms).  In numpy, c may also be (L, B, 1)
+    against t (B, S): B series at once."""
     if native:
         c = np.ascontiguousarray(c, dtype=np.float64)
         t = np.ascontiguousarray(t, dtype=np.float64)
@@ -84,7 +90,7 @@ def _values_at_points(f_rounded: np.ndarray, x: np.ndarray, x_rounded: np.ndarra
     dx = x - x_rounded
     if not np.any(dx):
         return c
-    slope = chebyshev_eval(np.polynomial.chebyshev.chebder(c), (2.0 * x_rounded - (lo + hi)) / (hi - lo), native)
+    slope = chebyshev_eval(np.polynomial.chebyshev.chebder(c), _unit(x_rounded, lo, hi), native)
     return chebyshev_coefficients(f_rounded + slope * (2.0 / (hi - lo)) * dx)
 
 
@@ -104,8 +110,8 @@ def fit_log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, bac
     width; it is accepted when (a) the last eighth of its coefficients is below tol / 4 and (b) it agrees with
     the exact sums (same kernel, ``backend``) within ``tol`` nats at ``checks`` (default :data:`CHECKS`)
     samples, the two extremes and others evenly spaced; else n doubles while the cost stays under
-    ``MAX_COST`` of the exact passes and n under ``MAX_NODES``.  Deterministic: no random numbers.  Returns the coefficients and a dict with ``n``, the
-    interval and the errors.
+    ``MAX_COST`` of the exact passes and n under ``MAX_NODES``.  Deterministic: no random numbers.  Returns
+    the coefficients and a dict with ``n``, the interval and the errors.
     """
     s_n = z.shape[0]
     checks = CHECKS if checks is None else int(checks)
@@ -127,7 +133,7 @@ def fit_log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, bac
     spread = np.linspace(0, s_n - 1, max(0, min(checks, s_n) - 2)).round()
     pick = np.unique(np.concatenate([[zs.argmin(), zs.argmax()], spread]).astype(np.int64))
     z_checks = z[torch.from_numpy(pick).to(z.device)]
-    t_checks = (2.0 * zs[pick] - (lo + hi)) / (hi - lo)
+    t_checks = _unit(zs[pick], lo, hi)
     native = backend == "native"
     while n <= MAX_NODES and n + len(pick) <= MAX_COST * s_n:
         x = chebyshev_points(lo, hi, n)
@@ -156,8 +162,7 @@ def interpolated_log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Te
     c, info = fit_log_mixture(z, mu, logvar, backend, sample_chunk, row_chunk, tol)
     if c is None:
         return None, info
-    zs = z.detach().double().cpu().numpy()
-    t = (2.0 * zs - (info["lo"] + info["hi"])) / (info["hi"] - info["lo"])
+    t = _unit(z.detach().double().cpu().numpy(), info["lo"], info["hi"])
     return torch.from_numpy(chebyshev_eval(c, t, backend == "native")), info
 
 
@@ -172,14 +177,8 @@ def _eval_many(fits: list[tuple[int, np.ndarray, float, float]], zt: np.ndarray,
         coef = np.zeros((len(fs), length))
         for r, (_, c, _, _) in enumerate(fs):
             coef[r, :len(c)] = c
-        lo = np.array([f[2] for f in fs])[:, None]
-        hi = np.array([f[3] for f in fs])[:, None]
-        t = (2.0 * zt[rows] - (lo + hi)) / (hi - lo)
-        b1 = np.zeros_like(t)
-        b2 = np.zeros_like(t)
-        for k in range(length - 1, 0, -1):
-            b1, b2 = 2.0 * t * b1 - b2 + coef[:, k:k + 1], b1
-        out[rows] = torch.from_numpy(t * b1 - b2 + coef[:, :1])
+        t = _unit(zt[rows], np.array([f[2] for f in fs])[:, None], np.array([f[3] for f in fs])[:, None])
+        out[rows] = torch.from_numpy(chebyshev_eval(coef.T[:, :, None], t))
 
 
 def log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, groups: list[list[int]],
@@ -207,7 +206,7 @@ def log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, groups:
         z_np = zt.double().cpu().numpy()
         if backend == "native":
             for i, c, lo, hi in fits:
-                out[i] = torch.from_numpy(chebyshev_eval(c, (2.0 * z_np[groups[i][0]] - (lo + hi)) / (hi - lo), True))
+                out[i] = torch.from_numpy(chebyshev_eval(c, _unit(z_np[groups[i][0]], lo, hi), True))
         else:
             _eval_many(fits, z_np[[g[0] if len(g) == 1 else 0 for g in groups]], out)
     if exact:
