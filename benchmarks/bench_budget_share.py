@@ -13,7 +13,6 @@ the ledger whose checkpoint is still there (the sweep keeps them until the run's
 import argparse
 import json
 import os
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -30,9 +29,7 @@ def main(argv=None):
     import torch
 
     from isa_lib.experiments import build_model, load_data, seconds_per_step
-    from isa_lib.experiments.config import RunConfig
-    from isa_lib.experiments.run import checkpoint_folder, checkpoint_path, evaluate
-    from isa_lib.train import load_checkpoint
+    from isa_lib.experiments.run import evaluate, finished_checkpoints
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ledger", default=str(ROOT / "results" / "dsprites_budget.db"))
@@ -42,19 +39,10 @@ def main(argv=None):
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    con = sqlite3.connect(f"file:{a.ledger}?mode=ro", uri=True)
-    rows = con.execute("select config, metrics from runs where status = 'done' order by finished").fetchall()
-    folder = checkpoint_folder(a.ledger)
-    for cfg, met in rows:
-        c = RunConfig.from_dict(json.loads(cfg))
-        path = checkpoint_path(folder, [c.lineage()], False)
-        if path.exists():
-            state = load_checkpoint(path, "cpu")
-            if state.get("step") == c.train_steps:
-                break
-    else:
+    found = next(finished_checkpoints(a.ledger), None)
+    if found is None:
         raise SystemExit(f"{a.ledger}: no finished run with its checkpoint")
-    met = json.loads(met)
+    c, met, state = found
     data = load_data(c)
     model = build_model(c)
     model.load_state_dict(state["model"])

@@ -12,9 +12,9 @@ of the sweep). Read-only on the ledger; writes a JSON summary.
     python benchmarks/mig_backend_agreement.py --runs 2 --interpolate --out results/mig_interpolation.json
 """
 import argparse
+import itertools
 import json
 import os
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -26,9 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from isa_lib import metrics as M  # noqa: E402
 from isa_lib.experiments import build_model, load_data  # noqa: E402
-from isa_lib.experiments.config import RunConfig  # noqa: E402
-from isa_lib.experiments.run import checkpoint_folder, checkpoint_path  # noqa: E402
-from isa_lib.train import load_checkpoint  # noqa: E402
+from isa_lib.experiments.run import finished_checkpoints  # noqa: E402
 
 
 def main(argv=None):
@@ -43,20 +41,8 @@ def main(argv=None):
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    con = sqlite3.connect(f"file:{a.ledger}?mode=ro", uri=True)
-    rows = con.execute("select config, metrics from runs where status = 'done' order by finished").fetchall()
-    folder = checkpoint_folder(a.ledger)
-    found = []
-    for cfg, met in rows:
-        c = RunConfig.from_dict(json.loads(cfg))
-        path = checkpoint_path(folder, [c.lineage()], False)
-        if path.exists():
-            state = load_checkpoint(path, "cpu")
-            if state.get("step") == c.train_steps:
-                found.append((c, json.loads(met), state))
-        if len(found) >= a.runs:
-            break
-    print(f"{a.ledger}: {len(rows)} finished runs, {len(found)} with their checkpoint at their step; "
+    found = list(itertools.islice(finished_checkpoints(a.ledger), a.runs))
+    print(f"{a.ledger}: {len(found)} finished run(s) with their checkpoint at their step; "
           f"{torch.get_num_threads()} thread(s), load {os.getloadavg()[0]:.2f}")
     out = []
     for c, met, state in found:

@@ -9,7 +9,7 @@ import torch
 
 from isa_lib import experiments as E
 from isa_lib.experiments import GridError, Ledger, RunConfig, expand_grid, sweep
-from isa_lib.experiments.run import checkpoint_folder, load_data, run_group
+from isa_lib.experiments.run import checkpoint_folder, finished_checkpoints, load_data, run_group
 from isa_lib.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,10 +123,15 @@ def test_a_sweep_records_each_fraction_as_its_own_row_and_frees_the_checkpoint_a
     assert len(list(folder.glob("*.pt"))) == 1                 # kept: the lineage's whole budget is not done
     (ckpt,) = folder.glob("*.pt")
     assert load_checkpoint(ckpt, "cpu")["step"] == 16
+    # the kept checkpoint is the 1/2 run's (at step 16), not the 1/4 run's: only that run can be re-scored
+    (found,) = finished_checkpoints(path)
+    assert found[0].budget_fraction == 0.5 and found[2]["step"] == 16
+    assert found[1]["mig"] == rows[0.5]["metrics"]["mig"]
     full = expand_grid({**spec, "budget_fractions": [0.25, 0.5, 1.0]})
     s = sweep(full, path, progress=False)
     assert (s["done"], s["ran"]) == (3, 1)
     assert not list(folder.glob("*.pt"))                        # the whole budget is done: freed
+    assert not list(finished_checkpoints(path))
     whole = {r["config"]["budget_fraction"]: r for r in Ledger(path).rows()}[1.0]
     straight = run_group([full[-1]])[0]
     assert whole["metrics"]["mig"] == straight["metrics"]["mig"]

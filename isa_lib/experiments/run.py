@@ -155,6 +155,30 @@ def checkpoint_path(folder, configs: Sequence[RunConfig], fused: bool) -> Path:
     return Path(folder) / f"{key}.{'fused' if fused else 'alone'}.pt"
 
 
+def finished_checkpoints(ledger_path):
+    """(config, metrics, checkpoint) of each finished run of a ledger, in the order they finished, whose own
+    lineage's checkpoint is still there at the run's step (the sweep keeps it until the lineage's whole
+    budget is done): a trained model to re-score without training it again.  Reads the ledger read-only."""
+    import json
+    import sqlite3
+
+    from ..train import load_checkpoint
+
+    folder = checkpoint_folder(ledger_path)
+    con = sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("select config, metrics from runs where status = 'done' order by finished").fetchall()
+    finally:
+        con.close()
+    for cfg, met in rows:
+        c = RunConfig.from_dict(json.loads(cfg))
+        path = checkpoint_path(folder, [c.lineage()], False)
+        if path.exists():
+            state = load_checkpoint(path, "cpu")
+            if state.get("step") == c.train_steps:
+                yield c, json.loads(met), state
+
+
 def note_checkpoint(path: Path, configs: Sequence[RunConfig]) -> None:
     """Write ``<checkpoint>.runs`` (the hashes of the runs' lineages, :meth:`RunConfig.lineage`) beside a
     checkpoint, for :func:`remove_checkpoints`: it is kept until the runs at the whole budget are finished."""
