@@ -32,8 +32,15 @@ PAGE_FACTS = """async () => {
         images: document.images.length,
         error_outputs: document.querySelectorAll('.output.traceback, .output_error, .output.error').length,
         text: document.body.innerText,
+        // the prose a reader sees (paragraphs, list items, table cells; code excluded)
+        prose: Array.from(document.querySelectorAll('article p, article li, article td, article th'))
+                    .filter(e => e.offsetParent !== null && !e.closest('pre, code')).map(e => e.innerText),
     };
 }"""
+
+#: Inline TeX left as typed (a ``$...$`` that no parser turned into a formula, e.g. in a Markdown output
+#: rendered as CommonMark): a dollar, a TeX-looking body without spaces at its ends, a dollar.
+RAW_INLINE_TEX = re.compile(r"\$[^\s$][^$\n]*?[\\_^{}=][^$\n]*?[^\s$]\$")
 
 #: The reader's window: a laptop-sized browser.
 VIEWPORT = {"width": 1280, "height": 900}
@@ -143,7 +150,8 @@ def test_a_chapter_page_reads_well_offline(chapter, project_book, browser, scree
             "requests outside the book": refused,
             "console errors": console,
             "images not shown": facts["broken_images"],
-            "raw TeX left in the text": [m for m in ("\\(", "\\[", "$$") if m in text],
+            "raw TeX left in the text": [m for m in ("\\(", "\\[", "$$") if m in text]
+                                        + [m for p in facts["prose"] for m in RAW_INLINE_TEX.findall(p)],
             "formulas not typeset": facts["untypeset"] or (facts["math"] > 0 and facts["typeset"] == 0),
             "TeX errors": facts["tex_errors"],
             "error outputs": facts["error_outputs"] + text.count("Traceback (most recent call last)"),
