@@ -39,7 +39,7 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "results" / "full_grid_mig.json"))
     ap.add_argument("--smoke", action="store_true", help="small scale and a small sub-grid, for the tests")
     a = ap.parse_args(argv)
-    n_threads = threads.choose("large", a.threads)
+    n_threads = threads.idle_cores(a.threads)
     torch.set_num_threads(n_threads)
     load_before = os.getloadavg()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -205,6 +206,30 @@ def run_config(row: pd.Series):
     if "config_hash" in row.index and config.config_hash() != row["config_hash"]:
         raise ValueError(f"row {row['config_hash'][:12]} does not rebuild its configuration exactly")
     return config
+
+
+def same_run(results, config, outcome: Mapping | None = None,
+             metrics: Sequence[str] = ("mig", "reconstruction")) -> pd.DataFrame | None:
+    """The finished rows of a study's result table (a frame or a CSV path) that trained exactly ``config``
+    (same ``config_hash``; e.g. a chapter's run that a sweep also ran), with ``metrics``, ``versions.git_commit``
+    and, given this run's ``outcome``, its numbers and their difference (``<metric>_this``, ``<metric>_diff``).
+    None when the table does not exist or holds no such row. Sweeps train on one thread per CPU they hold
+    (``isa_lib.threads``), so a one-thread run of the same configuration repeats a one-CPU sweep's numbers."""
+    if isinstance(results, (str, Path)) and not Path(results).exists():
+        return None
+    df = load_results(results)
+    if "config_hash" not in df.columns:
+        return None
+    rows = df[(df["config_hash"] == config.config_hash()) & (df.get("status", "done") == "done")]
+    if rows.empty:
+        return None
+    keep = [m for m in metrics if m in rows.columns] + [c for c in ("versions.git_commit",) if c in rows.columns]
+    out = rows[keep].reset_index(drop=True)
+    for m in metrics:
+        if outcome is not None and m in out.columns and m in outcome:
+            out[f"{m}_this"] = float(outcome[m])
+            out[f"{m}_diff"] = float(outcome[m]) - out[m].astype(float)
+    return out
 
 
 # --- Tests of the paper's comparative claims (Sec. 4: Figs. 5a-c, Fig. 7) -------------------

@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace a result made at a larger scale")
     p.add_argument("--dry-run", action="store_true", help="print the resolved parameters and stop")
     p.add_argument("--threads", type=_threads_arg, default=None,
-                   help="torch threads for the kernel (default: OMP_NUM_THREADS, else 1 at small and medium, "
-                        "else the idle cores)")
+                   help="torch threads for the kernel (default: OMP_NUM_THREADS, else 1; the thread count "
+                        "changes the numbers, see isa_lib.threads)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("book", help="build the Jupyter Book from the executed notebooks")

@@ -377,7 +377,7 @@ def run_chapter(
     runs are deleted at the next run (:func:`remove_stale_temporaries`). Unless ``force``, a result
     made at a larger scale is not overwritten by a smaller one. The page shows one parameters block, the
     injected one, and names its scale (:func:`present_parameters`). The kernel uses ``threads`` torch threads
-    (default :func:`isa_lib.threads.choose` for the scale: one at small and medium); ``progress`` shows
+    (default :func:`isa_lib.threads.choose`: one, so that a seed repeats its numbers); ``progress`` shows
     papermill's bar (cells done, elapsed, remaining).
     """
     import papermill

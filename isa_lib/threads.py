@@ -1,14 +1,17 @@
 """How many threads torch uses for CPU work, for chapters, sweeps, the quick start and the tests.
 
-torch's default is one intra-op thread per core. On a loaded 2-core machine two such processes spin
-against each other: a small run took 620 ms per step with 2 threads against 35 ms with one. Measured
-side by side (``benchmarks/bench_threads.py``, 2 cores): on the idle machine a second thread makes a
-training step 28-30 % faster at the small and medium scales and 38 % at large; with two busy processes
-beside it, it makes the step as fast (small), 2x slower (medium) and 7x slower (large). So the policy is
-one thread for the ``small`` and ``medium`` networks (the quick start, the tests, most chapters), which
-gives up at most 30 % on an idle machine to avoid losing 2x or more on a busy one; for other work, the
-cores not already busy (cores minus the 1-minute load average, at least one). An explicit request wins,
-then ``OMP_NUM_THREADS`` from the environment, then the policy.
+The thread count is part of a run's numbers: torch splits a matrix product's sums between its threads, so
+the same seed trained on one thread and on two ends in different weights (30 steps at the ``large`` scale:
+the sum of the weights differs in the 7th digit; after 4,320 steps chapter 05's run scored MIG 0.092 on two
+threads where the ledger's one-thread run of the same configuration scored 0.157). So the default never
+depends on the machine or its load: one thread, at every scale, and a run is repeated digit for digit
+(the sweeps' runs are one thread per CPU they hold). More threads are a choice (``--threads N`` or
+``OMP_NUM_THREADS``), faster and with other numbers: measured side by side (``benchmarks/bench_threads.py``,
+2 cores), on the idle machine a second thread makes a training step 28-30 % faster at the small and medium
+scales and 38 % at large; beside two busy processes it makes the step as fast (small), 2x slower (medium) and
+7x slower (large). Work whose numbers do not depend on threads (the native MIG kernel's sums are fixed-order)
+may take the idle cores, :func:`idle_cores`. An explicit request wins, then ``OMP_NUM_THREADS`` from the
+environment, then one.
 """
 from __future__ import annotations
 
@@ -16,8 +19,6 @@ import contextlib
 import os
 import sys
 
-#: Scales whose networks run on one thread (see the module docstring).
-ONE_THREAD_SCALES = ("small", "medium")
 _ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -32,14 +33,21 @@ def _count(value, origin: str) -> int:
 
 
 def choose(scale: str | None = None, requested: int | None = None) -> int:
-    """Threads for one CPU process: ``requested``, else ``OMP_NUM_THREADS``, else 1 at the small and
-    medium scales, else the idle cores (cores - 1-minute load, rounded, at least 1)."""
+    """Threads for one CPU process that trains: ``requested``, else ``OMP_NUM_THREADS``, else 1 at every
+    scale (the thread count changes the numbers; see the module docstring). ``scale`` is accepted for the
+    callers that name it and does not change the answer."""
     if requested is not None:
         return _count(requested, "threads")
     if os.environ.get("OMP_NUM_THREADS"):
         return _count(os.environ["OMP_NUM_THREADS"], "OMP_NUM_THREADS")
-    if scale in ONE_THREAD_SCALES:
-        return 1
+    return 1
+
+
+def idle_cores(requested: int | None = None) -> int:
+    """Threads for work whose numbers do not depend on the thread count (scoring with the native MIG kernel,
+    benchmarks): ``requested``, else the cores not already busy (cores - 1-minute load, rounded, at least 1)."""
+    if requested is not None:
+        return _count(requested, "threads")
     cores = os.cpu_count() or 1
     try:
         load = os.getloadavg()[0]

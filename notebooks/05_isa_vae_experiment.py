@@ -67,6 +67,7 @@ n_traversal = 7
 
 # %% tags=["hide-input"]
 import dataclasses
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -88,7 +89,7 @@ display(Markdown(
     f"**This run** (scale `{scale}`): `{config.short()}` on {config.dataset}, {prior}; "
     f"{config.n_images:,} images of {config.image_size} x {config.image_size} pixels, {config.steps:,} steps "
     f"of batch {config.batch_size}, an MLP of {config.hidden} units, a latent of {config.latent_dim}, "
-    f"MIG on {config.mig_samples:,} samples."))
+    f"MIG on {config.mig_samples:,} samples; {torch.get_num_threads()} torch thread(s)."))
 
 # %% [markdown]
 # ## Train and evaluate
@@ -106,6 +107,27 @@ print("MIG per factor:", {k: round(v, 3) for k, v in result["mig_per_factor"].it
 if "exponents" in result:
     kind = "learned" if experiments.MODELS[config.model].learn else "fixed"
     print(f"subspace exponents ({kind}):", np.round(result["exponents"], 3))
+
+# %% [markdown]
+# **The same run in a study.** A seed fixes the numbers only together with the number of torch threads: the
+# threads split each matrix product's sums, so one thread and two end in different weights, and after a few
+# thousand steps in a different code (`isa_lib.threads`). Chapters and sweeps therefore train on one thread
+# unless told otherwise. Where a committed study trained this exact configuration (the same configuration
+# hash), its row is shown beside this run's numbers; on one thread they agree to the last digit.
+
+# %% tags=["hide-input"]
+study = Path("..") / "results" / f"{config.dataset}_{scale}.csv"
+twin = analysis.same_run(study, config, result)
+if twin is None:
+    display(Markdown(f"No committed study (`results/{study.name}`) trained this configuration."))
+else:
+    commit = str(twin["versions.git_commit"][0])[:7] if "versions.git_commit" in twin else "?"
+    display(Markdown(
+        f"`results/{study.name}` trained this configuration too (commit {commit}, one "
+        f"thread): MIG {twin['mig'][0]:.6f}, reconstruction {twin['reconstruction'][0]:.4f} nats; this run "
+        f"({torch.get_num_threads()} thread(s)): MIG {result['mig']:.6f}, reconstruction "
+        f"{result['reconstruction']:.4f} nats; differences {twin['mig_diff'][0]:+.2e} and "
+        f"{twin['reconstruction_diff'][0]:+.2e}."))
 
 # %% [markdown]
 # ## The code against the true factors (App. A.5)

@@ -88,6 +88,27 @@ def test_a_result_row_rebuilds_its_exact_configuration(tmp_path):
         analysis.run_config(bad)
 
 
+def test_same_run_finds_the_rows_that_trained_a_configuration(tmp_path):
+    from isa_lib import experiments
+
+    cfg = experiments.RunConfig(**{**experiments.scale_defaults("small"), "model": "isa_vae", "seed": 3})
+    twin = experiments.RunConfig(**{**experiments.scale_defaults("small"), "model": "isa_vae", "seed": 4})
+    rows = [{"config_hash": cfg.config_hash(), "status": "done", "mig": 0.25, "reconstruction": -50.0,
+             "versions.git_commit": "abc"},
+            {"config_hash": cfg.config_hash(), "status": "failed", "mig": 0.9, "reconstruction": -1.0},
+            {"config_hash": twin.config_hash(), "status": "done", "mig": 0.5, "reconstruction": -40.0}]
+    rows = [{"model": "isa_vae", "beta": 1.0, "seed": 3, **r} for r in rows]
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    found = analysis.same_run(tmp_path / "t.csv", cfg, {"mig": 0.2, "reconstruction": -49.0})
+    assert len(found) == 1 and found.loc[0, "versions.git_commit"] == "abc"
+    assert found.loc[0, "mig"] == 0.25 and found.loc[0, "mig_this"] == 0.2
+    assert found.loc[0, "mig_diff"] == pytest.approx(-0.05) and found.loc[0, "reconstruction_diff"] == 1.0
+    assert analysis.same_run(tmp_path / "t.csv", twin)["mig"].tolist() == [0.5]
+    other = experiments.RunConfig(**{**experiments.scale_defaults("small"), "model": "beta_vae", "seed": 3})
+    assert analysis.same_run(tmp_path / "t.csv", other) is None
+    assert analysis.same_run(tmp_path / "missing.csv", cfg) is None
+
+
 def test_compare_gives_differences_with_standard_errors():
     df = analysis.load_results(table())
     c = analysis.compare(df, "isa_vae", "beta_vae")
