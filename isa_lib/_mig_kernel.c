@@ -4,7 +4,9 @@
  * One fused pass: the log-density of a block of posteriors never leaves the registers, and the exponential is
  * the clamped degree-5 polynomial of _exp2_poly.h. Built at first use by isa_lib/native.py.
  *
- * Layout: float32, contiguous, latent-major: z (k, S); mu, a (k, M); c (M). Output: out (S), float64.
+ * Layout: contiguous, latent-major: z (k, S); mu, a (k, M); c (M); a and c float32, z and mu float32
+ * (mixture_sums) or float64 (mixture_sums_f64; the sums themselves are in _mig_sums.h, once per type).
+ * Output: out (S), float64.
  * Each block of `block` posteriors is summed in float32 (every term is at most 1) and the blocks in float64.
  * Threads share out tiles of samples; a sample's sum does not depend on the thread count.
  */
@@ -17,90 +19,27 @@
 
 #define TILE 8      /* samples that visit one block of posteriors while it is in cache */
 
-static inline float term(float zs, float m, float a, float c, float floor_) {
-    float d = (zs - m) * a;
-    float x = c - d * d;
-    return exp2_poly5_unclamped(x < floor_ ? floor_ : x);
-}
+#define ZT float
+#define SUF f32
+#include "_mig_sums.h"
+#undef ZT
+#undef SUF
+#define ZT double
+#define SUF f64
+#include "_mig_sums.h"
 
-/* One latent (k = 1): four samples per pass over the block, so that each posterior's numbers are loaded once
- * for four terms; then the rest one at a time. */
-static void sums_one(int s0, int s1, const float *z, const float *mb, const float *ab, const float *cb, int nb,
-                     float floor_, double *tot) {
-    int s = s0;
-    for (; s + 4 <= s1; s += 4) {
-        const float z0 = z[s], z1 = z[s + 1], z2 = z[s + 2], z3 = z[s + 3];
-        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-#pragma omp simd reduction(+:a0, a1, a2, a3)
-        for (int m = 0; m < nb; m++) {
-            a0 += term(z0, mb[m], ab[m], cb[m], floor_);
-            a1 += term(z1, mb[m], ab[m], cb[m], floor_);
-            a2 += term(z2, mb[m], ab[m], cb[m], floor_);
-            a3 += term(z3, mb[m], ab[m], cb[m], floor_);
-        }
-        tot[s - s0] += (double)a0;
-        tot[s + 1 - s0] += (double)a1;
-        tot[s + 2 - s0] += (double)a2;
-        tot[s + 3 - s0] += (double)a3;
-    }
-    for (; s < s1; s++) {
-        const float zs = z[s];
-        float acc = 0.0f;
-#pragma omp simd reduction(+:acc)
-        for (int m = 0; m < nb; m++) acc += term(zs, mb[m], ab[m], cb[m], floor_);
-        tot[s - s0] += (double)acc;
-    }
-}
-
-/* A group of k > 1 latents: the block's log-densities gathered in t, latent by latent, then exponentiated. */
-static void sums_group(int s0, int s1, int s_n, int m_n, int k, const float *z, const float *mb, const float *ab,
-                       const float *cb, int nb, float floor_, float *t, double *tot) {
-    for (int s = s0; s < s1; s++) {
-        for (int m = 0; m < nb; m++) t[m] = cb[m];
-        for (int j = 0; j < k; j++) {
-            const float zs = z[(size_t)j * s_n + s];
-            const float *mj = mb + (size_t)j * m_n, *aj = ab + (size_t)j * m_n;
-#pragma omp simd
-            for (int m = 0; m < nb; m++) {
-                float d = (zs - mj[m]) * aj[m];
-                t[m] -= d * d;
-            }
-        }
-        float acc = 0.0f;
-#pragma omp simd reduction(+:acc)
-        for (int m = 0; m < nb; m++) acc += exp2_poly5_unclamped(t[m] < floor_ ? floor_ : t[m]);
-        tot[s - s0] += (double)acc;
-    }
-}
-
-/* Returns 0, or -1 (nothing written) when the per-thread buffer for groups of several latents cannot be
- * allocated. */
+/* float32 samples and means (the float32 MIG). Returns 0, or -1 (nothing written) when the per-thread buffer
+ * for groups of several latents cannot be allocated. */
 int mixture_sums(int s_n, int m_n, int k, const float *z, const float *mu, const float *a, const float *c,
                  float floor_, int block, double *out, int threads) {
-    if (threads < 1) threads = 1;
-    if (block < 1) block = 1;
-    int failed = 0;
-#pragma omp parallel num_threads(threads) reduction(|:failed)
-    {
-        float *t = k > 1 ? (float *)malloc(sizeof(float) * (size_t)block) : NULL;
-        if (k > 1 && !t) failed = 1;
-#pragma omp for schedule(static)
-        for (int s0 = 0; s0 < s_n; s0 += TILE) {
-            if (k > 1 && !t) continue;
-            const int s1 = s0 + TILE < s_n ? s0 + TILE : s_n;
-            double tot[TILE] = {0.0};
-            for (int r0 = 0; r0 < m_n; r0 += block) {
-                const int nb = r0 + block < m_n ? block : m_n - r0;
-                if (k == 1)
-                    sums_one(s0, s1, z, mu + r0, a + r0, c + r0, nb, floor_, tot);
-                else
-                    sums_group(s0, s1, s_n, m_n, k, z, mu + r0, a + r0, c + r0, nb, floor_, t, tot);
-            }
-            for (int s = s0; s < s1; s++) out[s] = tot[s - s0];
-        }
-        free(t);
-    }
-    return failed ? -1 : 0;
+    return sums_f32(s_n, m_n, k, z, mu, a, c, floor_, block, out, threads);
+}
+
+/* float64 samples and means, float32 scales and offsets (the float64 MIG of posteriors narrower than float32
+ * resolves at their means): the differences in float64, the rest as in mixture_sums. */
+int mixture_sums_f64(int s_n, int m_n, int k, const double *z, const double *mu, const float *a, const float *c,
+                     float floor_, int block, double *out, int threads) {
+    return sums_f64(s_n, m_n, k, z, mu, a, c, floor_, block, out, threads);
 }
 
 /* The kernel's exponential alone, for benchmarks/bench_mig_kernel.py: sum_i 2^max(x_i, floor) over a buffer,

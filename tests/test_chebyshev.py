@@ -13,7 +13,9 @@ from isa_lib import native
 from isa_lib.metrics import _chebyshev as C
 
 needs_cc = pytest.mark.skipif(not native.available(), reason="the native kernel needs a C compiler")
-BACKENDS = ["torch", pytest.param("native", marks=needs_cc)]
+#: (backend, dtype): the float64 reference, the native float32 kernel and its float64 differences
+KERNELS = [("torch", torch.float64), pytest.param("native", torch.float32, marks=needs_cc),
+           pytest.param("native", torch.float64, marks=needs_cc)]
 
 
 def reference(z, mu, lv):
@@ -72,9 +74,8 @@ def test_values_at_rounded_points_are_moved_to_the_exact_points():
     assert np.abs(fixed - exact).max() < 1e-11
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_interpolant_matches_an_independent_logsumexp_on_a_collapsed_latent(backend):
-    dtype = torch.float32 if backend == "native" else torch.float64
+@pytest.mark.parametrize("backend,dtype", KERNELS)
+def test_interpolant_matches_an_independent_logsumexp_on_a_collapsed_latent(backend, dtype):
     z, mu, lv = collapsed(dtype=dtype)
     val, info = C.interpolated_log_mixture(z, mu, lv, backend)
     assert val is not None and info["n"] <= 65                    # a handful of points instead of 3,000 samples
@@ -161,12 +162,11 @@ def structured(sizes=(3, 6, 8, 8), d=6, seed=3):
     return mu, lv
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_mig_with_interpolants_equals_the_exact_sums(backend, monkeypatch):
+@pytest.mark.parametrize("backend,dtype", KERNELS)
+def test_mig_with_interpolants_equals_the_exact_sums(backend, dtype, monkeypatch):
     monkeypatch.setattr(C, "CHECKS", 24)    # so that the conditional passes' small subsets qualify too
     sizes = (3, 6, 8, 8)
     mu, lv = structured(sizes)
-    dtype = torch.float32 if backend == "native" else torch.float64
     kw = dict(n_samples=300, seed=4, dtype=dtype, backend=backend)
     exact = M.mig_chen(mu, lv, sizes, interpolate=False, **kw)
     fast = M.mig_chen(mu, lv, sizes, interpolate=True, **kw)
@@ -177,6 +177,9 @@ def test_mig_with_interpolants_equals_the_exact_sums(backend, monkeypatch):
     assert abs(fast.mig - exact.mig) < 1e-6 and exact.mig > 0.3
     auto = M.mig_chen(mu, lv, sizes, **kw)
     assert auto.info["interpolated"] == (fast.info["interpolated"] if backend == "native" else (0, total))
+    if dtype == torch.float64:      # float64 native (a float32 MIG's fallback) against the float64 reference
+        ref = M.mig_chen(mu, lv, sizes, n_samples=300, seed=4, dtype=dtype, backend="torch", interpolate=False)
+        assert abs(fast.mig - ref.mig) < 1e-6 and abs(exact.mig - ref.mig) < 1e-6
 
 
 def test_interpolate_must_be_a_bool_or_auto():

@@ -71,6 +71,52 @@ def test_native_mig_matches_float64_torch_mig_and_reports_backend():
     assert auto.info["backend"] == "native" and auto.mig == nat.mig
 
 
+def narrow_posteriors(n, seed=0):
+    """Posteriors float32 cannot resolve at their means: |mu| 3-6, sigma down to 2e-5 (float32's spacing at 4
+    is 4.8e-7, so z - mu keeps only 1-2 digits); wide ones beside them."""
+    g = torch.Generator().manual_seed(seed)
+    mu = 3.0 + 3.0 * torch.rand(n, 3, generator=g, dtype=torch.float64)
+    lv = torch.rand(n, 3, generator=g, dtype=torch.float64) * 20.0 - 21.6        # sigma 2e-5 .. 0.45
+    return mu, lv
+
+
+@pytest.mark.parametrize("groups", [[[0], [1], [2]], [[0, 2], [1]]])
+def test_native_float64_resolves_posteriors_that_float32_cannot(groups):
+    mu, lv = narrow_posteriors(2 * _mixture.NATIVE_BLOCK + 37)
+    g = torch.Generator().manual_seed(3)
+    z = (mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=g, dtype=torch.float64))[:45]
+    ref = reference_log_mixture(z, mu, lv, groups)
+    got = _mixture._log_mixture(z, mu, lv, groups, 256, 4096, backend="native")
+    assert got.dtype == torch.float64 and np.abs(got.numpy() - ref).max() < 1e-4
+    # float32 differences lose these samples (why the float64 inputs are needed): off by far more
+    f32 = _mixture._log_mixture(z.float(), mu.float(), lv.float(), groups, 256, 4096, backend="native")
+    assert np.abs(f32.numpy() - ref).max() > 1e-3
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert torch.equal(_mixture._log_mixture(z, mu, lv, groups, 256, 4096, backend="native"), got)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_evaluation_scores_posteriors_too_narrow_for_float32_in_float64_through_the_native_kernel():
+    """evaluate_model's float32 MIG falls back to float64 for such posteriors; the native kernel takes the
+    float64 differences (it used to be the torch path, 20x slower on a budget-scale model) and agrees with
+    the torch float64 reference."""
+    from types import SimpleNamespace
+
+    sizes = (4, 5, 6)
+    mu, lv = narrow_posteriors(int(np.prod(sizes)), seed=1)
+    cl = torch.as_tensor(M.grid_classes(sizes), dtype=torch.float64)
+    mu[:, :2] = 3.0 + cl[:, 1:] + 0.02 * mu[:, :2]     # latents 0 and 1 follow factors 1 and 2
+    data = SimpleNamespace(images=torch.zeros(len(mu), 1, 2, 2), factor_sizes=sizes)
+    out = M.evaluate_model(lambda x, i=iter(range(1)): (mu, lv), data, n_samples=100, batch_size=len(mu),
+                           mig_dtype=torch.float32)
+    assert out["mig_dtype"] == "float64" and out["mig_backend"].startswith("native")
+    ref = M.mig_chen(mu, lv, sizes, n_samples=100, seed=0, dtype=torch.float64, backend="torch")
+    assert ref.mig > 0.2 and abs(out["mig"] - ref.mig) < 1e-6
+
+
 def test_native_is_the_same_at_one_and_two_threads():
     mu, lv = posteriors(3000, 4, seed=5)
     z = mu[:101].float() + 0.01
@@ -106,10 +152,11 @@ def test_backend_refusals_are_named(monkeypatch):
     mu, lv = posteriors(60, 3)
     with pytest.raises(ValueError, match="unknown MIG backend 'fast'"):
         M.mig_chen(mu, lv, (3, 4, 5), n_samples=10, backend="fast")
-    with pytest.raises(ValueError, match="'native' computes float32 on a CPU, got torch.float64 on cpu"):
-        M.mig_chen(mu, lv, (3, 4, 5), n_samples=10, backend="native")
-    with pytest.raises(ValueError, match="'native' computes float32 on a CPU, got torch.float32 on cuda"):
+    with pytest.raises(ValueError, match="'native' computes float32 or float64 on a CPU, got torch.float16 on cpu"):
+        _mixture.resolve_backend("native", torch.device("cpu"), torch.float16)
+    with pytest.raises(ValueError, match="'native' computes float32 or float64 on a CPU, got torch.float32 on cuda"):
         _mixture.resolve_backend("native", torch.device("cuda"), torch.float32)
+    assert _mixture.resolve_backend("native", torch.device("cpu"), torch.float64) == "native"
     assert _mixture.resolve_backend("auto", torch.device("cuda"), torch.float32) == "torch"
     assert _mixture.resolve_backend("auto", torch.device("cpu"), torch.float64) == "torch"
 

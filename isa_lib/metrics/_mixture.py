@@ -45,11 +45,11 @@ def _log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, groups
     groups of one size; twice that for groups of several latents).  ``backend="native"`` (a name resolved by
     :func:`resolve_backend`) forms the same sums in one fused C pass per group (``_mig_kernel.c``), blocks of
     :data:`NATIVE_BLOCK` posteriors summed in float32 and the blocks in float64; the chunk sizes then do not
-    apply.
+    apply.  With float64 inputs it forms z - mu in float64 and the rest of each term in float32.
     """
     s_n, m_n = z.shape[0], mu.shape[0]
     dev, dt = z.device, z.dtype
-    floor = _floor(dt)
+    floor = _floor(torch.float32 if backend == "native" else dt)   # the native kernel's terms are float32
     out = torch.empty(len(groups), s_n, dtype=torch.float64, device=dev)
     by_size: dict[int, list[int]] = {}
     for i, g in enumerate(groups):
@@ -109,10 +109,11 @@ def _torch_sums(zb, mb, ab, cb, floor, acc, sample_chunk, row_chunk):
 
 @functools.cache
 def _mig_kernel():
-    lib = native.load("mig", "_mig_kernel.c", depends=("_exp2_poly.h",))
+    lib = native.load("mig", "_mig_kernel.c", depends=("_exp2_poly.h", "_mig_sums.h"))
     f, i = ctypes.c_void_p, ctypes.c_int
-    lib.mixture_sums.argtypes = [i, i, i, f, f, f, f, ctypes.c_float, i, f, i]
-    lib.mixture_sums.restype = ctypes.c_int
+    for sums in (lib.mixture_sums, lib.mixture_sums_f64):
+        sums.argtypes = [i, i, i, f, f, f, f, ctypes.c_float, i, f, i]
+        sums.restype = ctypes.c_int
     lib.exp2_sum.argtypes = [ctypes.c_long, f, ctypes.c_float, i, i]
     lib.exp2_sum.restype = ctypes.c_double
     return lib
@@ -120,38 +121,53 @@ def _mig_kernel():
 
 def _native_sums(z, mu, a, c, floor, out):
     """out (S,) float64 = the sums of :func:`_torch_sums` for one group, from the C kernel; z (k, S), mu and
-    a (k, M), c (M,): float32, contiguous, on the CPU."""
+    a (k, M), c (M,): contiguous, on the CPU; z and mu float32, or float64 (then z - mu is formed in float64:
+    posteriors too narrow for float32 at their means), a and c used in float32."""
     k, s_n = z.shape
     m_n = mu.shape[1]
     ptr = native.pointer
-    if _mig_kernel().mixture_sums(s_n, m_n, k, ptr(z), ptr(mu), ptr(a), ptr(c), floor, NATIVE_BLOCK, ptr(out),
-                                  torch.get_num_threads()):
+    kernel = _mig_kernel()
+    if z.dtype == torch.float64:
+        sums, mu = kernel.mixture_sums_f64, mu.to(torch.float64).contiguous()
+        a, c = a.to(torch.float32).contiguous(), c.to(torch.float32).contiguous()
+    else:
+        sums = kernel.mixture_sums
+    if sums(s_n, m_n, k, ptr(z), ptr(mu), ptr(a), ptr(c), floor, NATIVE_BLOCK, ptr(out), torch.get_num_threads()):
         raise MemoryError(f"the native MIG kernel could not allocate its per-thread buffers ({NATIVE_BLOCK} floats)")
 
 
 def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> str:
-    """``"native"`` or ``"torch"`` for a requested backend (:data:`BACKENDS`).  ``native`` needs float32 on a
-    CPU and a C compiler (a named error otherwise); ``auto`` takes it when those hold, and falls back to
-    ``torch`` with a warning if the kernel cannot be built or its cache cannot be trusted."""
+    """``"native"`` or ``"torch"`` for a requested backend (:data:`BACKENDS`).  ``native`` needs a CPU, float32
+    or float64 (float64: z - mu in float64, the rest of each term in float32) and a C compiler (a named error
+    otherwise); ``auto`` takes it for float32 (float64 stays on the torch path, the exact reference), and falls
+    back to ``torch`` with a warning if the kernel cannot be built or its cache cannot be trusted."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown MIG backend {backend!r}; choose one of {list(BACKENDS)}")
     device = torch.device(device)
-    fits = device.type == "cpu" and dtype == torch.float32
     if backend == "native":
-        if not fits:
-            raise ValueError(f"backend 'native' computes float32 on a CPU, got {dtype} on {device}; use "
-                             f"dtype=torch.float32 on the CPU, or backend='torch'")
+        if device.type != "cpu" or dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"backend 'native' computes float32 or float64 on a CPU, got {dtype} on {device}; "
+                             f"use the CPU, or backend='torch'")
         _mig_kernel()
         return "native"
-    if backend == "auto" and fits and native.available():
-        try:
-            _mig_kernel()
-        except (native.NativeBuildError, native.NativeCacheError) as err:
-            warnings.warn(f"the native MIG kernel is not available ({err}); using the torch path", RuntimeWarning,
-                          stacklevel=3)
-            return "torch"
+    if backend == "auto" and device.type == "cpu" and dtype == torch.float32 and native_usable():
         return "native"
     return "torch"
+
+
+def native_usable() -> bool:
+    """Whether the native MIG kernel can be built and loaded here (a C compiler, a trusted cache); warns
+    naming the problem when a compiler is there but the kernel still cannot be used."""
+    if not native.available():
+        return False
+    try:
+        _mig_kernel()
+    except (native.NativeBuildError, native.NativeCacheError) as err:
+        warnings.warn(f"the native MIG kernel is not available ({err}); using the torch path", RuntimeWarning,
+                      stacklevel=4)
+        return False
+    return True
+
 
 def _log2_sum_exact(zs, mu, a, c, row_chunk):
     """log2 sum_m 2^(c_m - sum_j ((z_js - mu_jm) a_jm)^2) for a few samples zs (k, s), with a running maximum."""
