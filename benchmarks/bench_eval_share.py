@@ -17,7 +17,9 @@ projected: eval_s x (encode + reconstruction + new MIG) / (encode + reconstructi
 budget, each fraction a row that trains only its increment and is scored once): per MIG backend the mean
 scoring time, and evaluation's share of a whole lineage with four scorings, sum(eval_s) / (sum(train_s) +
 sum(eval_s)), measured where a lineage has all four rows and projected otherwise: 4 x the backend's mean
-scoring time against 8 x the median training time of a row at 1/8.
+scoring time against 8 x the median training time of a row at 1/8, and each row against its own training
+(the same worker, one after the other), in wall seconds and, where the ledger records them
+(timings.train_cpu_s, timings.eval_cpu_s), in the worker's CPU seconds.
 """
 import argparse
 import sys
@@ -124,18 +126,34 @@ def budget_share(path):
         share = 4 * ev.mean() / (8 * eighth_train + 4 * ev.mean())
         print(f"  MIG backend {be}: {len(g)} scorings, eval_s mean {ev.mean():.0f} s (min {ev.min():.0f}, max "
               f"{ev.max():.0f}); projected share of a whole run with four scorings: {share:.1%}")
-    # each row against its own training, both timed under the same conditions (rows never requeued at 1/8)
-    own = df[(df["budget_fraction"] == 0.125) & (df.get("attempts", 1) == 1)]
-    for be, g in own.groupby("backend"):
-        share = 4 * g["timings.eval_s"] / (8 * g["timings.train_s"] + 4 * g["timings.eval_s"])
-        print(f"  MIG backend {be}, each row against its own training ({len(g)} rows at 1/8 in one attempt): "
-              f"share {share.min():.1%} to {share.max():.1%}, median {share.median():.1%}; training "
-              f"{(g['timings.train_s'] / g['train_steps']).median():.2f} s/step (median)")
+    # each row against its own training, both timed in the same worker one after the other (rows trained in
+    # one attempt, so that train_s covers the row's whole increment: 900 steps at 1/8 and 1/4, 1,800 at 1/2,
+    # 3,600 for the whole), projected to a whole run: 4 E / (7,200 t + 4 E), t = train_s / increment; in wall
+    # seconds, and in the worker's CPU seconds where the ledger has them (a loaded machine inflates them less)
+    total = df["steps"] if "steps" in df else pd.Series(7200, index=df.index)   # a whole run's steps
+    incr = df["train_steps"] - df["train_steps"] * (df["budget_fraction"] != 0.125) / 2
+    own = df[df.get("attempts", 1) == 1]
+    for unit, tr, ev in (("wall", "timings.train_s", "timings.eval_s"),
+                         ("CPU", "timings.train_cpu_s", "timings.eval_cpu_s")):
+        if tr not in own:
+            continue
+        g_all = own.dropna(subset=[tr, ev])
+        for be, g in g_all.groupby("backend"):
+            t = g[tr] / incr[g.index]
+            share = 4 * g[ev] / (total[g.index] * t + 4 * g[ev])
+            print(f"  MIG backend {be}, {unit} seconds, each row against its own training ({len(g)} rows in one "
+                  f"attempt, fractions {sorted(set(g['budget_fraction']))}): projected share {share.min():.1%} to "
+                  f"{share.max():.1%}, median {share.median():.1%}; scoring {g[ev].median():.0f} s, training "
+                  f"{t.median():.2f} s/step (medians)")
     keys = ["model", "seed"] + [c for c in ("p", "p0") if c in df]
     for key, g in df.groupby(keys, dropna=False):
         if sorted(g["budget_fraction"]) == [0.125, 0.25, 0.5, 1.0]:
             ev, tr = g["timings.eval_s"].sum(), g["timings.train_s"].sum()
-            print(f"  lineage {key}: measured share {ev / (tr + ev):.1%} ({ev:.0f} s of {tr + ev:.0f} s)")
+            cpu = ""
+            if {"timings.eval_cpu_s", "timings.train_cpu_s"} <= set(g) and g["timings.eval_cpu_s"].notna().all():
+                ec, tc = g["timings.eval_cpu_s"].sum(), g["timings.train_cpu_s"].sum()
+                cpu = f"; CPU seconds {ec / (tc + ec):.1%}"
+            print(f"  lineage {key}: measured share {ev / (tr + ev):.1%} ({ev:.0f} s of {tr + ev:.0f} s){cpu}")
 
 
 if __name__ == "__main__":

@@ -307,6 +307,10 @@ def test_export_dataframe_and_csv(tmp_path):
     learned = df[df.model == "isa_vae_learned"]
     assert all(len(json.loads(v)) == 2 for v in learned["exponents_sorted"])
     assert "history" not in df.columns
+    # wall and CPU seconds of training and scoring (no more CPU seconds than the cores give in that wall time)
+    for part in ("train", "eval"):
+        wall, cpu = df[f"timings.{part}_s"], df[f"timings.{part}_cpu_s"]
+        assert (cpu > 0).all() and (cpu <= wall * (os.cpu_count() or 1) + 0.05).all(), part
     csv = ledger.export_csv(tmp_path / "out" / "runs.csv")
     back = pd.read_csv(csv)
     assert len(back) == len(configs) and list(back.columns) == list(df.columns)

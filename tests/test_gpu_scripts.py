@@ -70,6 +70,29 @@ def test_eval_share_benchmark_small(tmp_path, monkeypatch, capsys, keep_threads)
     assert "before (ledger)  eval x1.00: mean 20.0%, median 20.0%, max 20.0%, runs above 20 %: 0" in text
 
 
+def test_eval_share_of_the_budget_ledger(tmp_path, capsys):
+    """The budget study's share: each row's scoring against its own training increment (900 steps at 1/8 and
+    1/4, 1,800 at 1/2), projected to a whole run of 7,200 steps with four scorings, in wall and CPU seconds;
+    a requeued row (attempts 2) is left out of that line; a lineage with all four fractions is measured."""
+    rows = [  # model, seed, fraction, train_steps, train_s, eval_s, train_cpu_s, eval_cpu_s, attempts
+        ("beta_vae", 0, 0.125, 900, 900.0, 100.0, 450.0, 25.0, 1),
+        ("beta_vae", 0, 0.25, 1800, 900.0, 100.0, 450.0, 25.0, 1),
+        ("beta_vae", 0, 0.5, 3600, 1800.0, 100.0, 900.0, 25.0, 1),
+        ("beta_vae", 0, 1.0, 7200, 3600.0, 100.0, 1800.0, 25.0, 1),
+        ("isa_vae", 0, 0.125, 900, 90.0, 900.0, 45.0, 900.0, 2),
+    ]
+    cols = ["model", "seed", "budget_fraction", "train_steps", "timings.train_s", "timings.eval_s",
+            "timings.train_cpu_s", "timings.eval_cpu_s", "attempts"]
+    df = pd.DataFrame(rows, columns=cols).assign(status="done", steps=7200, mig_backend="native+chebyshev")
+    df.to_csv(tmp_path / "b.csv", index=False)
+    load_benchmark("bench_eval_share").main(["--budget-ledger", str(tmp_path / "b.csv")])
+    text = capsys.readouterr().out
+    # 1 s/step wall: 400 / (7,200 + 400) = 5.3 %; 0.5 s/step CPU: 100 / (3,600 + 100) = 2.7 %
+    assert "wall seconds, each row against its own training (4 rows in one attempt" in text
+    assert "projected share 5.3% to 5.3%" in text and "projected share 2.7% to 2.7%" in text
+    assert "measured share 5.3% (400 s of 7600 s); CPU seconds 2.7%" in text
+
+
 def test_gpu_sweep_continues_where_a_call_stopped(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ISA_VAE_CACHE", str(tmp_path / "cache"))
     gpu_sweep = load_gpu_sweep()
