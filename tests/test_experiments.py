@@ -450,3 +450,37 @@ def test_a_tiny_faces_run_at_the_large_scale_scores_the_three_view_factors():
     res = E.run_one(c)
     assert sorted(res["mig_per_factor"]) == ["azimuth", "elevation", "lighting"]
     assert 0 <= res["mig"] <= 1 and res["reconstruction"] < 0 and len(res["exponents"]) == 4
+
+
+def test_a_row_records_the_commit_its_process_imported(tmp_path, monkeypatch):
+    """versions() names the commit read when the code was imported (a worker keeps its code while the checkout
+    moves on), "+dirty" when the package has uncommitted changes, and None outside a git checkout."""
+    import shutil
+    import subprocess
+
+    from isa_lib.experiments import run
+
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    monkeypatch.setattr(run, "_git_commit", lambda package=None: "a later commit")
+    assert run.versions()["git_commit"] == run.IMPORTED_COMMIT != "a later commit"
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "m.py").write_text("x = 1\n")
+    monkeypatch.undo()
+    assert run._git_commit(pkg) is None                      # not a checkout
+    git("init", "-q")
+    git("add", "pkg/m.py")
+    git("commit", "-qm", "one")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert run._git_commit(pkg) == head
+    (pkg / "m.py").write_text("x = 2\n")
+    assert run._git_commit(pkg) == head + "+dirty"
+    (tmp_path / "elsewhere.txt").write_text("untracked, outside the package\n")
+    (pkg / "m.py").write_text("x = 1\n")
+    assert run._git_commit(pkg) == head

@@ -16,7 +16,6 @@ import time
 import traceback
 import warnings
 from collections import OrderedDict
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -424,18 +423,32 @@ def run_one(config: RunConfig, return_model: bool = False, cache=None):
     return (o["metrics"], o["model"], o["data"]) if return_model else o["metrics"]
 
 
-@lru_cache(maxsize=1)
+def _git_commit(package: Path | None = None) -> str | None:
+    """The commit of the checkout holding ``package`` (default: isa_lib), with "+dirty" when tracked files of
+    ``package`` have uncommitted changes; None outside a git checkout."""
+    package = Path(package) if package is not None else Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True, text=True, timeout=5)
+        if head.returncode != 0 or not head.stdout.strip():
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+                               cwd=package, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+#: The commit of the code this process imported, read once at import: a sweep's worker keeps the code it
+#: imported while the checkout moves on, so reading HEAD when a row is written (as rows before this did)
+#: can name a later commit than the one that trained the run.
+IMPORTED_COMMIT = _git_commit()
+
+
 def versions() -> dict:
-    """python, torch, isa_lib versions and the git commit of the code (if it is a git checkout)."""
+    """python, torch, isa_lib versions and the git commit of the code this process imported
+    (:data:`IMPORTED_COMMIT`; "+dirty" when isa_lib had uncommitted changes)."""
     import torch
     from .. import __version__
 
-    commit = None
-    try:
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                           capture_output=True, text=True, timeout=5)
-        commit = r.stdout.strip() or None if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        pass
     return {"python": platform.python_version(), "torch": torch.__version__, "isa_lib": __version__,
-            "git_commit": commit}
+            "git_commit": IMPORTED_COMMIT}
