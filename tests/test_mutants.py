@@ -222,13 +222,14 @@ def test_mig_chen_defaults_names_and_bounds(capsys):
     assert one.info["n_samples"] == 1 and np.isfinite(one.mig)
     tiny = mig_chen(mu, logvar, (3, 4), sample_chunk=1, row_chunk=1)
     np.testing.assert_allclose(tiny.mutual_info, res.mutual_info, rtol=0, atol=1e-12)
+    # the whole message (anchored: a message with text around it is another message)
     for kw, msg in ((dict(n_samples=0), "n_samples must be positive, got 0"),
                     (dict(sample_chunk=0), "chunk sizes must be positive"),
                     (dict(row_chunk=0), "chunk sizes must be positive"),
                     (dict(groups=[[0, 1, 2]]), r"the MIG needs at least two latents \(or groups\)")):
-        with pytest.raises(ValueError, match=msg):
+        with pytest.raises(ValueError, match=f"^{msg}$"):
             mig_chen(mu, logvar, (3, 4), **kw)
-    with pytest.raises(ValueError, match=r"the MIG needs at least two latents \(or groups\)"):
+    with pytest.raises(ValueError, match=r"^the MIG needs at least two latents \(or groups\)$"):
         mig_chen(mu[:, :1], logvar[:, :1], (3, 4))
 
 
@@ -348,3 +349,49 @@ def test_the_clamp_floor_and_the_streamed_sums_against_direct_sums():
         acc = torch.zeros(gb, s, dtype=torch.float64)
         _torch_sums(zb, mb, ab, cb, -1021.0, acc, sc, rc)
         torch.testing.assert_close(acc, ref, rtol=1e-14, atol=0)
+
+
+# ------------------------------------------------------------------ the MIG's kernels (second round)
+@pytest.mark.skipif(not __import__("isa_lib.native", fromlist=["available"]).available(),
+                    reason="the native kernel needs a C compiler")
+def test_the_mig_runs_the_kernel_it_names(monkeypatch):
+    """backend="native" forms every exact mixture sum in the C kernel and "torch" in torch (a mutant that
+    handed the sums another backend name computed the same numbers by the torch path, reporting "native")."""
+    from isa_lib.metrics import _mixture, mig_chen
+
+    calls = {"native": 0, "torch": 0}
+    native_sums, torch_sums = _mixture._native_sums, _mixture._torch_sums
+
+    def count(name, f):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return f(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(_mixture, "_native_sums", count("native", native_sums))
+    monkeypatch.setattr(_mixture, "_torch_sums", count("torch", torch_sums))
+    mu, logvar = code_for_two_factors()
+    for backend, dtype in (("native", torch.float32), ("torch", torch.float64)):
+        calls.update(native=0, torch=0)
+        res = mig_chen(mu, logvar, (3, 4), n_samples=12, backend=backend, dtype=dtype, interpolate=False)
+        assert res.info["backend"] == backend
+        other = "torch" if backend == "native" else "native"
+        assert calls[backend] > 0 and calls[other] == 0, (backend, calls)
+
+
+def test_the_interpolated_passes_are_counted_over_the_whole_mig(monkeypatch):
+    """info["interpolated"] = (group passes through the interpolants, all group passes), summed over the
+    marginal pass and every factor value's conditional pass: with every latent collapsed (wide posteriors,
+    no factor coded) every pass is interpolated, so the count equals the total."""
+    from isa_lib.metrics import _chebyshev, grid_classes, mig_chen
+
+    monkeypatch.setattr(_chebyshev, "CHECKS", 24)      # so that the conditional passes' subsets qualify
+    sizes = (3, 6, 8, 8)
+    n = int(np.prod(sizes))
+    g = torch.Generator().manual_seed(0)
+    mu = 0.2 * torch.randn(n, 3, generator=g, dtype=torch.float64)
+    logvar = 2 * torch.log(0.75 + 0.2 * torch.rand(n, 3, generator=g, dtype=torch.float64))
+    assert grid_classes(sizes).shape == (n, 4)
+    res = mig_chen(mu, logvar, sizes, n_samples=300, seed=1, backend="torch", interpolate=True)
+    total = 3 * (1 + sum(sizes))                      # 3 groups; H(z_g), then each value of each factor
+    assert res.info["interpolated"] == (total, total)
