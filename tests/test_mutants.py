@@ -395,3 +395,64 @@ def test_the_interpolated_passes_are_counted_over_the_whole_mig(monkeypatch):
     res = mig_chen(mu, logvar, sizes, n_samples=300, seed=1, backend="torch", interpolate=True)
     total = 3 * (1 + sum(sizes))                      # 3 groups; H(z_g), then each value of each factor
     assert res.info["interpolated"] == (total, total)
+
+
+# ------------------------------------------------------------------ the MIG's interpolants (_chebyshev.py)
+def test_two_points_make_a_line_and_one_is_refused_by_name():
+    from isa_lib.metrics._chebyshev import chebyshev_coefficients, chebyshev_eval
+
+    c = chebyshev_coefficients(np.array([3.0, 1.0]))          # values at t = cos(0) = 1 and cos(pi) = -1
+    np.testing.assert_allclose(c, [2.0, 1.0], atol=1e-15)     # 2 + t
+    np.testing.assert_allclose(chebyshev_eval(c, np.array([-1.0, 0.0, 0.5])), [1.0, 2.0, 2.5], atol=1e-15)
+    with pytest.raises(ValueError, match="^a Chebyshev interpolant needs at least two points$"):
+        chebyshev_coefficients(np.array([1.0]))
+
+
+def _wide_latent(width: float, s: int = 2000, m: int = 4000, sigma: float = 1.0):
+    """One collapsed latent: posteriors N(mu_m, sigma^2), mu_m ~ N(0, 0.3^2), and s samples evenly over an
+    interval of the given width."""
+    g = torch.Generator().manual_seed(0)
+    mu = 0.3 * torch.randn(m, generator=g, dtype=torch.float64)
+    logvar = torch.full((m,), 2 * math.log(sigma), dtype=torch.float64)
+    z = torch.linspace(-width / 2, width / 2, s, dtype=torch.float64)
+    return z, mu, logvar
+
+
+@pytest.mark.parametrize("need", [20.0, 31.5, 32.5, 40.0, 64.5])
+def test_the_first_interpolant_has_pi_points_per_narrowest_width(need):
+    """n starts at the smallest 16 * 2^j + 1 with n - 1 >= pi (hi - lo) / sigma_min (the node spacing stays
+    under half the narrowest posterior's width); on a smooth log q that first n is accepted. The needs 31.5
+    and 32.5 sit on either side of 33 - 1."""
+    from isa_lib.metrics import _chebyshev as C
+
+    z, mu, logvar = _wide_latent(need / C.NODES_PER_WIDTH)
+    c, info = C.fit_log_mixture(z, mu, logvar, "torch")
+    got_need = C.NODES_PER_WIDTH * (info["hi"] - info["lo"]) / 1.0
+    assert got_need == pytest.approx(need)
+    want = 17
+    while want - 1 < got_need:
+        want = 2 * want - 1
+    assert c is not None and info["n"] == want, (need, info)
+
+
+def test_the_checks_are_as_many_as_asked_and_declines_say_so(monkeypatch):
+    """Up to ``checks`` samples (the two extremes among them) are compared with the exact sums, CHECKS by default;
+    a latent with fewer than two samples, no posteriors or a single value of z is declined before any sum
+    (info {"n": 0}); two samples against one posterior get an interval but cost too much to interpolate."""
+    from isa_lib.metrics import _chebyshev as C
+
+    sizes = []
+    exact = C._exact
+    monkeypatch.setattr(C, "_exact", lambda z, *a: (sizes.append(len(z)), exact(z, *a))[1])
+    z, mu, logvar = _wide_latent(8.0, s=1000)
+    for checks, most, least in ((5, 5, 3), (None, C.CHECKS, C.CHECKS - 4)):   # the extremes may repeat spread points
+        sizes.clear()
+        c, info = C.fit_log_mixture(z, mu, logvar, "torch", checks=checks)
+        assert c is not None and len(sizes) == 1 and least <= sizes[0] - info["n"] <= most, (checks, sizes)
+    monkeypatch.setattr(C, "_exact", exact)
+    one = torch.zeros(1, dtype=torch.float64)
+    for args in ((one, mu, logvar), (z, mu[:0], logvar[:0]), (torch.full((50,), 0.3, dtype=torch.float64), mu,
+                                                               logvar)):
+        assert C.fit_log_mixture(*args, "torch") == (None, {"n": 0})
+    c, info = C.fit_log_mixture(torch.tensor([0.0, 1.0], dtype=torch.float64), mu[:1], logvar[:1], "torch")
+    assert c is None and (info["lo"], info["hi"]) == (0.0, 1.0) and info["n"] == 0
