@@ -435,7 +435,9 @@ def test_mig_progress_bar_counts_passes_and_changes_nothing(capsys):
     quiet = M.mig_chen(mu, lv, [4, 4, 4], n_samples=16)
     shown = M.mig_chen(mu, lv, [4, 4, 4], n_samples=16, progress=True)
     assert shown.mig == quiet.mig
-    assert "4.00/4 passes" in capsys.readouterr().err    # marginals + three factors' conditionals
+    err = capsys.readouterr().err
+    assert "4.00/4 passes" in err                        # marginals + three factors' conditionals
+    assert "MIG, 64 posteriors:" in err                  # what the bar is counting
 
 
 def test_mig_clamps_an_estimated_mutual_information_that_is_negative_by_noise():

@@ -456,3 +456,37 @@ def test_the_checks_are_as_many_as_asked_and_declines_say_so(monkeypatch):
         assert C.fit_log_mixture(*args, "torch") == (None, {"n": 0})
     c, info = C.fit_log_mixture(torch.tensor([0.0, 1.0], dtype=torch.float64), mu[:1], logvar[:1], "torch")
     assert c is None and (info["lo"], info["hi"]) == (0.0, 1.0) and info["n"] == 0
+
+
+def test_the_mig_result_carries_its_normalised_information_and_factor_entropies():
+    """normalised = I(z_g; v_k) / H(v_k) with H(v_k) = log |v_k| (uniform factors), per factor = the gap of
+    the normalised row; the gap refuses one latent with its whole message."""
+    from isa_lib.metrics import mig_chen
+    from isa_lib.metrics._mig import _gap
+
+    mu, logvar = code_for_two_factors()
+    res = mig_chen(mu, logvar, (3, 4), n_samples=12)
+    np.testing.assert_allclose(res.factor_entropy, np.log([3.0, 4.0]), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(res.normalised, res.mutual_info / np.log([3.0, 4.0])[:, None], rtol=1e-15)
+    top2 = np.sort(np.clip(res.normalised, 0, None), axis=1)[:, ::-1][:, :2]
+    np.testing.assert_allclose(res.per_factor, top2[:, 0] - top2[:, 1], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"^the MIG needs at least two latents \(or groups\)$"):
+        _gap(np.ones((2, 1)), np.ones(2))
+
+
+def test_every_pass_of_the_mig_scores_at_most_n_samples(monkeypatch):
+    """Chen et al.'s estimator: H(z_g) from n_samples of the N rows, and each H(z_g | v_k = v) from
+    min(n_samples, N / |v_k|) of the rows with v_k = v (a mutant that scored every row of a value survived)."""
+    from isa_lib.metrics import _mig, mig_chen
+
+    sizes = (3, 6, 8, 8)                              # 1,152 rows; 384, 192, 144 and 144 per value
+    n = int(np.prod(sizes))
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    logvar = torch.full((n, 2), -1.0, dtype=torch.float64)
+    scored = []
+    inner = _mig.log_mixture
+    monkeypatch.setattr(_mig, "log_mixture", lambda zs, *a: (scored.append(zs.shape[0]), inner(zs, *a))[1])
+    mig_chen(mu, logvar, sizes, n_samples=160, backend="torch", interpolate=False)
+    want = [160] + [min(160, n // s) for s in sizes for _ in range(s)]
+    assert scored == want
