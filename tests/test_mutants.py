@@ -490,3 +490,28 @@ def test_every_pass_of_the_mig_scores_at_most_n_samples(monkeypatch):
     mig_chen(mu, logvar, sizes, n_samples=160, backend="torch", interpolate=False)
     want = [160] + [min(160, n // s) for s in sizes for _ in range(s)]
     assert scored == want
+
+
+def test_an_unresolved_first_interpolant_doubles_its_points_and_drops_negligible_terms():
+    """Two clusters of posteriors (sigma 0.5 at -3 and +3): between them log q has a kink about sigma^2 / 6
+    wide, narrower than the posteriors, so the first n (pi points per sigma) fails its tail check and n doubles,
+    staying of the form 16 * 2^j + 1, until it passes; the trailing coefficients whose sum is below tol / 8 are
+    dropped (``terms`` < n), and the interpolant matches the exact sums at every sample within tol."""
+    from isa_lib.metrics import _chebyshev as C
+    from isa_lib.metrics._mixture import _log_mixture
+
+    m = 4000
+    mu = torch.cat([torch.full((m // 2,), -3.0), torch.full((m // 2,), 3.0)]).double()
+    logvar = torch.full((m,), 2 * math.log(0.5), dtype=torch.float64)
+    z = torch.linspace(-5, 5, 4000, dtype=torch.float64)
+    first = 17
+    while first - 1 < C.NODES_PER_WIDTH * 10 / 0.5:
+        first = 2 * first - 1
+    c, info = C.fit_log_mixture(z, mu, logvar, "torch")
+    assert c is not None and info["n"] > first
+    steps = (info["n"] - 1) // 16
+    assert (info["n"] - 1) % 16 == 0 and steps & (steps - 1) == 0, info["n"]
+    assert len(c) == info["terms"] < info["n"]
+    exact = _log_mixture(z[:, None], mu[:, None], logvar[:, None], [[0]], 256, 4096, "torch")[0].numpy()
+    got = C.chebyshev_eval(c, C._unit(z.numpy(), info["lo"], info["hi"]))
+    assert np.abs(got - exact).max() <= C.TOLERANCE
