@@ -62,8 +62,9 @@ def mig_chen(mu, logvar, factor_sizes: Sequence[int], factors=None, n_samples: i
     trained-like posteriors at 2-3x the speed (benchmarks/bench_mig_kernel.py).  progress: a bar counting
     passes over the grid (the marginal entropies, then each factor's conditional ones), with an ETA.
     backend: the kernel of the mixture sums, ``"auto"`` (default: the fused C kernel for float32 on a CPU when
-    a C compiler is there, else torch), ``"native"`` or ``"torch"`` (see :func:`resolve_backend`); the two
-    agree to ~1e-6 nats per entropy, and ``info["backend"]`` names the one used.
+    a C compiler is there, else torch), ``"native"`` (float32, or float64 with z - mu formed in float64:
+    posteriors too narrow for float32) or ``"torch"`` (see :func:`resolve_backend`); the two agree to ~1e-6
+    nats per entropy, and ``info["backend"]`` names the one used.
     interpolate: where a latent's posteriors are all wide compared with its samples' range (a collapsed
     latent), log q(z_j) at the samples comes from a Chebyshev interpolant of the exact sums at n ~ 33-4,097
     points, checked against the exact sums at 128 samples within 1e-6 nats (:mod:`._chebyshev`); same
