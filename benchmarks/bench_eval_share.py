@@ -131,7 +131,8 @@ def budget_share(path):
     # 3,600 for the whole), projected to a whole run: 4 E / (7,200 t + 4 E), t = train_s / increment; in wall
     # seconds, and in the worker's CPU seconds where the ledger has them (a loaded machine inflates them less)
     total = df["steps"] if "steps" in df else pd.Series(7200, index=df.index)   # a whole run's steps
-    incr = df["train_steps"] - df["train_steps"] * (df["budget_fraction"] != 0.125) / 2
+    # each fraction after 1/8 doubles the one before, so its increment is half its steps
+    incr = df["train_steps"].where(df["budget_fraction"] == 0.125, df["train_steps"] / 2)
     own = df[df.get("attempts", 1) == 1]
     for unit, tr, ev in (("wall", "timings.train_s", "timings.eval_s"),
                          ("CPU", "timings.train_cpu_s", "timings.eval_cpu_s")):

@@ -214,7 +214,8 @@ def same_run(results, config, outcome: Mapping | None = None,
     (same ``config_hash``; e.g. a chapter's run that a sweep also ran), with ``metrics``, ``versions.git_commit``
     and, given this run's ``outcome``, its numbers and their difference (``<metric>_this``, ``<metric>_diff``).
     None when the table does not exist or holds no such row. Sweeps train on one thread per CPU they hold
-    (``isa_lib.threads``), so a one-thread run of the same configuration repeats a one-CPU sweep's numbers."""
+    (``isa_lib.threads``), so a one-thread run of the same configuration with the same code repeats a one-CPU
+    sweep's numbers."""
     if isinstance(results, (str, Path)) and not Path(results).exists():
         return None
     df = load_results(results)

@@ -2,11 +2,11 @@
 
 The thread count is part of a run's numbers: torch splits a matrix product's sums between its threads, so
 the same seed trained on one thread and on two ends in different weights (30 steps at the ``large`` scale:
-the sum of the weights differs in the 7th digit; after 4,320 steps chapter 05's run scored MIG 0.092 on two
-threads where the ledger's one-thread run of the same configuration scored 0.157). So the default never
-depends on the machine or its load: one thread, at every scale, and a run is repeated digit for digit
-(the sweeps' runs are one thread per CPU they hold). More threads are a choice (``--threads N`` or
-``OMP_NUM_THREADS``), faster and with other numbers: measured side by side (``benchmarks/bench_threads.py``,
+the sum of the weights differs in the 7th digit; a few thousand steps on, that is another training run). So
+the old default, the idle cores at ``large``, made a chapter's numbers depend on the machine's load. Now
+the default never depends on the machine or its load: one thread, at every scale, and a run is repeated
+digit for digit (the sweeps' runs are one thread per CPU they hold). More threads are a choice (``--threads N``
+or ``OMP_NUM_THREADS``), faster and with other numbers: measured side by side (``benchmarks/bench_threads.py``,
 2 cores), on the idle machine a second thread makes a training step 28-30 % faster at the small and medium
 scales and 38 % at large; beside two busy processes it makes the step as fast (small), 2x slower (medium) and
 7x slower (large). Work whose numbers do not depend on threads (the native MIG kernel's sums are fixed-order)
