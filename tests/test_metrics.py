@@ -462,3 +462,58 @@ def test_mig_clamps_an_estimated_mutual_information_that_is_negative_by_noise():
             negative += 1
             assert res.per_factor[0] == pytest.approx(1.0, abs=1e-12)
     assert negative >= 2   # the seeds include noise estimates below zero (seeds 1 and 2 here): not vacuous
+
+
+# ---------------------------------------------------------------- edge cases found by the mutation round
+def test_a_collapsed_code_scores_zero_on_every_unsupervised_score():
+    """Every latent constant (a fully collapsed posterior): nothing is correlated, so the normalised W2
+    correlation is 0 like the other unsupervised scores (it divided by tr S = 0 before)."""
+    z = np.full((50, 3), 0.25)
+    assert M.gaussian_wasserstein_correlation(z, normalise=True) == 0.0
+    assert M.gaussian_wasserstein_correlation(z) == 0.0
+    assert all(v == 0.0 for v in M.unsupervised_scores(z).values())
+    # and a code that is not collapsed is still divided by its trace
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3)) @ np.array([[1.0, 0.8, 0.0], [0.0, 0.6, 0.0], [0.0, 0.0, 2.0]])
+    w = M.gaussian_wasserstein_correlation(x)
+    assert w > 0.1
+    assert M.gaussian_wasserstein_correlation(x, normalise=True) == pytest.approx(
+        w / np.trace(np.cov(x, rowvar=False, bias=True)), rel=1e-2)
+
+
+@pytest.mark.parametrize("n_bins", [1, 0, 2.5, True, "20"])
+def test_the_histogram_mig_refuses_a_bin_count_that_is_not_an_integer_of_at_least_two(n_bins):
+    """mig_histogram checks n_bins as the other binned scores do (it returned MIG 0 for one bin and truncated
+    2.5 to 2 while reporting 2.5)."""
+    cl = M.grid_classes((4, 5))
+    with pytest.raises(ValueError, match=rf"^n_bins must be an integer >= 2, got {n_bins!r}$".replace("(", r"\(")):
+        M.mig_histogram(cl.astype(float), cl, n_bins=n_bins)
+    assert M.mig_histogram(cl.astype(float), cl, n_bins=5).mig == pytest.approx(1.0)
+
+
+def test_scoring_rows_on_which_no_factor_varies_is_refused_by_name():
+    """With factors=None the factors that count are those that vary; when none does (a constant factor, or a
+    subset of rows at one value) every supervised score refuses with the reason instead of returning NaN."""
+    z = np.random.default_rng(0).normal(size=(20, 2))
+    msg = r"^no factor to score: none takes more than one value \(factor sizes \[1\]\)$"
+    for fn in (lambda: M.dci(z, np.zeros((20, 1), int), importance="lasso"),
+               lambda: M.mig_histogram(z, np.zeros((20, 1), int)),
+               lambda: M.sap(z, np.zeros((20, 1), int))):
+        with pytest.raises(ValueError, match=msg):
+            fn()
+    with pytest.raises(ValueError, match=r"^no factor to score: none takes more than one value"):
+        M.resolve_factors(None, [1, 1, 1])
+    assert M.resolve_factors(None, [1, 3, 1, 2]) == [1, 3]
+
+
+def test_the_mig_of_posteriors_that_require_grad_is_the_mig_of_their_values():
+    """Metrics measure: a posterior that requires grad (e.g. straight from an encoder outside no_grad) is scored
+    as its detached values on every backend (the float64 torch sums refused it before)."""
+    g = torch.Generator().manual_seed(3)
+    cl = M.grid_classes((4, 4))
+    mu = (torch.from_numpy(cl).double() + 0.1 * torch.randn(16, 2, generator=g, dtype=torch.float64))
+    lv = torch.full((16, 2), -3.0, dtype=torch.float64)
+    ref = M.mig_chen(mu, lv, [4, 4], n_samples=200, seed=0, dtype=torch.float64, backend="torch").mig
+    got = M.mig_chen(mu.clone().requires_grad_(), lv.clone().requires_grad_(), [4, 4], n_samples=200, seed=0,
+                     dtype=torch.float64, backend="torch").mig
+    assert got == ref and ref > 0.5

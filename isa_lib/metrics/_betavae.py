@@ -29,6 +29,9 @@ def betavae_score(codes, factor_classes, factors=None, batch_size: int = 64, n_t
     c = _as_codes(codes)
     v = _as_classes(factor_classes, c.shape[0])
     ks = _factors_from_classes(factors, v, factor_names)
+    if len(ks) < 2:
+        raise ValueError(f"the beta-VAE score classifies examples by factor: it needs at least two factors, "
+                         f"got {ks}")
     n = c.shape[0]
     rng = np.random.default_rng(seed)
     # rows sorted by each factor's class: the partner of row a is uniform within a's class block

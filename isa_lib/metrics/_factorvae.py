@@ -5,6 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._checks import _int_at_least, _nonnegative_float
 from ._inputs import _as_classes, _as_codes, _factors_from_classes
 
 
@@ -19,13 +20,19 @@ def factorvae_score(codes, factor_classes, factors=None, batch_size: int = 64, n
     least normalised variance.  A majority-vote classifier latent -> factor is fitted on ``n_train``
     votes; the score is its accuracy on ``n_eval`` fresh votes (also returned: train accuracy).
     """
+    # a batch of one row has variance 0 in every latent: its vote would always be latent 0
+    batch_size = _int_at_least("batch_size", batch_size, 2)
+    n_train = _int_at_least("n_train", n_train, 1)
+    n_eval = _int_at_least("n_eval", n_eval, 1)
+    prune_threshold = _nonnegative_float("prune_threshold", prune_threshold)
     c = _as_codes(codes)
     v = _as_classes(factor_classes, c.shape[0])
     ks = _factors_from_classes(factors, v, factor_names)
     var = c.var(0)
     active = np.flatnonzero(var >= prune_threshold) if prune_threshold > 0 else np.flatnonzero(var > 0)
     if active.size == 0:
-        return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "n_active": 0, "factors": ks}
+        return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "n_active": 0,
+                "vote_table": np.zeros((0, len(ks)), dtype=np.int64), "factors": ks}
     cn = c[:, active] / np.sqrt(var[active])
     rng = np.random.default_rng(seed)
     members = {k: {val: np.flatnonzero(v[:, k] == val) for val in np.unique(v[:, k])} for k in ks}
@@ -43,8 +50,8 @@ def factorvae_score(codes, factor_classes, factors=None, batch_size: int = 64, n
                 out[who] = np.argmin(cn[idx].var(axis=1), axis=1)
         return out, fac
 
-    d_tr, f_tr = votes(int(n_train))
-    d_ev, f_ev = votes(int(n_eval))
+    d_tr, f_tr = votes(n_train)
+    d_ev, f_ev = votes(n_eval)
     table = np.zeros((active.size, len(ks)), dtype=np.int64)
     np.add.at(table, (d_tr, f_tr), 1)
     rule = table.argmax(1)

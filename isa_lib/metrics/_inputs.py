@@ -28,7 +28,8 @@ MIG_FACTORS = {
 
 # --------------------------------------------------------------------------- validation helpers
 def _as_2d_tensor(x, name: str) -> torch.Tensor:
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    # detached: a metric is a measurement, and the float64 sums write into buffers autograd refuses
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     if t.dim() != 2:
         raise ValueError(f"{name} must be 2-D (N, D), got shape {tuple(t.shape)}")
     if not t.is_floating_point():
@@ -83,7 +84,10 @@ def resolve_factors(factors, factor_sizes: Sequence[int], factor_names: Sequence
     """
     sizes = [int(s) for s in factor_sizes]
     if factors is None:
-        return [k for k, s in enumerate(sizes) if s > 1]
+        out = [k for k, s in enumerate(sizes) if s > 1]
+        if not out:
+            raise ValueError(f"no factor to score: none takes more than one value (factor sizes {sizes})")
+        return out
     if isinstance(factors, str):
         if factors not in MIG_FACTORS:
             raise ValueError(f"unknown dataset {factors!r}; known: {sorted(MIG_FACTORS)}")

@@ -5,6 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._checks import _int_at_least
 from ._inputs import _scored_codes
 from ._mig import MIGResult, _gap
 
@@ -44,10 +45,11 @@ def mig_histogram(codes, factor_classes, factors=None, n_bins: int = 20, n_point
     codes: (N, D); factor_classes: (N, K) integer classes (:func:`grid_classes` for a full grid).
     n_points: optional random subset of rows (seeded).
     """
+    n_bins = _int_at_least("n_bins", n_bins, 2)
     c, v, ks = _scored_codes(codes, factor_classes, n_points, seed, factors, factor_names)
     if c.shape[1] < 2:
         raise ValueError("the MIG needs at least two latents")
-    binned = _discretise(c, int(n_bins))
+    binned = _discretise(c, n_bins)
     mi = np.array([[_discrete_mi(binned[:, j], v[:, k]) for j in range(c.shape[1])] for k in ks])
     hv = np.array([_discrete_entropy(v[:, k]) for k in ks])
     per = _gap(mi, hv)

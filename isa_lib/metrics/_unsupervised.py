@@ -42,9 +42,13 @@ def gaussian_wasserstein_correlation(codes, normalise: bool = False, n_points: i
     the Gaussian W2 distance of Dowson & Landau 1982); ``normalise``
     divides by tr S (their "_norm" variant).  0 for uncorrelated latents."""
     s = _covariance(codes, n_points, seed)
+    tr = float(np.trace(s))
+    if tr == 0:
+        # a fully collapsed code (every latent constant) has no correlation to measure: 0, like the other scores
+        return 0.0
     root = scipy.linalg.sqrtm(s * np.diag(s)[:, None])
-    w = float(2 * np.trace(s) - 2 * np.real(np.trace(root)))
-    return w / float(np.trace(s)) if normalise else w
+    w = float(2 * tr - 2 * np.real(np.trace(root)))
+    return w / tr if normalise else w
 
 
 def mutual_info_score(codes, n_bins: int = 20, n_points: int | None = None, seed: int = 0) -> float:
