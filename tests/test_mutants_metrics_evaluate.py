@@ -202,6 +202,31 @@ def test_posteriors_too_narrow_for_float32_go_to_float64_through_the_native_kern
         assert out["mig"] == ref.mig
 
 
+def test_the_float64_fallback_on_an_accelerator_does_not_ask_for_the_cpu_kernel(monkeypatch):
+    """The encoder's outputs come back to the CPU whatever the device, so the driver must choose the MIG's
+    kernel by the device it was given: on an accelerator ("meta" stands in) the float64 fallback of a float32
+    MIG keeps backend "auto" (the torch path there), and does not ask for the CPU-only native kernel, which
+    refused with "backend 'native' computes float32 or float64 on a CPU" before this was fixed.  Runs
+    without a C compiler too: the driver is made to believe the kernel is there."""
+    data = grid((3, 4))
+    table = encode(data.images, logvar=-20.0)
+    narrow = lambda x: (table[0][:len(x)], table[1][:len(x)])   # noqa: E731  (one batch: 12 < 1024)
+    seen = {}
+
+    def on_cpu(*a, **k):
+        seen.update(k)
+        return M.mig_chen(*a, **dict(k, device=None))
+
+    monkeypatch.setattr(_evaluate, "native_usable", lambda: True)
+    monkeypatch.setattr(_evaluate, "mig_chen", on_cpu)
+    out = M.evaluate_model(narrow, data, n_samples=8, mig_dtype=torch.float32, device="meta")
+    assert seen["device"] == "meta" and seen["dtype"] == torch.float64 and seen["backend"] == "auto"
+    assert out["mig_dtype"] == "float64"
+    seen.clear()
+    M.evaluate_model(narrow, data, n_samples=8, mig_dtype=torch.float32, device="cpu")
+    assert seen["backend"] == "native" and seen["dtype"] == torch.float64     # the CPU keeps the fast kernel
+
+
 @pytest.mark.skipif(not HAS_NATIVE, reason="the native kernel needs a C compiler")
 def test_the_backend_names_the_chebyshev_interpolants_when_a_pass_used_them():
     """A collapsed latent (posteriors wide against their samples' range) over 400 images: the native float32

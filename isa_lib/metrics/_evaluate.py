@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 import torch
 
 from ._elbo import elbo_decomposition, encode_dataset, reconstruction_log_likelihood
-from ._inputs import MIG_FACTORS, grid_classes
+from ._inputs import MIG_FACTORS, _pick_device, grid_classes
 from ._mig import mig_chen
 from ._mixture import _check_resolvable, check_dtype, native_usable
 from ._scores import _check_score_names, score_codes
@@ -42,8 +42,9 @@ def evaluate_model(encode: Callable, dataset, decode: Callable | None = None, lo
         except ValueError:
             mig_dtype = torch.float64
             # the native kernel takes float64 differences where a float32 MIG was asked for (the torch
-            # float64 path, the reference, is ~20x slower on a budget-scale model)
-            if mig_backend == "auto" and mu.device.type == "cpu" and native_usable():
+            # float64 path, the reference, is ~20x slower on a budget-scale model); only where the MIG
+            # computes on the CPU: the encoder's outputs are always on the CPU, the device asked for may not be
+            if mig_backend == "auto" and _pick_device(device).type == "cpu" and native_usable():
                 mig_backend = "native"
     res = mig_chen(mu, lv, dataset.factor_sizes, factors=factors, n_samples=n_samples, groups=groups,
                    factor_names=names, seed=seed, device=device, dtype=mig_dtype, backend=mig_backend)
