@@ -400,3 +400,37 @@ def test_the_encoder_gets_its_images_on_the_device_asked():
         where.clear()
         mu, _ = M.encode_dataset(enc, images, batch_size=3, device="meta", max_value=mv)
         assert where == [("meta", torch.float32)] * 2 and mu.shape == (5, 2)
+
+
+# ------------------------------------------------------------------ named errors of the ELBO terms' inputs
+@pytest.mark.parametrize("n_samples", [0, -3, 0.5])
+def test_the_elbo_terms_and_mixture_entropies_refuse_fewer_than_one_sample(n_samples):
+    """n_samples 0 gave NaN terms and -3 silently took all but the last three rows: now named, before the
+    posteriors are touched (the same check and words as the MIG's)."""
+    mu, lv = encode(grid((3, 4)).images)
+    msg = rf"^n_samples must be positive, got {n_samples}$"
+    with pytest.raises(ValueError, match=msg):
+        M.elbo_decomposition(mu, lv, std_normal, n_samples=n_samples)
+    with pytest.raises(ValueError, match=msg):
+        M.mixture_entropy(mu, lv, n_samples=n_samples)
+    assert M.elbo_decomposition(mu, lv, std_normal, n_samples=1)["n_samples"] == 1
+
+
+def test_an_empty_dataset_and_bad_counts_get_named_errors_in_encoding_and_reconstruction():
+    """No images: encode_dataset failed inside torch.cat and the reconstruction term divided by zero; a batch
+    size of 0 failed inside range(), a negative one or no draws divided by zero, a float one failed with a
+    TypeError: each now names the argument."""
+    data = grid((3, 4))
+    empty = data.images[:0]
+    with pytest.raises(ValueError, match=r"^the dataset has no images \(images of shape \(0, 1, 1, 3\)\)$"):
+        M.encode_dataset(encode, empty)
+    with pytest.raises(ValueError, match=r"^the dataset has no images"):
+        M.reconstruction_log_likelihood(encode, decode, empty)
+    for bad in (0, -1, 2.0):
+        with pytest.raises(ValueError, match=rf"^batch_size must be an integer >= 1, got {bad!r}$"):
+            M.encode_dataset(encode, data, batch_size=bad)
+        with pytest.raises(ValueError, match=rf"^batch_size must be an integer >= 1, got {bad!r}$"):
+            M.reconstruction_log_likelihood(encode, decode, data, batch_size=bad)
+        with pytest.raises(ValueError, match=rf"^n_samples must be an integer >= 1, got {bad!r}$"):
+            M.reconstruction_log_likelihood(encode, decode, data, n_samples=bad)
+    assert np.isfinite(M.reconstruction_log_likelihood(encode, decode, data, n_samples=1, batch_size=1))

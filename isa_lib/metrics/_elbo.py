@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from ..objectives import bernoulli_log_likelihood
+from ._checks import _int_at_least
 from ._inputs import _generator, _pick_device
-from ._mixture import LOG_2PI, _draw_z, _log_mixture, _prepare, _subset
+from ._mixture import LOG_2PI, _check_n_samples, _draw_z, _log_mixture, _prepare, _subset
 
 
 def _log_prior(log_prior_fn, z):
@@ -37,6 +38,7 @@ def elbo_decomposition(mu, logvar, log_prior_fn: Callable, n_samples: int | None
       kl                 = their sum = E[log q(z|x) - log p(z)], the average KL(q(z|x)||p(z)).
     Also 'dimwise_kl_per_latent' when the prior returns per-latent terms.  Values in nats (float).
     """
+    _check_n_samples(n_samples)
     mu, logvar = _prepare(mu, logvar, device, dtype)
     n, d = mu.shape
     gen = _generator(seed, generator)
@@ -76,6 +78,11 @@ def _images_and_scale(data, max_value):
     return images, (None if max_value is None else float(max_value))
 
 
+def _check_not_empty(images) -> None:
+    if images.dim() == 0 or images.shape[0] == 0:
+        raise ValueError(f"the dataset has no images (images of shape {tuple(images.shape)})")
+
+
 def _to_float(x: torch.Tensor, max_value, device) -> torch.Tensor:
     x = x.to(device)
     if not x.is_floating_point():
@@ -90,7 +97,9 @@ def encode_dataset(encode: Callable, data, batch_size: int = 1024, device=None, 
     encode: images (B, C, H, W) float in [0, 1] -> (mu, logvar).  data: a dataset-like object with
     ``images`` (and ``max_value`` for uint8) or an image tensor.
     """
+    batch_size = _int_at_least("batch_size", batch_size, 1)
     images, mv = _images_and_scale(data, max_value)
+    _check_not_empty(images)
     dev = _pick_device(device)
     mus, lvs = [], []
     for s in range(0, images.shape[0], int(batch_size)):
@@ -111,7 +120,10 @@ def reconstruction_log_likelihood(encode: Callable, decode: Callable, data, batc
     ``posteriors``: the (mu, logvar) of every image, as :func:`encode_dataset` returns them with the same
     ``batch_size``, to skip encoding again (the evaluation driver shares them with the MIG; same numbers).
     """
+    batch_size = _int_at_least("batch_size", batch_size, 1)
+    n_samples = _int_at_least("n_samples", n_samples, 1)
     images, mv = _images_and_scale(data, max_value)
+    _check_not_empty(images)
     dev = _pick_device(device)
     gen = _generator(seed, None)
     # integer images are checked once, on their integers (a pass over the uint8 grid, not two over its floats)

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from ._inputs import _check_groups, _check_sizes, _generator, resolve_factors
 from ._chebyshev import log_mixture
-from ._mixture import _draw_z, _prepare, _subset, resolve_backend
+from ._mixture import _check_n_samples, _draw_z, _prepare, _subset, resolve_backend
 
 
 @dataclass
@@ -79,8 +79,7 @@ def mig_chen(mu, logvar, factor_sizes: Sequence[int], factors=None, n_samples: i
     groups = _check_groups(groups, d)
     if len(groups) < 2:
         raise ValueError("the MIG needs at least two latents (or groups)")
-    if n_samples is not None and int(n_samples) < 1:
-        raise ValueError(f"n_samples must be positive, got {n_samples}")
+    _check_n_samples(n_samples)
     sc, rc = int(sample_chunk), int(row_chunk)
     if sc < 1 or rc < 1:
         raise ValueError("chunk sizes must be positive")

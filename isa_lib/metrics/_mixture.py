@@ -221,6 +221,12 @@ def _draw_z(mu, logvar, gen):
     return mu + torch.exp(0.5 * logvar) * eps
 
 
+def _check_n_samples(n_samples) -> None:
+    """Chen et al.'s number of Monte Carlo samples: None (all rows) or at least one."""
+    if n_samples is not None and int(n_samples) < 1:
+        raise ValueError(f"n_samples must be positive, got {n_samples}")
+
+
 def _subset(n: int, n_samples: int | None, gen) -> torch.Tensor:
     if n_samples is None or n_samples >= n:
         return torch.arange(n)
@@ -237,6 +243,7 @@ def mixture_entropy(mu, logvar, n_samples: int | None = 10000, groups=None, seed
     the joint entropy of each group; default: each latent alone.  Returns a (G,) float64 CPU tensor.
     ``backend``: the kernel of the sums (:func:`resolve_backend`; ``auto`` is native for float32 on a CPU).
     """
+    _check_n_samples(n_samples)
     mu, logvar = _prepare(mu, logvar, device, dtype)
     groups = _check_groups(groups, mu.shape[1])
     gen = _generator(seed, generator)
