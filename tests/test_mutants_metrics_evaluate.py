@@ -426,6 +426,9 @@ def test_an_empty_dataset_and_bad_counts_get_named_errors_in_encoding_and_recons
         M.encode_dataset(encode, empty)
     with pytest.raises(ValueError, match=r"^the dataset has no images"):
         M.reconstruction_log_likelihood(encode, decode, empty)
+    with pytest.raises(ValueError, match=r"^the dataset has no images \(images of shape \(\)\)$"):
+        M.encode_dataset(encode, torch.tensor(0.5))            # a scalar is not a batch of images
+    assert M.encode_dataset(lambda x: (x[:, None], x[:, None]), torch.rand(3))[0].shape == (3, 1)
     for bad in (0, -1, 2.0):
         with pytest.raises(ValueError, match=rf"^batch_size must be an integer >= 1, got {bad!r}$"):
             M.encode_dataset(encode, data, batch_size=bad)

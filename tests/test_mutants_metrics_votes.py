@@ -234,6 +234,8 @@ def test_factorvae_result_names():
     (dict(n_eval=0), r"n_eval must be an integer >= 1, got 0"),
     (dict(prune_threshold=-0.1), r"prune_threshold must be a finite number >= 0, got -0.1"),
     (dict(prune_threshold=float("nan")), r"prune_threshold must be a finite number >= 0, got nan"),
+    (dict(prune_threshold=True), r"prune_threshold must be a finite number >= 0, got True"),
+    (dict(prune_threshold="0.05"), r"prune_threshold must be a finite number >= 0, got '0.05'"),
 ])
 def test_factorvae_refuses_arguments_that_make_the_votes_meaningless(kw, msg):
     """A batch of one row votes for latent 0 whatever the code (a perfect code scored 0.56), no votes give NaN
