@@ -125,11 +125,17 @@ class LpNested(Distribution):
         value = self._check_value(value)
         dtype = _work_dtype(value, self._params())
         exps = self._exponents(dtype, value.device)
-        s = _as_tensor(self._scale, dtype, value.device)
-        return torch.exp(exps[0] * self.log_norm(value) - torch.log(s))
+        return torch.exp(exps[0] * self.log_norm(value) - self._log_scale(dtype, value.device))
 
     def _log_surface_area(self, exps: torch.Tensor) -> torch.Tensor:
         return log_surface_area(self.tree, exps)
+
+    def _log_scale(self, dtype, device):
+        """log s: a Python float for a plain-number scale (no tensor copied to an accelerator, which would wait
+        for its queue at every log_prob), else the log of the tensor on ``device``."""
+        if isinstance(self._scale, torch.Tensor):
+            return torch.log(_as_tensor(self._scale, dtype, device))
+        return math.log(float(self._scale))
 
     def log_normaliser(self, dtype=None, device=None) -> torch.Tensor:
         """log p0 - lgamma(n/p0) - (n/p0) log s - log S_f(1): log rho(z) + f(z)^p0/s (Eq. 7, 8, 11), on
@@ -143,9 +149,8 @@ class LpNested(Distribution):
         if frozen and (dtype, device) in cache:
             return cache[dtype, device]
         exps = self._exponents(dtype, device)
-        s = _as_tensor(self._scale, dtype, device)
         p0, n = exps[0], self.tree.n
-        out = (torch.log(p0) - torch.lgamma(n / p0) - (n / p0) * torch.log(s)
+        out = (torch.log(p0) - torch.lgamma(n / p0) - (n / p0) * self._log_scale(dtype, device)
                - self._log_surface_area(exps))
         if frozen:
             cache[dtype, device] = out
@@ -158,8 +163,7 @@ class LpNested(Distribution):
             self._check_exponents()
         dtype = _work_dtype(value, self._params())
         exps = self._exponents(dtype, value.device)
-        s = _as_tensor(self._scale, dtype, value.device)
-        log_energy = exps[0] * self._log_f(_log_abs(value.to(dtype)), exps) - torch.log(s)
+        log_energy = exps[0] * self._log_f(_log_abs(value.to(dtype)), exps) - self._log_scale(dtype, value.device)
         # f^p0/s can exceed the dtype's range (e.g. |z|=1e4, p0=20 in float32); saturating it keeps
         # log_prob finite (a huge negative number) instead of -inf.
         log_energy = log_energy.clamp(max=math.log(torch.finfo(dtype).max) - 4.0)
@@ -286,9 +290,14 @@ class ISA(LpNested):
     def _log_surface_area(self, exps: torch.Tensor) -> torch.Tensor:
         # Eq. 8 for the depth-two ISA tree, vectorised over subspaces
         p0, p = exps[0], exps[1:]
-        k = exps.new_tensor(self.sizes)
-        n = self.tree.n
-        root = torch.lgamma(k / p0).sum() - (len(self.sizes) - 1) * torch.log(p0) - torch.lgamma(n / p0)
+        l0, n = len(self.sizes), self.tree.n
+        if len(set(self.sizes)) == 1:   # the paper's layouts: k a Python number, no host-to-device copy per call
+            k = self.sizes[0]
+            root_k = l0 * torch.lgamma(k / p0)
+        else:
+            k = exps.new_tensor(self.sizes)
+            root_k = torch.lgamma(k / p0).sum()
+        root = root_k - (l0 - 1) * torch.log(p0) - torch.lgamma(n / p0)
         subs = (k * torch.lgamma(1.0 / p) - (k - 1) * torch.log(p) - torch.lgamma(k / p)).sum()
         return n * math.log(2.0) + root + subs
 
