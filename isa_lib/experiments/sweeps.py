@@ -57,6 +57,16 @@ def assign_fusion(configs: Sequence[RunConfig], fuse: int = 1) -> tuple[list[Run
             else c for c in plain], planned
 
 
+def _check_gpu_request(configs: Sequence[RunConfig], backend: str, gpus_per_task) -> None:
+    """Ray hides every GPU from a task that asks for none (its CUDA_VISIBLE_DEVICES is empty), so runs on a
+    CUDA device under Ray without ``gpus_per_task`` would each fail with "no CUDA device": refused here,
+    before any run is recorded failed."""
+    cuda = sorted({c.device for c in configs if str(c.device).startswith("cuda")})
+    if backend == "ray" and cuda and not gpus_per_task > 0:
+        raise ValueError(f"runs on device {cuda[0]!r} under Ray need gpus_per_task > 0 (--gpus-per-task): Ray "
+                         f"hides the GPUs from a task that asks for none, got gpus_per_task={gpus_per_task!r}")
+
+
 def _check_fuse(fuse) -> int:
     if isinstance(fuse, bool) or not isinstance(fuse, int) or fuse < 1:
         raise ValueError(f"fuse must be a whole number >= 1 (runs trained together per task), got {fuse!r}")
@@ -224,6 +234,7 @@ def sweep(configs: Sequence[RunConfig], ledger_path, backend: str = "local", add
         raise ValueError("sweep: no configurations to run (an empty grid?)")
     fuse = _check_fuse(default_fuse(unique[0].device) if fuse is None else fuse)
     threads = _check_resources(cpus_per_task, gpus_per_task, backend, address)
+    _check_gpu_request(unique, backend, gpus_per_task)
     unique, planned = assign_fusion(unique, fuse)          # fused runs (K > 1) carry K in their hash
     unique = list(OrderedDict((c.config_hash(), c) for c in unique).values())
     ledger = Ledger(ledger_path)
