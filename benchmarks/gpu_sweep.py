@@ -4,7 +4,8 @@ Seeds (and betas) of one model are fused into one train_many call per task; task
 (seed 0 of every model and beta before seed 1, models interleaved), so a partial sweep covers every setting.
 Every finished run goes to the ledger at once; rerunning continues where the last call stopped. Before a
 task starts, its duration is predicted from a short timing of its fused group
-(isa_lib.experiments.seconds_per_step x the run's steps, plus the slowest evaluation so far); a task that
+(isa_lib.experiments.task_timing: the task's setup once, the time per step x the run's steps, and per run the
+slowest evaluation so far, or before the first task one evaluation timed on the probe's model); a task that
 would not end inside the budget is split (fewer runs fused) or, if one run does not fit, the sweep stops,
 so that no budget is spent on a task that would be cut off and lost. On CUDA, float32 matrix products use
 TF32 unless --no-tf32 (recorded per run as timings.float32_matmul).
@@ -27,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isa_lib.experiments import Ledger, load_grid, seconds_per_step, sweep  # noqa: E402
+from isa_lib.experiments import Ledger, load_grid, sweep, task_timing  # noqa: E402
 from isa_lib.experiments.sweeps import assign_fusion  # noqa: E402
 
 # --cpu-smoke: the paper grid's structure (models, breadth-first order, fusing) on a tiny sub-grid.
@@ -48,6 +49,13 @@ def interleave(groups):
             if q:
                 out.append(q.pop(0))
     return out
+
+
+def any_fusion_done(config, fuse: int, done: set) -> bool:
+    """Whether ``config`` is recorded done under any fusion up to ``fuse`` (a task split to fit the budget
+    trains its runs fused in fewer; those runs answer the same question and are not trained again)."""
+    sizes = range(1, (fuse if config.fusable else 1) + 1)
+    return any(dataclasses.replace(config, fused=k).config_hash() in done for k in sizes)
 
 
 def prepare_data(configs) -> int:
@@ -90,7 +98,8 @@ def main(argv=None):
             sys.exit("no CUDA device: use --cpu-smoke for a CPU run")
         configs = [dataclasses.replace(c, device=args.device, amp=args.amp) for c in configs]
         torch.set_float32_matmul_precision("highest" if args.no_tf32 else "high")
-    configs.sort(key=lambda c: (c.seed, c.beta))          # breadth-first: all settings of seed 0 first
+    # breadth-first: all settings of seed 0 first (and, in a grid of budget fractions, every run's 1/8 first)
+    configs.sort(key=lambda c: (c.budget_fraction, c.seed, c.beta))
     if args.prepare_data:
         return prepare_data(configs)
     ledger = Ledger(args.ledger)
@@ -103,19 +112,28 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
     ledger.requeue_running()                              # runs of a killed call start again
     configs, planned = assign_fusion(configs, args.fuse)  # a fused run carries its group's size in its hash
     todo = ledger.runs_to_do(configs)                     # beta-TCVAE at beta = 1 is copied, not rerun
+    done = {r["config_hash"] for r in ledger.rows("done")}
+    todo = [c for c in todo if not any_fusion_done(c, args.fuse, done)]   # a split task's runs count as done
     left_to_do = {c.config_hash() for c in todo}
-    tasks = interleave([g for g in planned if any(c.config_hash() in left_to_do for c in g)])
+    # a task trains only its runs still to do (of a group split last time, the half not yet trained)
+    tasks = interleave([h for h in ([c for c in g if c.config_hash() in left_to_do] for g in planned) if h])
     print(f"{len(configs)} runs in the grid, {ledger.counts().get('done', 0)} recorded, {len(todo)} to run "
           f"in {len(tasks)} tasks of <= {args.fuse}; budget {args.budget_s:.0f} s", flush=True)
 
-    ran, n_tasks, eval_s, step_s = 0, 0, 0.0, {}
+    ran, n_tasks, timing = 0, 0, {}
+    # the slowest evaluation recorded by an earlier call (None: the first task times one on its probe)
+    evals = [r["metrics"]["timings"]["eval_s"] for r in ledger.rows("done") if "timings" in (r["metrics"] or {})]
+    eval_s = max(evals) if evals else None
 
     def predicted(group):
-        """Seconds the group's task should take: timed steps x steps, plus the slowest evaluation so far."""
+        """Seconds the group's task should take: its setup, timed steps x the run's steps, and per run the
+        slowest evaluation so far (before the first task: one evaluation timed on the probe's model)."""
         key = (group[0].fuse_key(), len(group))
-        if key not in step_s:
-            step_s[key] = seconds_per_step(group, steps=args.probe_steps)
-        return step_s[key] * group[0].steps + eval_s * len(group)
+        if key not in timing:
+            timing[key] = task_timing(group, steps=args.probe_steps, score=eval_s is None)
+        t = timing[key]
+        per_run = eval_s if eval_s is not None else (t.eval_s or 0.0)
+        return t.setup_s + t.step_s * group[0].train_steps + per_run * len(group)
 
     queue = list(tasks)
     while queue:
@@ -123,6 +141,7 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
             print(f"stopping after {n_tasks} tasks (--max-tasks)", flush=True)
             break
         group = queue.pop(0)
+        group = assign_fusion(group, len(group))[0]       # a split half is trained (and hashed) as fused K/2
         guess = predicted(group)                          # (the first timing also builds the data set)
         left = args.budget_s - (time.perf_counter() - t0)
         if guess > left:
@@ -136,12 +155,15 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
                   f"what is left", flush=True)
             break
         t = time.perf_counter()
-        # No checkpoints: each task is sized to finish in the budget, and a fused paper-scale checkpoint is GBs.
-        s = sweep(group, args.ledger, fuse=len(group), progress=False, checkpoints=False)
+        # No checkpoints: each task is sized to finish in the budget, and a fused paper-scale checkpoint is GBs;
+        # but a run stopped at a fraction of its budget is continued from its checkpoint by the next fraction.
+        fractions = any(c.budget_fraction < 1 for c in group)
+        s = sweep(group, args.ledger, fuse=len(group), progress=False, checkpoints=fractions)
         dt = time.perf_counter() - t
         evals = [r["metrics"]["timings"]["eval_s"]
                  for r in ledger.rows("done", hashes=[c.config_hash() for c in group]) if "timings" in r["metrics"]]
-        eval_s = max([eval_s] + evals)
+        if evals:                                         # (none found: still unknown, probed again)
+            eval_s = max([eval_s or 0.0] + evals)
         ran += s["ran"]
         n_tasks += 1
         print(f"[{time.perf_counter() - t0:6.0f} s] {len(group)} x {group[0].model} "

@@ -398,6 +398,50 @@ def test_a_repeat_of_a_failed_run_is_failed_and_names_it(tmp_path):
     assert "non-finite" in row["error"]
 
 
+def test_task_timing_separates_a_task_s_setup_from_its_steps(monkeypatch):
+    """A call of the trainer costs setup + steps x per-step (models built, images moved to the device: seconds
+    on a GPU, every task). Timing n and 2n steps recovers both exactly on a fake clock, so a 7,200-step run is
+    predicted as setup + 7,200 x step, not 7,200 x (step + setup / n) as a single timed call gave; with
+    ``score`` one evaluation of the probe's first model is timed too."""
+    from isa_lib.experiments import run as R
+
+    clock = [100.0]
+    calls = []
+
+    def fake_train(configs, data, fused, max_steps=None, checkpoint_dir=None):
+        calls.append(max_steps)
+        clock[0] += 2.5 + 0.125 * max_steps                 # setup 2.5 s, 0.125 s per step
+        return ["model"], [[]]
+
+    def fake_eval(model, data, c, history):
+        assert model == "model" and c.seed == 0
+        clock[0] += 7.0
+        return {}
+
+    monkeypatch.setattr(R, "load_data", lambda c, cache=None: None)
+    monkeypatch.setattr(R, "_train_models", fake_train)
+    monkeypatch.setattr(R, "evaluate", fake_eval)
+    monkeypatch.setattr(R.time, "perf_counter", lambda: clock[0])
+    group = [tiny(model="isa_vae", seed=s) for s in (0, 1)]
+    t = E.task_timing(group, steps=8)
+    assert calls == [1, 8, 16] and (t.setup_s, t.step_s, t.eval_s) == (2.5, 0.125, None)
+    assert t.predict(7200, 2) == 2.5 + 0.125 * 7200
+    t = E.task_timing(group, steps=8, score=True)
+    assert (t.setup_s, t.step_s, t.eval_s) == (2.5, 0.125, 7.0) and t.predict(100, 2) == 2.5 + 12.5 + 14.0
+    assert E.seconds_per_step(group, steps=4) == 0.125
+    with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
+        E.task_timing(group, steps=0)
+
+
+def test_a_ray_sweep_on_cuda_must_ask_for_gpus(tmp_path):
+    """Ray gives a task that asks for no GPU an empty CUDA_VISIBLE_DEVICES: every run would be recorded failed
+    ("no CUDA device"). Refused by name before the ledger is touched."""
+    configs = [tiny(device="cuda:0")]
+    with pytest.raises(ValueError, match=r"runs on device 'cuda:0' under Ray need gpus_per_task > 0"):
+        sweep(configs, tmp_path / "l.db", backend="ray", progress=False)
+    assert not (tmp_path / "l.db").exists()
+
+
 def test_seconds_per_step_times_a_group_and_records_nothing(tmp_path):
     group = [tiny(model="isa_vae", seed=s, beta=b) for s, b in ((0, 1.0), (1, 2.0))]
     t = E.seconds_per_step(group, steps=3)

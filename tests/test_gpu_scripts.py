@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+import isa_lib.experiments as E
 from isa_lib.experiments import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,17 +115,38 @@ def test_gpu_sweep_continues_where_a_call_stopped(tmp_path, monkeypatch, capsys)
 
 def test_gpu_sweep_splits_a_task_that_would_overrun_and_stops_when_one_run_would(tmp_path, monkeypatch, capsys):
     """Predictions are faked (4 runs fused: 2,000 s; one run: 1 s), so the decisions do not depend on
-    this machine's speed: a 4-run task is split down to single runs, which then fit a 1,000 s budget."""
+    this machine's speed: a 4-run task is split down to single runs, which then fit a 1,000 s budget. The
+    split runs are recorded as trained alone (fused 1), their evaluation time is read back for the next
+    prediction, and a later call does not train their seeds again under the planned fusion of 4."""
     monkeypatch.setenv("ISA_VAE_CACHE", str(tmp_path / "cache"))
     gpu_sweep = load_gpu_sweep()
-    per_step = {1: 1.0, 2: 2000.0, 4: 2000.0}
-    monkeypatch.setattr(gpu_sweep, "seconds_per_step", lambda group, steps: per_step[len(group)] / group[0].steps)
+    per_task = {1: 1.0, 2: 2000.0, 3: 2000.0, 4: 2000.0}
+    asked = []
+
+    def fake_timing(group, steps, score):
+        asked.append(score)
+        return E.TaskTiming(0.0, per_task[len(group)] / group[0].train_steps, 0.0 if score else None)
+
+    monkeypatch.setattr(gpu_sweep, "task_timing", fake_timing)
     db = tmp_path / "paper.db"
-    gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--budget-s", "1000", "--max-tasks", "4"])
+    gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--budget-s", "1000", "--max-tasks", "5"])
     out = capsys.readouterr().out
     assert "a task of 4 x beta_vae would take ~2000 s" in out and "splitting it" in out
-    assert out.count("] 1 x ") == 4 and Ledger(db).counts()["done"] >= 4
-    per_step[1] = 5000.0  # now not even one run fits: the call stops without starting anything
+    assert out.count("] 1 x ") == 5 and Ledger(db).counts()["done"] >= 5
+    rows = Ledger(db).rows("done")
+    assert rows and all(r["config"].get("fused", 1) == 1 for r in rows)      # trained alone, hashed alone
+    # before any run is scored the probe times an evaluation; the second model's probe (after beta-VAE's four
+    # split runs) uses the evaluation times those runs recorded, read back under the hashes they were saved with
+    assert asked[0] is True and asked[-1] is False
+    seeds = {(r["config"]["model"], r["config"]["seed"], r["config"]["beta"]) for r in rows}
+    per_task[4] = per_task[3] = per_task[2] = 1.0     # now whole tasks fit: the split runs are not redone
+    asked.clear()
+    gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--budget-s", "1000", "--max-tasks", "2"])
+    capsys.readouterr()
+    assert asked and not any(asked)                   # the evaluation times recorded before are used
+    again = [r for r in Ledger(db).rows("done") if r["config"].get("fused", 1) > 1]   # this call's runs
+    assert again and not seeds & {(r["config"]["model"], r["config"]["seed"], r["config"]["beta"]) for r in again}
+    per_task.update({k: 5000.0 for k in per_task})  # now not even one run fits: the call stops
     before = Ledger(db).counts()["done"]
     gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--budget-s", "1000"])
     assert "stopping: one" in capsys.readouterr().out and Ledger(db).counts()["done"] == before

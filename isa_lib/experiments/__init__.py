@@ -26,12 +26,13 @@ from .config import (BUDGET_DSPRITES, BUDGET_HIDDEN, HASH_VERSION, LARGE_DSPRITE
                      ModelSpec, RunConfig, config_for, scale_defaults)  # noqa: F401
 from .grids import GridError, expand_grid, load_grid
 from .ledger import Ledger, LedgerBusyError, LedgerError, LedgerWriteError
-from .run import (_train_config, build_model, evaluate, load_data, run_group, run_one, seconds_per_step,
-                  versions)  # noqa: F401
+from .run import (TaskTiming, _train_config, build_model, evaluate, load_data, run_group, run_one,
+                  seconds_per_step, task_timing, versions)  # noqa: F401
 from .sweeps import default_fuse, execute_group, plan_groups, start_ray, sweep, sweep_main  # noqa: F401
 
 __all__ = [
     "MODELS", "SCALES", "RunConfig", "scale_defaults", "expand_grid", "load_grid", "run_one", "run_group",
-    "Ledger", "sweep", "sweep_main", "plan_groups", "GridError", "seconds_per_step", "config_for",
+    "Ledger", "sweep", "sweep_main", "plan_groups", "GridError", "seconds_per_step", "task_timing",
+    "TaskTiming", "config_for",
     "LedgerError", "LedgerBusyError", "LedgerWriteError", "default_fuse",
 ]

@@ -291,30 +291,70 @@ def _resuming(fit: Callable, ckpt: Path | None):
         return fit(ckpt if discard_checkpoint(ckpt, err) else None)
 
 
-def seconds_per_step(configs: Sequence[RunConfig], steps: int = 10, cache=None) -> float:
-    """Wall-clock seconds per optimiser step of a group trained as :func:`run_group` would (fused when it
-    can), timed over ``steps`` steps after as many warm-up steps; nothing is recorded. A sweep with a time
-    budget uses it to predict a task's duration (``steps * config.steps``) before starting it."""
+@dataclasses.dataclass(frozen=True)
+class TaskTiming:
+    """What a task of a group costs (:func:`task_timing`): ``setup_s`` once per task (building the models,
+    moving the images to the device), ``step_s`` per optimiser step of the group, and ``eval_s`` per run
+    scored (None when not measured)."""
+    setup_s: float
+    step_s: float
+    eval_s: float | None = None
+
+    def predict(self, steps: int, runs: int) -> float:
+        """Seconds a task of ``runs`` runs trained for ``steps`` steps and then scored should take."""
+        return self.setup_s + self.step_s * steps + (self.eval_s or 0.0) * runs
+
+
+def task_timing(configs: Sequence[RunConfig], steps: int = 10, cache=None, score: bool = False) -> TaskTiming:
+    """The cost of training a group as :func:`run_group` would (fused when it can), nothing recorded: after
+    a one-step warm-up (allocations, kernel selection), ``steps`` and ``2 * steps`` steps are timed, so
+    that the per-step time is their difference and the rest of a call (the models built, the images moved to
+    the device: seconds at paper scale, every task) is ``setup_s``, paid once and not multiplied by a run's
+    thousands of steps. ``score``: also time one evaluation (:func:`evaluate`, the paper's numbers) of the
+    first run's model, the cost a task adds per run after training. A sweep with a time budget predicts a
+    task's duration with it before starting the task (:meth:`TaskTiming.predict`)."""
     import torch
 
     configs = list(configs)
     if len({c.fuse_key() for c in configs}) != 1:
-        raise ValueError("seconds_per_step needs configurations that differ only in seed and beta")
+        raise ValueError("task_timing needs configurations that differ only in seed and beta")
+    steps = int(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     data = load_data(configs[0], cache)
     fused = configs[0].fusable and len(configs) > 1
     device = torch.device(configs[0].device)
 
-    def timed():
+    def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        t = time.perf_counter()
-        _train_models(configs, data, fused, max_steps=steps)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - t
 
-    timed()  # warm-up: allocations, kernel selection, the first data transfer
-    return timed() / steps  # one step of the group: every run in it advanced by one step
+    def timed(n):
+        sync()
+        t = time.perf_counter()
+        models, _ = _train_models(configs, data, fused, max_steps=n)
+        sync()
+        return time.perf_counter() - t, models
+
+    timed(1)                                               # warm-up: the first allocations and transfer
+    t1, _ = timed(steps)
+    t2, models = timed(2 * steps)
+    step_s = max(t2 - t1, 0.0) / steps                     # one step of the group: every run advanced by one
+    setup_s = max(t1 - step_s * steps, 0.0)
+    eval_s = None
+    if score:
+        sync()
+        t = time.perf_counter()
+        evaluate(models[0], data, configs[0], [])
+        sync()
+        eval_s = time.perf_counter() - t
+    return TaskTiming(setup_s, step_s, eval_s)
+
+
+def seconds_per_step(configs: Sequence[RunConfig], steps: int = 10, cache=None) -> float:
+    """Wall-clock seconds per optimiser step of a group trained as :func:`run_group` would (fused when it
+    can), the setup of a call left out (:func:`task_timing`'s ``step_s``); nothing is recorded."""
+    return task_timing(configs, steps, cache).step_s
 
 
 def _error_text(err: BaseException) -> str:
