@@ -90,6 +90,13 @@ def test_tensor_parameters_follow_the_value_and_sample_to_their_device():
         assert x.device == META and x.shape == (7, 6)
         assert d.mean.device == META and d.scale.device == META
     assert log_lp_nested_norm(meta_z(n=3), (2.0, [1, (1.5, [2])])).device == META
+    # parameters held as CPU tensors (the scale too) are moved to the value's device, not mixed in
+    for sizes in ([3, 3], [2, 4]):
+        d = ISA(torch.tensor(2.1), sizes, torch.tensor([2.2, 1.5]), scale=torch.tensor(1.5), validate_args=False)
+        with DeviceGuard():
+            for out in (d.log_prob(meta_z()), d.radial_energy(meta_z())):
+                assert out.device == META and out.shape == (5,)
+            assert d.log_normaliser(torch.float32, META).device == META
     with DeviceGuard():
         assert log_radial_density(torch.empty(4, device=META), 6, 2.1).device == META
 

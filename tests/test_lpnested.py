@@ -471,3 +471,32 @@ def test_generalised_normal_takes_one_or_more_coordinates():
         with pytest.raises(ValueError, match="n must be an int >= 1"):
             PGeneralizedNormal(1.5, bad)
     assert repr(LpNested(eq6_tree(1.3, 2.5))) == "LpNested(tree=(1.3, [1, (2.5, [2])]), scale=2.0)"
+
+
+def test_a_tensor_scale_enters_the_density_in_the_working_precision():
+    """A float32 scale tensor with float64 values: log s is taken after the scale is cast to float64 (the
+    working dtype), so the log-density equals the one with the scale given as a float64 number to 1e-13 (a log
+    taken in float32 is off by ~1e-8 here). Eq. 7-8 with s = 1.7."""
+    z = torch.randn(6, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for sizes in ([3, 3], [2, 4]):
+        ref = ISA(2.1, sizes, [2.2, 1.5], scale=1.7).log_prob(z)
+        got = ISA(2.1, sizes, [2.2, 1.5], scale=torch.tensor(1.7, dtype=torch.float32)).log_prob(z)
+        f32 = ISA(2.1, sizes, [2.2, 1.5], scale=float(torch.tensor(1.7, dtype=torch.float32))).log_prob(z)
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, f32, rtol=0, atol=1e-13)   # the float32 scale's value, in float64
+        assert (got - ref).abs().max() > 1e-9                      # (which is not 1.7: the test can tell)
+
+
+def test_the_normaliser_follows_tensor_exponents_changed_in_place():
+    """Only plain-number parameters are cached: exponents held as a tensor (learned, updated in place by an
+    optimiser step) give the normaliser of their current values at each call, and each call's gradient."""
+    ps = torch.tensor([2.2, 1.5], dtype=torch.float64, requires_grad=True)
+    d = ISA(2.1, [3, 3], ps)
+    first = d.log_normaliser(torch.float64)
+    first.backward()
+    with torch.no_grad():
+        ps += 0.3
+    second = d.log_normaliser(torch.float64)
+    second.backward()                                     # a fresh graph (a cached one could not be reused)
+    torch.testing.assert_close(second, ISA(2.1, [3, 3], [2.5, 1.8]).log_normaliser(torch.float64))
+    assert (second - first).abs() > 1e-3
