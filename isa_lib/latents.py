@@ -15,7 +15,7 @@ def active_dims(mu: torch.Tensor | np.ndarray, threshold: float = 0.01) -> np.nd
     """Latents ordered by the variance of their posterior mean over the data, largest first, keeping
     those above ``threshold`` (the activity statistic of Burda et al. 2016: a pruned latent's mean does
     not move with x)."""
-    var = np.asarray(torch.as_tensor(mu).double().var(0))
+    var = np.asarray(torch.as_tensor(mu).detach().double().var(0).cpu())   # codes may live on a GPU
     order = np.argsort(-var, kind="stable")
     return order[var[order] > threshold]
 
@@ -26,7 +26,7 @@ def factor_means(mu: torch.Tensor | np.ndarray, factor_sizes: Sequence[int], kee
     ``mu`` holds one row per image of a full factor grid in C order (``prod(factor_sizes)`` rows). Returns
     an array of shape ``[factor_sizes[k] for k in keep] + [latent_dim]``.
     """
-    mu = np.asarray(torch.as_tensor(mu).double())
+    mu = np.asarray(torch.as_tensor(mu).detach().double().cpu())
     sizes = tuple(int(s) for s in factor_sizes)
     if mu.shape[0] != int(np.prod(sizes)):
         raise ValueError(f"mu has {mu.shape[0]} rows but the factor grid {sizes} has {int(np.prod(sizes))}")
@@ -45,8 +45,13 @@ def factor_means(mu: torch.Tensor | np.ndarray, factor_sizes: Sequence[int], kee
 def traversal(decode: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, dims: Sequence[int],
               values: Sequence[float]) -> np.ndarray:
     """Decoded images (as Bernoulli means) while latent ``d`` takes each of ``values`` and the others stay
-    at ``z0``: shape (len(dims), len(values), C, H, W)."""
+    at ``z0``: shape (len(dims), len(values), C, H, W). ``z0`` is moved to the decoder's device when the
+    decoder is a module (a code read on the CPU, a decoder trained on a GPU)."""
+    from .nets import module_device
+
     z0 = torch.as_tensor(z0).reshape(-1)
+    dev = module_device(decode)
+    z0 = z0 if dev is None else z0.to(dev)
     values_t = torch.as_tensor(list(values), dtype=z0.dtype, device=z0.device)
     rows = []
     for d in dims:

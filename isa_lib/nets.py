@@ -146,3 +146,12 @@ class VAE(nn.Module):
         mu, logvar = self.encoder(x)
         z = reparameterize(mu, logvar, generator)
         return Outputs(x, mu, logvar, z, self.decoder(z))
+
+
+def module_device(fn) -> torch.device | None:
+    """Where a network's parameters live (App. A.4 networks trained on a GPU stay there): the device of the
+    first parameter when ``fn`` is a module that has one, else None (a plain function, no preference)."""
+    if isinstance(fn, nn.Module):
+        p = next(iter(fn.parameters()), None)
+        return None if p is None else p.device
+    return None

@@ -35,6 +35,54 @@ def test_active_dims_orders_by_variance_and_drops_constant_latents():
     assert list(latents.active_dims(mu)) == [1, 0, 3]
 
 
+class OnAccelerator(torch.Tensor):
+    """A code as a GPU hands it out: NumPy cannot read it until ``.cpu()`` (a plain CPU tensor) is called."""
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() first")
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() first")
+
+    def cpu(self, *args, **kwargs):
+        return self.as_subclass(torch.Tensor).clone()
+
+
+def test_codes_on_an_accelerator_or_requiring_grad_are_read_through_the_cpu():
+    """active_dims and factor_means (and the figures built on them) take the codes where a model left them:
+    on a GPU, or still attached to the graph."""
+    mu = torch.as_tensor(code_from_factors())
+    ref_active, ref_means = latents.active_dims(mu), latents.factor_means(mu, SIZES, [4, 5])
+    for code in (mu.clone().as_subclass(OnAccelerator), mu.clone().requires_grad_()):
+        assert list(latents.active_dims(code)) == list(ref_active)
+        assert np.array_equal(latents.factor_means(code, SIZES, [4, 5]), ref_means)
+    with pytest.raises(TypeError, match="Use Tensor.cpu"):
+        np.asarray(mu.clone().as_subclass(OnAccelerator))        # the stand-in does refuse
+
+
+def test_traversal_hands_the_decoder_its_codes_on_the_decoder_s_device():
+    """A start code read on the CPU, a decoder whose parameters are on a GPU ("meta" stands in): the codes
+    go to the decoder's device (chapter 06's retraining failed with "Expected all tensors to be on the same
+    device"); a plain function gets them where they are."""
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1, device="meta"))
+            self.seen = []
+
+        def forward(self, z):
+            self.seen.append(z.device.type)
+            return torch.zeros(len(z), 1, 2, 2)
+
+    dec = Decoder()
+    assert latents.traversal(dec, torch.zeros(3), dims=[0, 2], values=[-1.0, 1.0]).shape == (2, 2, 1, 2, 2)
+    assert dec.seen == ["meta", "meta"]
+    seen = []
+    latents.traversal(lambda z: (seen.append(z.device.type), torch.zeros(len(z), 1, 2, 2))[1], torch.zeros(3),
+                      dims=[1], values=[0.0])
+    assert seen == ["cpu"]
+
+
 def test_traversal_changes_only_the_moved_latent():
     decode = lambda z: z[:, :1, None, None].expand(-1, 1, 2, 2) * 0 + z.sum(1)[:, None, None, None]
     imgs = latents.traversal(decode, torch.zeros(3), dims=[0, 2], values=[-1.0, 0.0, 1.0])

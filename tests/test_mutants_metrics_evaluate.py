@@ -437,3 +437,38 @@ def test_an_empty_dataset_and_bad_counts_get_named_errors_in_encoding_and_recons
         with pytest.raises(ValueError, match=rf"^n_samples must be an integer >= 1, got {bad!r}$"):
             M.reconstruction_log_likelihood(encode, decode, data, n_samples=bad)
     assert np.isfinite(M.reconstruction_log_likelihood(encode, decode, data, n_samples=1, batch_size=1))
+
+
+class _Recording(torch.nn.Module):
+    """A module whose parameter lives on ``device`` ("meta" stands in for a GPU); it records where its inputs
+    come from and answers with CPU tensors (meta tensors hold no values to score)."""
+
+    def __init__(self, device, fn):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1, device=device))
+        self.fn, self.seen = fn, []
+
+    def forward(self, x):
+        self.seen.append(x.device.type)
+        return self.fn(x.cpu() if x.device.type != "meta" else torch.zeros(x.shape))
+
+
+def test_encoding_and_reconstruction_default_to_the_device_of_the_model(monkeypatch):
+    """Without ``device``, an encoder (decoder) trained on a GPU gets its batches on its own device, not the
+    CPU's ("Expected all tensors to be on the same device" in chapter 06's retraining before); an explicit
+    device still wins, and a plain function still runs on the CPU."""
+    data = grid((3, 4))
+    enc = _Recording("meta", encode)
+    mu, lv = M.encode_dataset(enc, data, batch_size=5)
+    assert enc.seen == ["meta"] * 3 and mu.shape == (12, 3) and mu.device.type == "cpu"
+    M.encode_dataset(enc, data, device="cpu")
+    assert enc.seen[3:] == ["cpu"]
+    dec = _Recording("meta", decode)
+    from isa_lib.metrics import _elbo
+    monkeypatch.setattr(_elbo, "bernoulli_log_likelihood", lambda x, logits: torch.zeros(len(x)))  # meta: no values
+    binary = (data.images > 0.5).to(torch.uint8)               # whole numbers: checked before they move
+    M.reconstruction_log_likelihood(None, dec, binary, max_value=1, posteriors=encode(data.images))
+    assert dec.seen == ["meta"]
+    seen = []
+    M.encode_dataset(lambda x: (seen.append(x.device.type), encode(x))[1], data)
+    assert seen == ["cpu"]

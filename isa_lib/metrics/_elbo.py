@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..nets import module_device
 from ..objectives import bernoulli_log_likelihood
 from ._checks import _int_at_least
 from ._inputs import _generator, _pick_device
@@ -78,6 +79,12 @@ def _images_and_scale(data, max_value):
     return images, (None if max_value is None else float(max_value))
 
 
+def _device_for(device, module):
+    """``device`` if given, else the device of ``module``'s parameters (an encoder trained on a GPU gets its
+    batches there), else the CPU."""
+    return _pick_device(module_device(module) if device is None else device)
+
+
 def _check_not_empty(images) -> None:
     if images.dim() == 0 or images.shape[0] == 0:
         raise ValueError(f"the dataset has no images (images of shape {tuple(images.shape)})")
@@ -95,12 +102,13 @@ def encode_dataset(encode: Callable, data, batch_size: int = 1024, device=None, 
     """Posterior (mu, logvar) of every image, in the dataset's order, as float32 CPU tensors.
 
     encode: images (B, C, H, W) float in [0, 1] -> (mu, logvar).  data: a dataset-like object with
-    ``images`` (and ``max_value`` for uint8) or an image tensor.
+    ``images`` (and ``max_value`` for uint8) or an image tensor.  ``device``: where the batches go (default:
+    the encoder's parameters' device when it is a module, else the CPU).
     """
     batch_size = _int_at_least("batch_size", batch_size, 1)
     images, mv = _images_and_scale(data, max_value)
     _check_not_empty(images)
-    dev = _pick_device(device)
+    dev = _device_for(device, encode)
     mus, lvs = [], []
     for s in range(0, images.shape[0], int(batch_size)):
         m, lv = encode(_to_float(images[s:s + int(batch_size)], mv, dev))
@@ -119,12 +127,13 @@ def reconstruction_log_likelihood(encode: Callable, decode: Callable, data, batc
     from a seeded CPU generator).  Returns nats per image, averaged over the dataset and the draws.
     ``posteriors``: the (mu, logvar) of every image, as :func:`encode_dataset` returns them with the same
     ``batch_size``, to skip encoding again (the evaluation driver shares them with the MIG; same numbers).
+    ``device``: where the computation runs (default: the decoder's parameters' device, else the CPU).
     """
     batch_size = _int_at_least("batch_size", batch_size, 1)
     n_samples = _int_at_least("n_samples", n_samples, 1)
     images, mv = _images_and_scale(data, max_value)
     _check_not_empty(images)
-    dev = _pick_device(device)
+    dev = _device_for(device, decode)
     gen = _generator(seed, None)
     # integer images are checked once, on their integers (a pass over the uint8 grid, not two over its floats)
     whole = not images.is_floating_point() and images.numel() > 0
