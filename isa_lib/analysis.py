@@ -180,12 +180,17 @@ def describe_study(df: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
-_INT_FIELDS = {"seed", "latent_dim", "hidden", "image_size", "batch_size", "mig_samples", "disc_hidden"}
+_INT_FIELDS = {"seed", "latent_dim", "hidden", "image_size", "batch_size", "mig_samples", "disc_hidden", "fused"}
 
 
-def run_config(row: pd.Series):
+def run_config(row: pd.Series, alone: bool = False):
     """The :class:`isa_lib.experiments.RunConfig` of a result-table row (JSON text and CSV's NaN/float
-    types undone), checked against the row's ``config_hash``, so a run can be repeated exactly."""
+    types undone), checked against the row's ``config_hash``, so a run can be repeated exactly.
+    ``alone``: the same run trained alone (``fused=1``), which one process can retrain by itself; a run of
+    a fused group (``fused=K``, every study a GPU sweep makes) is repeated exactly only with its whole
+    group, and alone its numbers differ by the floating-point order of the fused reductions."""
+    import dataclasses
+
     from .experiments import RunConfig
 
     fields = {}
@@ -196,6 +201,8 @@ def run_config(row: pd.Series):
         if isinstance(v, str) and v[:1] in "[{":
             v = json.loads(v)
         elif v is None or (isinstance(v, float) and np.isnan(v)):
+            if name == "fused":   # a run trained alone stores no fused field (its hash predates it): 1
+                continue
             v = None
         elif isinstance(v, (float, np.floating)) and name in _INT_FIELDS:
             v = int(v)
@@ -205,7 +212,7 @@ def run_config(row: pd.Series):
     config = RunConfig.from_dict(fields)
     if "config_hash" in row.index and config.config_hash() != row["config_hash"]:
         raise ValueError(f"row {row['config_hash'][:12]} does not rebuild its configuration exactly")
-    return config
+    return dataclasses.replace(config, fused=1) if alone and config.fused != 1 else config
 
 
 def same_run(results, config, outcome: Mapping | None = None,

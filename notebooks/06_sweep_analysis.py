@@ -512,9 +512,10 @@ display(table(reps[["model", "beta", "seed", "mig", "reconstruction"]].assign(ru
 # %% tags=["hide-input", "traversal"]
 if retrain_representatives:
     for _, row in reps.iterrows():
-        config = analysis.run_config(row)
+        config = analysis.run_config(row, alone=True)   # a run of a fused group is retrained by itself
         res, trained, data = experiments.run_one(config, return_model=True)
-        print(f"{config.short()}: MIG {res['mig']:.3f} (ledger {row['mig']:.3f}), "
+        twin = "" if config.config_hash() == row["config_hash"] else " (trained alone; the ledger's run was fused)"
+        print(f"{config.short()}{twin}: MIG {res['mig']:.3f} (ledger {row['mig']:.3f}), "
               f"recon {res['reconstruction']:.1f} (ledger {row['reconstruction']:.1f})")
         mu, _ = metrics.encode_dataset(trained.encoder, data)
         active = latents.active_dims(mu)[:6]

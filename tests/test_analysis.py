@@ -1,4 +1,5 @@
 """Sweep summaries (isa_lib.analysis) and their figures (isa_lib.plots.sweeps), on tables with known answers."""
+import dataclasses
 import json
 
 import matplotlib
@@ -82,6 +83,15 @@ def test_a_result_row_rebuilds_its_exact_configuration(tmp_path):
     back = pd.read_csv(tmp_path / "t.csv")
     assert analysis.run_config(back.iloc[0]) == cfg
     assert analysis.run_config(back.iloc[1]) == other
+    # a study mixing fused and unfused runs (a GPU sweep whose last group is one run): the CSV's fused column
+    # is float with NaN where a run was trained alone (its hash predates the field)
+    fused = dataclasses.replace(cfg, fused=4)
+    d = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in fused.to_dict().items()}
+    pd.DataFrame(rows + [{**d, "config_hash": fused.config_hash()}]).to_csv(tmp_path / "f.csv", index=False)
+    mixed = pd.read_csv(tmp_path / "f.csv")
+    assert mixed["fused"].dtype == float and mixed["fused"].isna().sum() == 2
+    assert [analysis.run_config(r) for _, r in mixed.iterrows()] == [cfg, other, fused]
+    assert [analysis.run_config(r, alone=True) for _, r in mixed.iterrows()] == [cfg, other, cfg]
     bad = back.iloc[0].copy()
     bad["seed"] = 4
     with pytest.raises(ValueError, match="does not rebuild"):
