@@ -442,6 +442,16 @@ def test_a_ray_sweep_on_cuda_must_ask_for_gpus(tmp_path):
     assert not (tmp_path / "l.db").exists()
 
 
+def test_a_local_sweep_on_cuda_needs_a_gpu_that_torch_sees(tmp_path, monkeypatch):
+    """Without a visible GPU every run of a local cuda sweep was recorded failed; now nothing is run."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"runs on device 'cuda', but torch .* sees no CUDA device"):
+        sweep([tiny(device="cuda")], tmp_path / "l.db", progress=False)
+    assert not (tmp_path / "l.db").exists()
+
+
 def test_seconds_per_step_times_a_group_and_records_nothing(tmp_path):
     group = [tiny(model="isa_vae", seed=s, beta=b) for s, b in ((0, 1.0), (1, 2.0))]
     t = E.seconds_per_step(group, steps=3)

@@ -59,12 +59,19 @@ def assign_fusion(configs: Sequence[RunConfig], fuse: int = 1) -> tuple[list[Run
 
 def _check_gpu_request(configs: Sequence[RunConfig], backend: str, gpus_per_task) -> None:
     """Ray hides every GPU from a task that asks for none (its CUDA_VISIBLE_DEVICES is empty), so runs on a
-    CUDA device under Ray without ``gpus_per_task`` would each fail with "no CUDA device": refused here,
-    before any run is recorded failed."""
+    CUDA device under Ray without ``gpus_per_task`` would each fail with "no CUDA device"; so would every run
+    of a local sweep on a machine whose torch sees no GPU. Both are refused here, before any run is recorded
+    failed (a Ray cluster's GPUs are on its nodes, not necessarily here: not checked)."""
     cuda = sorted({c.device for c in configs if str(c.device).startswith("cuda")})
     if backend == "ray" and cuda and not gpus_per_task > 0:
         raise ValueError(f"runs on device {cuda[0]!r} under Ray need gpus_per_task > 0 (--gpus-per-task): Ray "
                          f"hides the GPUs from a task that asks for none, got gpus_per_task={gpus_per_task!r}")
+    if backend == "local" and cuda:
+        import torch
+
+        if not torch.cuda.is_available():   # each run would be recorded failed, to be retried by hand
+            raise ValueError(f"runs on device {cuda[0]!r}, but torch {torch.__version__} sees no CUDA device on "
+                             f"this machine (a CPU build of torch, or no GPU): nothing was run")
 
 
 def _check_fuse(fuse) -> int:
