@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -73,6 +74,18 @@ def describe_budget(df: pd.DataFrame) -> str:
                 f"{seen.iloc[0] / 1e6:.2f} M training images per run = the paper's budget")
     return (f"{seen.min() / 1e6:.2f}-{seen.max() / 1e6:.2f} M training images per run = "
             f"{share.min():.3f}-{share.max():.3f} of the paper's {PAPER_IMAGES_SEEN / 1e6:.1f} M")
+
+
+def fraction_label(fraction: float) -> str:
+    """A budget fraction as the chapter names it: "1/8", "1/2" (the nearest fraction with a denominator up to
+    64, when it is within 1e-9), or "all" for the whole budget (Table 1's 14.7 M images)."""
+    f = float(fraction)
+    if not np.isfinite(f) or f <= 0:
+        raise ValueError(f"a budget fraction must be a positive number, got {fraction!r}")
+    if np.isclose(f, 1.0, rtol=0, atol=1e-9):
+        return "all"
+    near = Fraction(f).limit_denominator(64)
+    return f"{near.numerator}/{near.denominator}" if abs(float(near) - f) < 1e-9 else f"{f:g}"
 
 
 def load_results(path_or_frame) -> pd.DataFrame:

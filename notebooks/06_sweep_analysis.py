@@ -145,10 +145,10 @@ if budget is not None:
     most = max(n_pairs.values(), default=0)
     top = max((f for f, n in n_pairs.items() if n == most and n >= 2), default=None)
     partial = max((f for f, n in n_pairs.items() if n >= 2 and top is not None and f > top), default=None)
-    print(f"Largest fraction that all {most} paired seeds of beta-VAE and ISA-VAE have reached: {top}"
+    print(f"Largest fraction that all {most} paired seeds of beta-VAE and ISA-VAE have reached: {analysis.fraction_label(top) if top else None}"
           + ("" if top is None else f" ({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M images per run)"))
     if partial is not None:
-        print(f"Still filling up: {partial:g} of the budget, {n_pairs[partial]} of {most} pairs so far (provisional)")
+        print(f"Still filling up: {analysis.fraction_label(partial)} of the budget, {n_pairs[partial]} of {most} pairs so far (provisional)")
     # What a run costs here: the first fraction is trained from step 0, so its time per step is a whole step's
     first = budget[np.isclose(budget["budget_fraction"], budget["budget_fraction"].min())]
     per_step = (first["timings.train_s"] / first["train_steps"]).median()
@@ -208,14 +208,14 @@ budget_claims = []
 if budget is not None and top is not None:
     at = budget[np.isclose(budget["budget_fraction"], top)]
     shown = [m for m in arms if m in set(at["model"])]
-    fig = sweeps.mig_distribution(at, 1.0, shown, title=f"MIG at beta = 1 after {top:g} of the paper's budget "
+    fig = sweeps.mig_distribution(at, 1.0, shown, title=f"MIG at beta = 1 after {analysis.fraction_label(top)} of the paper's budget "
                                   f"({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M images; budget study, MLP 512)")
     plt.show()
     display(table(analysis.summarise(at)[["model", "n", "mig_mean", "mig_sem", "mig_median", "mig_q25", "mig_q75",
                                            "mig_max"]], caption="MIG over seeds per arm"))
-    label = f"Fig. 5a, {top:g} of the paper's budget"
+    label = f"Fig. 5a, {analysis.fraction_label(top)} of the paper's budget"
     budget_claims = [analysis.claims(at, [(label, "isa_vae", "beta_vae"),
-                                          (f"prior strength p = 4, {top:g} of the budget", "isa_vae_p4", "beta_vae")],
+                                          (f"prior strength p = 4, {analysis.fraction_label(top)} of the budget", "isa_vae_p4", "beta_vae")],
                                      metric) for metric in ("mig", "reconstruction")]
     for c in budget_claims:
         if len(c):
@@ -236,17 +236,17 @@ if budget is not None and top is not None:
 if budget is not None and partial is not None:
     ahead = budget[np.isclose(budget["budget_fraction"], partial)]
     for metric in ("mig", "reconstruction"):
-        c = analysis.claims(ahead, [(f"ISA-VAE, {partial:g} of the budget (provisional)", "isa_vae", "beta_vae"),
-                                    (f"p = 4, {partial:g} of the budget (provisional)", "isa_vae_p4", "beta_vae")],
+        c = analysis.claims(ahead, [(f"ISA-VAE, {analysis.fraction_label(partial)} of the budget (provisional)", "isa_vae", "beta_vae"),
+                                    (f"p = 4, {analysis.fraction_label(partial)} of the budget (provisional)", "isa_vae_p4", "beta_vae")],
                             metric)
         if len(c):
             display(table(c[["claim", "metric", "n_pairs", "difference", "t_ci_low", "t_ci_high", "t", "df", "p",
                              "mde80"]], digits=3, intervals={"95 % t interval": ("t_ci_low", "t_ci_high")},
-                          caption=f"Paired differences at {partial:g} of the budget, seeds finished so far "
+                          caption=f"Paired differences at {analysis.fraction_label(partial)} of the budget, seeds finished so far "
                                   f"(uncorrected p, not in the verdicts)"))
     runs = ahead.pivot_table(index="seed", columns="model", values="mig")
     display(table(runs.rename(columns=lambda m: analysis.MODEL_LABELS.get(m, m)), digits=3,
-                  caption=f"MIG of each seed at {partial:g} of the budget"))
+                  caption=f"MIG of each seed at {analysis.fraction_label(partial)} of the budget"))
 else:
     display(Markdown("No fraction is filling up beyond the one above: every run has reached the same budget."))
 
@@ -425,7 +425,7 @@ if len(allc):
         main = allc[allc["claim"].str.startswith("Fig. 5a, ") & (allc["metric"] == "mig")
                     & ~allc["claim"].str.contains("large")]
         for _, r in main.iterrows():
-            display(Markdown(f"**In plain words:** after {top:g} of the paper's training budget ({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M "
+            display(Markdown(f"**In plain words:** after {analysis.fraction_label(top)} of the paper's training budget ({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M "
                   f"of its 14.7 M images), over {int(r['n_pairs'])} paired seeds, ISA-VAE's MIG minus beta-VAE's is "
                   f"{r['difference']:+.4f} (95 % t interval {r['t_ci_low']:+.4f} to {r['t_ci_high']:+.4f}); the verdict after Holm's "
                   f"correction is '{r['verdict']}', and this study could detect a true difference of {r['mde80']:.4f} "

@@ -443,3 +443,13 @@ def test_the_t_interval_is_scipys_and_wider_than_the_bootstrap_at_two_pairs():
     assert np.isclose(w.t_ci_high - w.t_ci_low, 2 * stats.t.ppf(0.975, w.df) * w.se)
     two = analysis.paired_test([0.115, 0.09], [0.203, 0.064])
     assert two.t_ci_high - two.t_ci_low > 5 * (two.ci_high - two.ci_low)   # 3 resample means: far too narrow
+
+
+def test_fraction_label_names_the_budget_fractions():
+    """The chapter names the study's fractions 1/8, 1/4, 1/2 and all; other shares keep their decimals."""
+    assert [analysis.fraction_label(f) for f in (0.125, 0.25, 0.5, 1.0)] == ["1/8", "1/4", "1/2", "all"]
+    assert analysis.fraction_label(3 / 8) == "3/8"
+    assert analysis.fraction_label(4320 * 128 / (7200 * 2048)) == "0.0375"    # 3/80: no small denominator
+    for bad in (0.0, -0.5, float("nan")):
+        with pytest.raises(ValueError, match="budget fraction"):
+            analysis.fraction_label(bad)
