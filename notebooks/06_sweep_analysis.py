@@ -166,7 +166,8 @@ else:
 # ### The dose-response: MIG and reconstruction against images seen
 #
 # Top, each run's score at each fraction of its budget (thin lines, one per seed) and the mean of each arm
-# (bold); the dashed line is the paper's budget. Below it, the paired differences (ISA arm minus $\beta$-VAE, same
+# (bold; at a fraction still filling up, the mean of the seeds finished so far, listed in the first table);
+# the dashed line is the paper's budget. Below it, the paired differences (ISA arm minus $\beta$-VAE, same
 # seed) with their 95 % $t$ intervals: an interval clear of zero is a difference seed noise does not explain
 # at that budget. The table under each figure is the same, in numbers, with the bootstrap interval beside
 # the $t$ interval (at two or three seeds the bootstrap has only a few distinct resamples and is far too
