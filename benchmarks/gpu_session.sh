@@ -7,7 +7,7 @@
 #
 # The experiment first, the benchmarks only in what is left: a loan's minutes go to the question it answers.
 # Steps (each bounded by `timeout`, each writing a log under $OUT, each printed with the seconds it took):
-#   1. the machine and torch's view of it (env.txt);
+#   1. the machine and torch's view of it (setup.log, which the data step's log then continues);
 #   2. the data: benchmarks/gpu_sweep.py --prepare-data builds the grid's dSprites into the cache (737,280
 #      images, 3 GB at paper scale, not shipped with the code: generated on the machine that trains);
 #   3. benchmarks/gpu_sweep.py on ONE question, Fig. 5a at paper scale (experiments/grids/
@@ -23,6 +23,8 @@
 #      (fused against separate training, the finite check every step against once per log step),
 #      benchmarks/bench_mig_kernel.py (the streamed MIG kernel at full dSprites) and benchmarks/bench_roofline.py
 #      (training steps of the paper's MLP against the matmul rate).
+# $OUT ends with 8 files at most (setup.log, gpu_sweep.log, the ledger and its CSV, one log per benchmark):
+# a device loan brings back no more than 8.
 # GRID (environment) picks another grid, e.g. GRID=experiments/grids/dsprites_paper.yml for the full Table 1.
 # SWEEP_ARGS (environment) is appended to gpu_sweep.py's arguments, e.g. SWEEP_ARGS="--max-tasks 2".
 # The machine needs torch, numpy, pandas, pyyaml, scipy and tqdm (the device image has them); ray is not used.
@@ -65,7 +67,7 @@ step() {
     fi
     echo "== $title ($now s left, limit $limit s)"
     local t0; t0=$(date +%s)
-    timeout "$limit" "$@" 2>&1 | tee "$OUT/$log"
+    timeout "$limit" "$@" 2>&1 | tee -a "$OUT/$log"
     echo "-- $title took $(( $(date +%s) - t0 )) s (exit ${PIPESTATUS[0]})"
 }
 
@@ -73,13 +75,13 @@ step() {
     date -u; uname -a; nvidia-smi 2>&1 | head -15
     "$py" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda',
 torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
-} > "$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
+} > "$OUT/setup.log" 2>&1
+cat "$OUT/setup.log"
 
 # the data step is never skipped: without it the sweep's first timing would build the data set in its budget
 data_limit=$(( $(left) - reserve )); [ "$data_limit" -gt "$data_s" ] && data_limit=$data_s
 [ "$data_limit" -lt 1 ] && data_limit=1
-step "data" "$data_limit" data.log "$py" benchmarks/gpu_sweep.py --grid "$grid" $sweep_args --prepare-data
+step "data" "$data_limit" setup.log "$py" benchmarks/gpu_sweep.py --grid "$grid" $sweep_args --prepare-data
 
 sweep_budget=$(( $(left) - reserve ))
 if [ "$sweep_budget" -gt 30 ]; then

@@ -155,10 +155,45 @@ def test_gpu_sweep_splits_a_task_that_would_overrun_and_stops_when_one_run_would
 BENCHMARKS = ("gpu_metrics", "bench_train", "bench_mig_kernel", "bench_roofline")
 
 
+#: Packages this project's environment has and the GPU machine's image lacks (its package list, read
+#: 2026-11-17: torch 2.11, numpy, scipy, pandas, pyyaml, tqdm, matplotlib, scikit-learn, ... but not these).
+#: The smoke session runs with them blocked, so that an import the GPU machine cannot satisfy fails here.
+NOT_ON_GPU_IMAGE = ("autograd", "ray", "sqlalchemy", "jupytext", "papermill", "nbformat", "nbclient",
+                    "ipywidgets", "ipykernel", "IPython", "disent", "playwright")
+
+#: At most this many files come back from a device loan's $OUT.
+DEVICE_FILES_BACK = 8
+
+
+def block_imports(tmp_path, names=NOT_ON_GPU_IMAGE) -> str:
+    """A folder holding a sitecustomize.py that makes importing any of ``names`` fail (for PYTHONPATH)."""
+    folder = tmp_path / "block"
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "import importlib.abc, sys\n"
+        f"BLOCKED = {set(names)!r}\n"
+        "class Blocker(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
+        "            raise ImportError(f'{name} is not on the GPU machine')\n"
+        "sys.meta_path.insert(0, Blocker())\n")
+    return str(folder)
+
+
+def test_the_import_blocker_blocks(tmp_path):
+    """The guard the smoke sessions run under does fail an import of a package the GPU image lacks."""
+    env = {**os.environ, "PYTHONPATH": block_imports(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", "import autograd"], env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "not on the GPU machine" in r.stderr
+    r = subprocess.run([sys.executable, "-c", "import numpy, yaml, scipy, pandas, tqdm"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def run_session(tmp_path, budget, sweep_args="--max-tasks 2"):
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "ISA_VAE_CACHE": str(tmp_path / "cache"),
-           "SWEEP_ARGS": sweep_args}
+           "SWEEP_ARGS": sweep_args, "PYTHONPATH": block_imports(tmp_path)}
     r = subprocess.run(["bash", "benchmarks/gpu_session.sh", str(budget), "--cpu-smoke"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=budget + 120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -186,10 +221,14 @@ def test_gpu_session_script_runs_the_sweep_first_then_the_benchmarks_on_a_cpu(tm
     assert step_lines(stdout) == ["data", "gpu_sweep", "saving"] + list(BENCHMARKS), stdout[-3000:]
     for title in ("data", "gpu_sweep", *BENCHMARKS):
         assert f"-- {title}" in stdout and " took " in stdout, title
-    assert "data set dsprites" in (out / "data.log").read_text()
-    for name in ("env.txt", "data.log", "gpu_metrics.log", "bench_train.log", "bench_mig_kernel.log",
-                 "bench_roofline.log", "gpu_sweep.log", "smoke.db", "smoke.csv"):
+    setup = (out / "setup.log").read_text()
+    assert "torch" in setup and "data set dsprites" in setup       # the machine's view, then the data step
+    names = ("setup.log", "gpu_metrics.log", "bench_train.log", "bench_mig_kernel.log", "bench_roofline.log",
+             "gpu_sweep.log", "smoke.db", "smoke.csv")
+    for name in names:
         assert (out / name).stat().st_size > 0, name
+    # everything comes back from a device loan: no more files than it returns, no folders
+    assert sorted(p.name for p in out.iterdir()) == sorted(names) and len(names) <= DEVICE_FILES_BACK
     assert "M evals/s" in (out / "bench_mig_kernel.log").read_text()
     assert "of matmul" in (out / "bench_roofline.log").read_text()
     assert "MIG =" in (out / "gpu_metrics.log").read_text()
