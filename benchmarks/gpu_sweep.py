@@ -1,7 +1,9 @@
 """As much of the paper's dSprites sweep (Table 1, experiments/grids/dsprites_paper.yml) as fits in a budget.
 
 Seeds (and betas) of one model are fused into one train_many call per task; tasks are taken breadth-first
-(seed 0 of every model and beta before seed 1, models interleaved), so a partial sweep covers every setting.
+(seed 0 of every model and beta before seed 1, models in the grid's order), and a task starts only if its
+partners (the other models' tasks at the same seeds) fit too (:func:`next_task`), so a partial sweep leaves
+pairs.
 Every finished run goes to the ledger at once; rerunning continues where the last call stopped. Before a
 task starts, its duration is predicted from a short timing of its fused group
 (isa_lib.experiments.task_timing: the task's setup once, the time per step x the run's steps, and per run the
@@ -37,18 +39,58 @@ SMOKE = dict(epochs=2.0, batch_size=32, latent_dim=4, layout=(2, 2), hidden=32, 
                       ("scale", (0, 5)), ("shape", (0, 1))))
 
 
-def interleave(groups):
-    """Round-robin over the models, each model's tasks in their (seed-major) order."""
-    by_model = {}
-    for g in groups:
-        by_model.setdefault(g[0].model, []).append(g)
-    queues = list(by_model.values())
-    out = []
-    while any(queues):
-        for q in queues:
-            if q:
-                out.append(q.pop(0))
-    return out
+def run_key(config):
+    """What pairs runs of different models: the same budget fraction, seed and beta (the same seed gives each
+    model the same initial weights and data order)."""
+    return (config.budget_fraction, config.seed, config.beta)
+
+
+def order_queue(queue, rank):
+    """Breadth-first over what is still to do: the task holding the smallest (fraction, seed, beta) first, the
+    grid's model order (``rank``) breaking ties. A model that a budget left behind (a loan that ended between
+    the arms) therefore catches up first in the next call."""
+    queue.sort(key=lambda g: (min(run_key(c) for c in g), rank[g[0].model]))
+
+
+def next_task(queue, left, predicted, rank, say=print):
+    """The next task to train, taken from ``queue`` (groups of runs of one model each; changed in place), or
+    None to stop.
+
+    A task starts only if it fits in ``left`` seconds together with its partners: the tasks of the other models
+    at the same (fraction, seed, beta), each assumed to cost what this one does. A task that does not fit is
+    halved (fewer runs fused); a task whose runs' partners are done (a model catching up) is first cut to
+    those runs, so that it trains exactly the seeds the other models have. So a budget that ends mid-grid
+    leaves pairs, not one arm: the first GPU loan (450 s, 2026-12-04) trained 5 beta-VAE runs and no
+    ISA-VAE run before this rule. A single run that does not fit with its partners stops the call."""
+    while queue:
+        order_queue(queue, rank)
+        group = queue.pop(0)
+        queued = {}                                         # run key -> the models still to train it
+        for g in queue:
+            for c in g:
+                queued.setdefault(run_key(c), set()).add(c.model)
+        n_partners = [len(queued.get(run_key(c), set()) - {c.model}) for c in group]
+        alone = [c for c, n in zip(group, n_partners) if n == 0]
+        if alone and len(alone) < len(group):               # catch up first, on exactly the seeds others have
+            queue[:0] = [alone, [c for c, n in zip(group, n_partners) if n > 0]]
+            continue
+        group = assign_fusion(group, len(group))[0]       # a split part is trained (and hashed) as fused K'
+        guess = predicted(group)                          # (the first timing also builds the data set)
+        partners = max(n_partners)
+        need = guess * (1 + partners)
+        with_partners = f" (with {partners} partner task(s): ~{need:.0f} s)" if partners else ""
+        if need <= left():
+            return group, guess
+        if len(group) > 1:  # split: the halves go back to the queue
+            half = (len(group) + 1) // 2
+            queue[:0] = [group[:half], group[half:]]
+            say(f"a task of {len(group)} x {group[0].model} would take ~{guess:.0f} s{with_partners}, "
+                f"{left():.0f} s left: splitting it")
+            continue
+        say(f"stopping: one {group[0].model} run would take ~{guess:.0f} s{with_partners}, "
+            f"{need - left():.0f} s more than what is left")
+        return None, guess
+    return None, 0.0
 
 
 def any_fusion_done(config, fuse: int, done: set) -> bool:
@@ -116,7 +158,8 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
     todo = [c for c in todo if not any_fusion_done(c, args.fuse, done)]   # a split task's runs count as done
     left_to_do = {c.config_hash() for c in todo}
     # a task trains only its runs still to do (of a group split last time, the half not yet trained)
-    tasks = interleave([h for h in ([c for c in g if c.config_hash() in left_to_do] for g in planned) if h])
+    tasks = [h for h in ([c for c in g if c.config_hash() in left_to_do] for g in planned) if h]
+    rank = {m: i for i, m in enumerate(dict.fromkeys(c.model for c in configs))}
     print(f"{len(configs)} runs in the grid, {ledger.counts().get('done', 0)} recorded, {len(todo)} to run "
           f"in {len(tasks)} tasks of <= {args.fuse}; budget {args.budget_s:.0f} s", flush=True)
 
@@ -140,19 +183,9 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
         if args.max_tasks is not None and n_tasks >= args.max_tasks:
             print(f"stopping after {n_tasks} tasks (--max-tasks)", flush=True)
             break
-        group = queue.pop(0)
-        group = assign_fusion(group, len(group))[0]       # a split half is trained (and hashed) as fused K/2
-        guess = predicted(group)                          # (the first timing also builds the data set)
-        left = args.budget_s - (time.perf_counter() - t0)
-        if guess > left:
-            if len(group) > 1:  # split: the halves go back to the front of the queue
-                half = (len(group) + 1) // 2
-                queue[:0] = [group[:half], group[half:]]
-                print(f"a task of {len(group)} x {group[0].model} would take ~{guess:.0f} s, {left:.0f} s left: "
-                      f"splitting it", flush=True)
-                continue
-            print(f"stopping: one {group[0].model} run would take ~{guess:.0f} s, {guess - left:.0f} s more than "
-                  f"what is left", flush=True)
+        group, guess = next_task(queue, lambda: args.budget_s - (time.perf_counter() - t0), predicted, rank,
+                                 say=lambda line: print(line, flush=True))
+        if group is None:
             break
         t = time.perf_counter()
         # No checkpoints: each task is sized to finish in the budget, and a fused paper-scale checkpoint is GBs;

@@ -96,6 +96,56 @@ def test_eval_share_of_the_budget_ledger(tmp_path, capsys):
     assert "measured share 5.3% (400 s of 7600 s); CPU seconds 2.7%" in text
 
 
+def simulate_loan(gpu_sweep, queue, budget, cost):
+    """Run next_task over ``queue`` as gpu_sweep does, with a task costing ``cost(n_runs)`` seconds; returns
+    the (model, seeds) of the tasks started and the lines said."""
+    rank = {"beta_vae": 0, "isa_vae": 1}
+    spent, started, said = [0.0], [], []
+    while True:
+        group, guess = gpu_sweep.next_task(queue, lambda: budget - spent[0], lambda g: cost(len(g)), rank,
+                                           say=said.append)
+        if group is None:
+            return started, said
+        assert guess <= budget - spent[0]
+        spent[0] += guess
+        started.append((group[0].model, [c.seed for c in group]))
+
+
+def paper_beta1_queue(gpu_sweep, done=()):
+    """The Fig. 5a grid's planned tasks (fused 10), less the (model, seed) runs in ``done``."""
+    configs = E.load_grid(ROOT / "experiments" / "grids" / "dsprites_paper_beta1.yml")
+    _, planned = gpu_sweep.assign_fusion(configs, 10)
+    groups = [[c for c in g if (c.model, c.seed) not in done] for g in planned]
+    return [g for g in groups if g]
+
+
+def test_gpu_sweep_leaves_pairs_when_the_budget_ends_mid_grid():
+    """The first GPU loan (450 s) trained seeds 0-4 of beta-VAE and no ISA-VAE run: tasks went whole to one
+    arm. With the costs that loan measured (a task of n fused paper-scale runs: ~110 s + 25 s x n), a budget
+    of 395 s now goes to equal seeds of both arms; and a ledger holding that loan's five beta-VAE runs starts
+    the next call with ISA-VAE on exactly those seeds."""
+    gpu_sweep = load_gpu_sweep()
+
+    def cost(n):
+        return 110.0 + 25.0 * n
+
+    started, said = simulate_loan(gpu_sweep, paper_beta1_queue(gpu_sweep), 395.0, cost)
+    assert [m for m, _ in started] == ["beta_vae", "isa_vae"], (started, said)
+    assert started[0][1] == started[1][1] and len(started[0][1]) >= 2, started
+    assert any("partner" in line and "splitting it" in line for line in said)
+    # a loan that ended between the arms: the lagging arm catches up first, on exactly the seeds missing
+    done = {("beta_vae", s) for s in range(5)}
+    started, _ = simulate_loan(gpu_sweep, paper_beta1_queue(gpu_sweep, done), 250.0, cost)
+    assert started[0] == ("isa_vae", [0, 1, 2, 3, 4]), started
+    # a budget in which one run fits but not its partner: nothing unpaired is started
+    started, said = simulate_loan(gpu_sweep, paper_beta1_queue(gpu_sweep), 200.0, cost)
+    assert started == [] and said[-1].startswith("stopping: one beta_vae run"), said
+    # enough for everything: every run of both arms, seed blocks in order, the arms alternating
+    started, _ = simulate_loan(gpu_sweep, paper_beta1_queue(gpu_sweep), 1e9, cost)
+    assert [m for m, _ in started] == ["beta_vae", "isa_vae"] * 5
+    assert [seeds for _, seeds in started] == [list(range(10 * i, 10 * i + 10)) for i in range(5) for _ in "ab"]
+
+
 def test_gpu_sweep_continues_where_a_call_stopped(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ISA_VAE_CACHE", str(tmp_path / "cache"))
     gpu_sweep = load_gpu_sweep()
