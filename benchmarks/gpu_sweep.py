@@ -7,8 +7,10 @@ pairs.
 Every finished run goes to the ledger at once; rerunning continues where the last call stopped. Before a
 task starts, its duration is predicted from a short timing of its fused group
 (isa_lib.experiments.task_timing: the task's setup once, the time per step x the run's steps, and per run the
-slowest evaluation so far, or before the first task one evaluation timed on the probe's model); a task that
-would not end inside the budget is split (fewer runs fused) or, if one run does not fit, the sweep stops,
+slowest evaluation so far, or before the first task one evaluation timed on the probe's model), or, for a
+task of a shape that ran before, from what that task took (the ledger's timings); a task that would not end
+inside the budget with a margin (--margin, 1.2: the first GPU loan's first task took 16 % longer than its
+probe said) is split (fewer runs fused) or, if one run does not fit, the sweep stops,
 so that no budget is spent on a task that would be cut off and lost. On CUDA, float32 matrix products use
 TF32 unless --no-tf32 (recorded per run as timings.float32_matmul).
 
@@ -30,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isa_lib.experiments import Ledger, load_grid, sweep, task_timing  # noqa: E402
+from isa_lib.experiments import Ledger, RunConfig, load_grid, sweep, task_timing  # noqa: E402
 from isa_lib.experiments.sweeps import assign_fusion  # noqa: E402
 
 # --cpu-smoke: the paper grid's structure (models, breadth-first order, fusing) on a tiny sub-grid.
@@ -52,7 +54,7 @@ def order_queue(queue, rank):
     queue.sort(key=lambda g: (min(run_key(c) for c in g), rank[g[0].model]))
 
 
-def next_task(queue, left, predicted, rank, say=print):
+def next_task(queue, left, predicted, rank, say=print, margin=1.0):
     """The next task to train, taken from ``queue`` (groups of runs of one model each; changed in place), or
     None to stop.
 
@@ -61,7 +63,9 @@ def next_task(queue, left, predicted, rank, say=print):
     halved (fewer runs fused); a task whose runs' partners are done (a model catching up) is first cut to
     those runs, so that it trains exactly the seeds the other models have. So a budget that ends mid-grid
     leaves pairs, not one arm: the first GPU loan (450 s, 2026-12-04) trained 5 beta-VAE runs and no
-    ISA-VAE run before this rule. A single run that does not fit with its partners stops the call."""
+    ISA-VAE run before this rule. A single run that does not fit with its partners stops the call.
+    ``margin`` (>= 1) multiplies every prediction before it is compared with what is left: a task cut off at
+    the end of a loan loses all its runs (that loan's first task took 16 % longer than its probe predicted)."""
     while queue:
         order_queue(queue, rank)
         group = queue.pop(0)
@@ -77,8 +81,10 @@ def next_task(queue, left, predicted, rank, say=print):
         group = assign_fusion(group, len(group))[0]       # a split part is trained (and hashed) as fused K'
         guess = predicted(group)                          # (the first timing also builds the data set)
         partners = max(n_partners)
-        need = guess * (1 + partners)
-        with_partners = f" (with {partners} partner task(s): ~{need:.0f} s)" if partners else ""
+        need = guess * (1 + partners) * margin
+        with_partners = f" (with {partners} partner task(s)" if partners else ""
+        with_partners += (f"{', ' if partners else ' ('}x {margin:g} margin" if margin != 1 else "")
+        with_partners += f": ~{need:.0f} s)" if with_partners else ""
         if need <= left():
             return group, guess
         if len(group) > 1:  # split: the halves go back to the queue
@@ -122,12 +128,16 @@ def main(argv=None):
     ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (changes the run hashes)")
     ap.add_argument("--no-tf32", action="store_true", help="full float32 matrix products on CUDA")
     ap.add_argument("--probe-steps", type=int, default=10, help="steps timed to predict a task's duration")
+    ap.add_argument("--margin", type=float, default=1.2,
+                    help="a task starts only if margin x its predicted time (with its partners') is left")
     ap.add_argument("--max-tasks", type=int, default=None, help="stop after this many tasks (budget or not)")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny version on the CPU, 3 seeds")
     ap.add_argument("--export", default=None, metavar="CSV")
     ap.add_argument("--prepare-data", action="store_true",
                     help="build (or verify) the grid's data sets in the cache, then stop; trains nothing")
     args = ap.parse_args(argv)
+    if not args.margin >= 1:
+        ap.error(f"--margin must be >= 1 (a factor on every predicted task time), got {args.margin}")
 
     t0 = time.perf_counter()
     configs = load_grid(args.grid)
@@ -168,9 +178,27 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
     evals = [r["metrics"]["timings"]["eval_s"] for r in ledger.rows("done") if "timings" in (r["metrics"] or {})]
     eval_s = max(evals) if evals else None
 
+    def trained_before(group):
+        """Seconds (data load + training) an earlier task of this group's shape took (the same fused configuration
+        up to seed and beta), from the ledger's timings: what the task really costs, where a probe of 10 and 20
+        steps can be off by tens of percent. None if no such task ran yet."""
+        key = group[0].fuse_key().config_hash()
+        seen = [r["metrics"]["timings"]["load_s"] + r["metrics"]["timings"]["train_s"] for r in ledger.rows("done")
+                if "timings" in (r["metrics"] or {}) and "train_s" in r["metrics"]["timings"]
+                and RunConfig.from_dict(r["config"]).fuse_key().config_hash() == key]
+        return max(seen) if seen else None
+
+    source = {}
+
     def predicted(group):
-        """Seconds the group's task should take: its setup, timed steps x the run's steps, and per run the
-        slowest evaluation so far (before the first task: one evaluation timed on the probe's model)."""
+        """Seconds the group's task should take: an earlier task of its shape's load and training time, else its
+        setup and timed steps x the run's steps (a probe); plus per run the slowest evaluation so far (before the
+        first task: one evaluation timed on the probe's model)."""
+        before = trained_before(group)
+        if before is not None and eval_s is not None:
+            source[id(group)] = "the ledger"
+            return before + eval_s * len(group)
+        source[id(group)] = "a probe"
         key = (group[0].fuse_key(), len(group))
         if key not in timing:
             timing[key] = task_timing(group, steps=args.probe_steps, score=eval_s is None)
@@ -184,7 +212,7 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
             print(f"stopping after {n_tasks} tasks (--max-tasks)", flush=True)
             break
         group, guess = next_task(queue, lambda: args.budget_s - (time.perf_counter() - t0), predicted, rank,
-                                 say=lambda line: print(line, flush=True))
+                                 say=lambda line: print(line, flush=True), margin=args.margin)
         if group is None:
             break
         t = time.perf_counter()
@@ -201,7 +229,7 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
         n_tasks += 1
         print(f"[{time.perf_counter() - t0:6.0f} s] {len(group)} x {group[0].model} "
               f"(seeds {sorted({c.seed for c in group})}, betas {sorted({c.beta for c in group})}): "
-              f"{s['done']} done, {s['failed']} failed in {dt:.1f} s (predicted {guess:.0f} s)", flush=True)
+              f"{s['done']} done, {s['failed']} failed in {dt:.1f} s (predicted {guess:.0f} s from {source.get(id(group), 'a probe')})", flush=True)
     ledger.fill_equivalents(configs)
     counts = ledger.counts()
     summary = {"ran": ran, "tasks": n_tasks, "elapsed_s": round(time.perf_counter() - t0, 1), "ledger": counts,

@@ -196,10 +196,31 @@ def test_gpu_sweep_splits_a_task_that_would_overrun_and_stops_when_one_run_would
     assert asked and not any(asked)                   # the evaluation times recorded before are used
     again = [r for r in Ledger(db).rows("done") if r["config"].get("fused", 1) > 1]   # this call's runs
     assert again and not seeds & {(r["config"]["model"], r["config"]["seed"], r["config"]["beta"]) for r in again}
-    per_task.update({k: 5000.0 for k in per_task})  # now not even one run fits: the call stops
+    # a shape trained before (single runs of beta-VAE) is predicted from what its task took (the ledger's
+    # timings), not probed: a probe's 5,000 s no longer stops it
+    per_task.update({k: 5000.0 for k in per_task})
+    gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--budget-s", "1000", "--max-tasks", "1"])
+    out = capsys.readouterr().out
+    assert "] 1 x beta_vae" in out and "from the ledger" in out, out[-2000:]
+    # a budget below what one run really took: the call stops, nothing is started
     before = Ledger(db).counts()["done"]
-    gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--budget-s", "1000"])
+    gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--budget-s", "0.001"])
     assert "stopping: one" in capsys.readouterr().out and Ledger(db).counts()["done"] == before
+
+
+def test_gpu_sweep_keeps_a_margin_and_refuses_one_below_1(capsys):
+    """A task starts only if margin x its prediction fits: 160 s predicted fits 200 s alone, not with a 1.3 margin."""
+    gpu_sweep = load_gpu_sweep()
+    queue = [paper_beta1_queue(gpu_sweep)[0][:1]]                      # one beta-VAE run, no partner queued
+    rank = {"beta_vae": 0}
+    group, _ = gpu_sweep.next_task(list(queue), lambda: 200.0, lambda g: 160.0, rank, say=lambda _: None)
+    assert group is not None
+    said = []
+    group, _ = gpu_sweep.next_task(list(queue), lambda: 200.0, lambda g: 160.0, rank, say=said.append, margin=1.3)
+    assert group is None and "x 1.3 margin: ~208 s" in said[-1], said
+    with pytest.raises(SystemExit):
+        gpu_sweep.main(["--cpu-smoke", "--margin", "0.5"])
+    assert "--margin must be >= 1" in capsys.readouterr().err
 
 
 BENCHMARKS = ("gpu_metrics", "bench_train", "bench_mig_kernel", "bench_roofline")
