@@ -232,8 +232,12 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
               f"{s['done']} done, {s['failed']} failed in {dt:.1f} s (predicted {guess:.0f} s from {source.get(id(group), 'a probe')})", flush=True)
     ledger.fill_equivalents(configs)
     counts = ledger.counts()
+    # the ledger's 'pending' rows include the planned (fused K) rows of runs that a split task trained under a
+    # smaller fusion; what the grid still needs is counted over every fusion
+    done = {r["config_hash"] for r in ledger.rows("done")}
+    to_train = sum(not any_fusion_done(c, args.fuse, done) for c in ledger.runs_to_do(configs))
     summary = {"ran": ran, "tasks": n_tasks, "elapsed_s": round(time.perf_counter() - t0, 1), "ledger": counts,
-               "grid_total": len(configs)}
+               "grid_total": len(configs), "grid_still_to_train": to_train}
     print(json.dumps(summary), flush=True)
     if args.export:
         print(f"exported {ledger.export_csv(args.export)}")

@@ -202,6 +202,11 @@ def test_gpu_sweep_splits_a_task_that_would_overrun_and_stops_when_one_run_would
     gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--budget-s", "1000", "--max-tasks", "1"])
     out = capsys.readouterr().out
     assert "] 1 x beta_vae" in out and "from the ledger" in out, out[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    configs = [c for c in E.load_grid(ROOT / "experiments" / "grids" / "dsprites_paper.yml") if c.seed < 3]
+    trained = {(r["config"]["model"], r["config"]["seed"], r["config"]["beta"]) for r in Ledger(db).rows("done")}
+    runs = {(e.model, e.seed, e.beta) for e in (c.equivalent() for c in configs)}   # copies are not trained
+    assert summary["grid_still_to_train"] == len(runs - trained) > 0
     # a budget below what one run really took: the call stops, nothing is started
     before = Ledger(db).counts()["done"]
     gpu_sweep.main(["--cpu-smoke", "--ledger", str(db), "--budget-s", "0.001"])
