@@ -51,6 +51,7 @@ gpu_study = "dsprites_paper_beta1"
 representative_study = "dsprites_medium"
 representative_beta = 2.0
 retrain_representatives = False
+results_path = "../results"   # the committed result tables, relative to notebooks/
 
 # %% tags=["hide-input"]
 from pathlib import Path
@@ -66,7 +67,7 @@ from isa_lib.plots import sweeps
 from isa_lib.plots.experiment import dsprites_latent_plot, followed_factors, traversal_plot
 from isa_lib.plots.tables import table
 
-results_dir = Path("..") / "results"
+results_dir = Path(results_path)
 ALL_MODELS = ["beta_vae", "beta_tcvae", "isa_vae", "isa_tcvae", "isa_vae_learned"]
 ARMS = ["beta_vae", "isa_vae", "isa_vae_p4"]            # the budget study's three arms
 
@@ -271,6 +272,58 @@ if budget is not None and budget_ledger.exists():
         plt.show()
 
 # %% [markdown]
+# ## Fig. 5a at the paper's scale on a GPU
+#
+# The grid `experiments/grids/dsprites_paper_beta1.yml` asks the Fig. 5a question with the paper's own
+# 1200-unit MLP, the paper's whole budget (7,200 steps of batch 2048) and 50 seeds a side, the one question a
+# short GPU loan can answer (`benchmarks/gpu_session.sh` runs it; about 50 s of an H200 per run, so some
+# 10 runs a loan). Each loan continues the ledger; the model that is behind goes first and a task starts only
+# if the other model's task on the same seeds fits too, so the runs come in pairs.
+
+# %% tags=["hide-input"]
+gpu = studies[gpu_study]
+gpu_claims = None                                     # enters the verdicts once two seeds are paired
+if gpu is None:
+    display(Markdown(f"No GPU run yet: this section will show Fig. 5a with the paper's own network, MIG over 50 "
+                     f"seeds a side and its paired test, once `bash benchmarks/gpu_session.sh` has written "
+                     f"`results/{gpu_study}.csv` on a GPU."))
+else:
+    gpu_models = [m for m in ("beta_vae", "isa_vae") if m in set(gpu["model"])]
+    per_seed = gpu.pivot_table(index="seed", columns="model", values=["mig", "reconstruction"])
+    per_seed.columns = [f"{analysis.MODEL_LABELS.get(m, m)}: {v}" for v, m in per_seed.columns]
+    display(table(per_seed.reset_index(), digits=3,
+                  caption=f"Each run at the paper's scale ({analysis.describe_study(gpu)}; "
+                          f"{analysis.images_seen(gpu).min() / 1e6:.1f} M images a run, all of the paper's budget)"))
+    seeds = {m: sorted(gpu.loc[gpu["model"] == m, "seed"].astype(int)) for m in gpu_models}
+    paired = sorted(set.intersection(*(set(v) for v in seeds.values()))) if len(gpu_models) == 2 else []
+    if len(paired) >= 2:
+        fig = sweeps.mig_distribution(gpu[gpu["seed"].isin(paired)], 1.0, gpu_models,
+                                      title=f"MIG at beta = 1, the paper's scale, {len(paired)} paired seeds (GPU)")
+        plt.show()
+        gpu_claims = analysis.claims(gpu[gpu["seed"].isin(paired)],
+                                     [("Fig. 5a, the paper's network and budget (GPU)", "isa_vae", "beta_vae")],
+                                     betas=[1.0])
+        display(table(gpu_claims[["claim", "n_pairs", "test", "difference", "t_ci_low", "t_ci_high", "t", "df", "p",
+                                  "mde80"]], digits=4, intervals={"95 % t interval": ("t_ci_low", "t_ci_high")},
+                      caption="Paired test at the paper's scale (uncorrected p; Holm's correction in the verdicts)"))
+    else:
+        ran = "; ".join(f"{analysis.MODEL_LABELS.get(m, m)} seeds {v}" for m, v in seeds.items())
+        display(Markdown(f"**Not yet a comparison.** The GPU runs so far: {ran}. With fewer than two paired seeds "
+                         "there is no test; the next loan trains the model that is behind on these seeds first."))
+    b_gpu = gpu[gpu["model"] == "beta_vae"]
+    if budget is not None and len(b_gpu):
+        b_cpu = budget[(budget["model"] == "beta_vae") & np.isclose(budget["budget_fraction"], 1.0)]
+        if len(b_cpu):
+            display(Markdown(
+                f"For scale: the paper's network (MLP 1200) trained to the paper's budget gives beta-VAE a MIG of "
+                f"{b_gpu['mig'].mean():.3f} on average ({b_gpu['mig'].min():.3f} to {b_gpu['mig'].max():.3f}, "
+                f"{len(b_gpu)} seeds) and a reconstruction term of {b_gpu['reconstruction'].mean():.1f} nats; the "
+                f"budget study's MLP 512 at the same budget gives {b_cpu['mig'].mean():.3f} "
+                f"({b_cpu['mig'].min():.3f} to {b_cpu['mig'].max():.3f}, {len(b_cpu)} seeds) and "
+                f"{b_cpu['reconstruction'].mean():.1f} nats. (Different networks, devices and seeds' luck: a "
+                f"description, not a test.)"))
+
+# %% [markdown]
 # ## A shorter budget: the `large` study (1/27 of the paper's images)
 #
 # The `large` study (grids `experiments/grids/dsprites_large*.yml`) came first. It has the paper's 64 x 64
@@ -408,7 +461,8 @@ if faces is not None:
 # is little room for an effect, one with a large `mde80` says the study was too small to tell.
 
 # %% tags=["hide-input"]
-allc = analysis.adjust_claims([*budget_claims, *large_claims, faces_claims])
+allc = analysis.adjust_claims([*budget_claims, *([gpu_claims] if gpu_claims is not None else []), *large_claims,
+                               faces_claims])
 if len(allc):
     verdicts = allc.assign(
         seeds=[f"{int(r['n_pairs'])} pairs" if r["test"] == "paired t" else f"{int(r['n_model'])} vs {int(r['n_baseline'])}"
@@ -424,7 +478,7 @@ if len(allc):
                      + ", ".join(f"{n} {v}" for v, n in allc["verdict"].value_counts().items()) + "."))
     if budget is not None and top is not None:
         main = allc[allc["claim"].str.startswith("Fig. 5a, ") & (allc["metric"] == "mig")
-                    & ~allc["claim"].str.contains("large")]
+                    & ~allc["claim"].str.contains("large") & ~allc["claim"].str.contains("GPU")]
         for _, r in main.iterrows():
             display(Markdown(f"**In plain words:** after {analysis.fraction_label(top)} of the paper's training budget ({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M "
                   f"of its 14.7 M images), over {int(r['n_pairs'])} paired seeds, ISA-VAE's MIG minus beta-VAE's is "
@@ -440,54 +494,6 @@ if len(allc):
 # helps a model that has not finished learning. In that study MIG rises with $\beta$ for every model, as in the
 # paper (the trade-off table), and the learned exponents move away from where they started (the Fig. 7
 # tests); the prior's own effect at a given $\beta$ is read from the table above, not from these prose lines.
-
-# %% [markdown]
-# ## Fig. 5a at the paper's scale on a GPU
-#
-# The grid `experiments/grids/dsprites_paper_beta1.yml` asks the Fig. 5a question with the paper's own
-# 1200-unit MLP, the paper's whole budget (7,200 steps of batch 2048) and 50 seeds a side, the one question a
-# short GPU loan can answer (`benchmarks/gpu_session.sh` runs it; about 50 s of an H200 per run, so some
-# 10 runs a loan). Each loan continues the ledger; the model that is behind goes first and a task starts only
-# if the other model's task on the same seeds fits too, so the runs come in pairs.
-
-# %% tags=["hide-input"]
-gpu = studies[gpu_study]
-if gpu is None:
-    display(Markdown(f"No GPU run yet: this section will show Fig. 5a with the paper's own network, MIG over 50 "
-                     f"seeds a side and its paired test, once `bash benchmarks/gpu_session.sh` has written "
-                     f"`results/{gpu_study}.csv` on a GPU."))
-else:
-    gpu_models = [m for m in ("beta_vae", "isa_vae") if m in set(gpu["model"])]
-    per_seed = gpu.pivot_table(index="seed", columns="model", values=["mig", "reconstruction"])
-    per_seed.columns = [f"{analysis.MODEL_LABELS.get(m, m)}: {v}" for v, m in per_seed.columns]
-    display(table(per_seed.reset_index(), digits=3,
-                  caption=f"Each run at the paper's scale ({analysis.describe_study(gpu)}; "
-                          f"{analysis.images_seen(gpu).min() / 1e6:.1f} M images a run, all of the paper's budget)"))
-    seeds = {m: sorted(gpu.loc[gpu["model"] == m, "seed"].astype(int)) for m in gpu_models}
-    paired = sorted(set.intersection(*(set(v) for v in seeds.values()))) if len(gpu_models) == 2 else []
-    if len(paired) >= 2:
-        fig = sweeps.mig_distribution(gpu[gpu["seed"].isin(paired)], 1.0, gpu_models,
-                                      title=f"MIG at beta = 1, the paper's scale, {len(paired)} paired seeds (GPU)")
-        plt.show()
-        display(table(analysis.claims(gpu, [("Fig. 5a (paper scale)", "isa_vae", "beta_vae")], betas=[1.0])
-                      [["claim", "n_pairs", "test", "difference", "ci_low", "ci_high", "t", "df", "p", "mde80"]],
-                      digits=4))
-    else:
-        ran = "; ".join(f"{analysis.MODEL_LABELS.get(m, m)} seeds {v}" for m, v in seeds.items())
-        display(Markdown(f"**Not yet a comparison.** The GPU runs so far: {ran}. With fewer than two paired seeds "
-                         "there is no test; the next loan trains the model that is behind on these seeds first."))
-    b_gpu = gpu[gpu["model"] == "beta_vae"]
-    if budget is not None and len(b_gpu):
-        b_cpu = budget[(budget["model"] == "beta_vae") & np.isclose(budget["budget_fraction"], 1.0)]
-        if len(b_cpu):
-            display(Markdown(
-                f"For scale: the paper's network (MLP 1200) trained to the paper's budget gives beta-VAE a MIG of "
-                f"{b_gpu['mig'].mean():.3f} on average ({b_gpu['mig'].min():.3f} to {b_gpu['mig'].max():.3f}, "
-                f"{len(b_gpu)} seeds) and a reconstruction term of {b_gpu['reconstruction'].mean():.1f} nats; the "
-                f"budget study's MLP 512 at the same budget gives {b_cpu['mig'].mean():.3f} "
-                f"({b_cpu['mig'].min():.3f} to {b_cpu['mig'].max():.3f}, {len(b_cpu)} seeds) and "
-                f"{b_cpu['reconstruction'].mean():.1f} nats. (Different networks, devices and seeds' luck: a "
-                f"description, not a test.)"))
 
 # %% [markdown]
 # ## The medium study, and why its regime cannot show the effect

@@ -122,6 +122,32 @@ def test_pytest_runs_one_chapter_through_nbval_as_the_readme_says():
 
 
 @pytest.mark.slow
+def test_chapter_06_tests_the_paper_scale_gpu_study_once_both_arms_share_seeds(tmp_path):
+    """The GPU study has one arm so far; the next loans bring the other. With both arms on shared seeds (a
+    synthetic ISA-VAE arm made from the committed beta-VAE runs, MIG shifted per seed), the chapter shows the
+    paired test and counts the claim in the verdicts under Holm's correction."""
+    import pandas as pd
+
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results, ignore=shutil.ignore_patterns("*.checkpoints", "gpu_session*"))
+    gpu = pd.read_csv(results / "dsprites_paper_beta1.csv")
+    beta = gpu[(gpu["status"] == "done") & (gpu["model"] == "beta_vae")]
+    assert len(beta) >= 2 and "isa_vae" not in set(gpu.loc[gpu["status"] == "done", "model"])
+    isa = beta.assign(model="isa_vae", p=2.2, config_hash=beta["config_hash"] + "i",
+                      mig=beta["mig"] + 0.01 * np.arange(len(beta)))
+    pd.concat([beta, isa]).to_csv(results / "synthetic_gpu.csv", index=False)
+    out = runner.run_chapter(runner.find_chapter("06", ROOT), "small", output=tmp_path / "06.ipynb", progress=False,
+                             overrides={"results_path": str(results), "gpu_study": "synthetic_gpu"})
+    nb = json.loads(out.read_text())
+    text = "".join("".join(o.get("data", {}).get("text/html", "")) + "".join(o.get("data", {}).get("text/markdown", ""))
+                   for c in nb["cells"] for o in c.get("outputs", []))
+    assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert "Paired test at the paper&#x27;s scale" in text or "Paired test at the paper's scale" in text
+    assert f"{len(beta)} pairs" in text and "the paper&#x27;s network and budget (GPU)" in text.replace("'", "&#x27;")
+    assert "Not yet a comparison" not in text
+
+
+@pytest.mark.slow
 def test_a_chapter_named_on_the_command_line_is_run_as_a_notebook_not_imported():
     """Chapter 06 reads ../results/ relative to notebooks/: imported as a module from the root it would fail."""
     chapter = ROOT / "notebooks" / "06_sweep_analysis.py"
