@@ -82,9 +82,8 @@ def next_task(queue, left, predicted, rank, say=print, margin=1.0):
         guess = predicted(group)                          # (the first timing also builds the data set)
         partners = max(n_partners)
         need = guess * (1 + partners) * margin
-        with_partners = f" (with {partners} partner task(s)" if partners else ""
-        with_partners += (f"{', ' if partners else ' ('}x {margin:g} margin" if margin != 1 else "")
-        with_partners += f": ~{need:.0f} s)" if with_partners else ""
+        parts = ([f"with {partners} partner task(s)"] if partners else []) + ([f"x {margin:g} margin"] if margin != 1 else [])
+        with_partners = f" ({', '.join(parts)}: ~{need:.0f} s)" if parts else ""
         if need <= left():
             return group, guess
         if len(group) > 1:  # split: the halves go back to the queue
@@ -97,6 +96,13 @@ def next_task(queue, left, predicted, rank, say=print, margin=1.0):
             f"{need - left():.0f} s more than what is left")
         return None, guess
     return None, 0.0
+
+
+def still_to_train(ledger, configs, fuse: int) -> list:
+    """The grid's runs not yet done under any fusion up to ``fuse`` (copies such as beta-TCVAE at beta = 1
+    are not trained: :meth:`Ledger.runs_to_do`)."""
+    done = {r["config_hash"] for r in ledger.rows("done")}
+    return [c for c in ledger.runs_to_do(configs) if not any_fusion_done(c, fuse, done)]
 
 
 def any_fusion_done(config, fuse: int, done: set) -> bool:
@@ -163,9 +169,7 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
     ledger.recover_side_files()
     ledger.requeue_running()                              # runs of a killed call start again
     configs, planned = assign_fusion(configs, args.fuse)  # a fused run carries its group's size in its hash
-    todo = ledger.runs_to_do(configs)                     # beta-TCVAE at beta = 1 is copied, not rerun
-    done = {r["config_hash"] for r in ledger.rows("done")}
-    todo = [c for c in todo if not any_fusion_done(c, args.fuse, done)]   # a split task's runs count as done
+    todo = still_to_train(ledger, configs, args.fuse)      # a split task's runs count as done
     left_to_do = {c.config_hash() for c in todo}
     # a task trains only its runs still to do (of a group split last time, the half not yet trained)
     tasks = [h for h in ([c for c in g if c.config_hash() in left_to_do] for g in planned) if h]
@@ -188,7 +192,7 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
                 and RunConfig.from_dict(r["config"]).fuse_key().config_hash() == key]
         return max(seen) if seen else None
 
-    source = {}
+    source = ["a probe"]      # where the last prediction came from: next_task returns the group it predicted last
 
     def predicted(group):
         """Seconds the group's task should take: an earlier task of its shape's load and training time, else its
@@ -196,9 +200,9 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
         first task: one evaluation timed on the probe's model)."""
         before = trained_before(group)
         if before is not None and eval_s is not None:
-            source[id(group)] = "the ledger"
+            source[0] = "the ledger"
             return before + eval_s * len(group)
-        source[id(group)] = "a probe"
+        source[0] = "a probe"
         key = (group[0].fuse_key(), len(group))
         if key not in timing:
             timing[key] = task_timing(group, steps=args.probe_steps, score=eval_s is None)
@@ -229,13 +233,12 @@ def _run_budgeted(args, configs, ledger, t0) -> int:
         n_tasks += 1
         print(f"[{time.perf_counter() - t0:6.0f} s] {len(group)} x {group[0].model} "
               f"(seeds {sorted({c.seed for c in group})}, betas {sorted({c.beta for c in group})}): "
-              f"{s['done']} done, {s['failed']} failed in {dt:.1f} s (predicted {guess:.0f} s from {source.get(id(group), 'a probe')})", flush=True)
+              f"{s['done']} done, {s['failed']} failed in {dt:.1f} s (predicted {guess:.0f} s from {source[0]})", flush=True)
     ledger.fill_equivalents(configs)
     counts = ledger.counts()
     # the ledger's 'pending' rows include the planned (fused K) rows of runs that a split task trained under a
     # smaller fusion; what the grid still needs is counted over every fusion
-    done = {r["config_hash"] for r in ledger.rows("done")}
-    to_train = sum(not any_fusion_done(c, args.fuse, done) for c in ledger.runs_to_do(configs))
+    to_train = len(still_to_train(ledger, configs, args.fuse))
     summary = {"ran": ran, "tasks": n_tasks, "elapsed_s": round(time.perf_counter() - t0, 1), "ledger": counts,
                "grid_total": len(configs), "grid_still_to_train": to_train}
     print(json.dumps(summary), flush=True)

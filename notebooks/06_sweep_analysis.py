@@ -297,10 +297,11 @@ else:
     seeds = {m: sorted(gpu.loc[gpu["model"] == m, "seed"].astype(int)) for m in gpu_models}
     paired = sorted(set.intersection(*(set(v) for v in seeds.values()))) if len(gpu_models) == 2 else []
     if len(paired) >= 2:
-        fig = sweeps.mig_distribution(gpu[gpu["seed"].isin(paired)], 1.0, gpu_models,
+        paired_runs = gpu[gpu["seed"].isin(paired)]
+        fig = sweeps.mig_distribution(paired_runs, 1.0, gpu_models,
                                       title=f"MIG at beta = 1, the paper's scale, {len(paired)} paired seeds (GPU)")
         plt.show()
-        gpu_claims = analysis.claims(gpu[gpu["seed"].isin(paired)],
+        gpu_claims = analysis.claims(paired_runs,
                                      [("Fig. 5a, the paper's network and budget (GPU)", "isa_vae", "beta_vae")],
                                      betas=[1.0])
         display(table(gpu_claims[["claim", "n_pairs", "test", "difference", "t_ci_low", "t_ci_high", "t", "df", "p",
