@@ -482,7 +482,7 @@ if len(allc):
                     & ~allc["claim"].str.contains("large") & ~allc["claim"].str.contains("GPU")]
         for _, r in main.iterrows():
             display(Markdown(f"**In plain words:** after {analysis.fraction_label(top)} of the paper's training budget ({top * analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M "
-                  f"of its 14.7 M images), over {int(r['n_pairs'])} paired seeds, ISA-VAE's MIG minus beta-VAE's is "
+                  f"of the {analysis.PAPER_IMAGES_SEEN / 1e6:.2f} M images it shows), over {int(r['n_pairs'])} paired seeds, ISA-VAE's MIG minus beta-VAE's is "
                   f"{r['difference']:+.4f} (95 % t interval {r['t_ci_low']:+.4f} to {r['t_ci_high']:+.4f}); the verdict after Holm's "
                   f"correction is '{r['verdict']}', and this study could detect a true difference of {r['mde80']:.4f} "
                   f"with 80 % power."))
