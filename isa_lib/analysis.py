@@ -89,8 +89,25 @@ def fraction_label(fraction: float) -> str:
 
 
 def load_results(path_or_frame) -> pd.DataFrame:
-    """The finished runs of a result table (a CSV path or a DataFrame); failed and pending runs are dropped."""
-    df = path_or_frame if isinstance(path_or_frame, pd.DataFrame) else pd.read_csv(path_or_frame)
+    """The finished runs of a result table (a DataFrame, a CSV export, or the sweep's SQLite ledger itself, read
+    without writing); failed and pending runs are dropped."""
+    if isinstance(path_or_frame, pd.DataFrame):
+        df = path_or_frame
+    else:
+        path = Path(path_or_frame)
+        if not path.is_file():
+            raise FileNotFoundError(f"no result table at {path}")
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if head == b"SQLite format 3\x00":
+            from .experiments.ledger import Ledger
+
+            df = Ledger(path, readonly=True).to_dataframe()
+        else:
+            try:
+                df = pd.read_csv(path)
+            except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+                raise ValueError(f"{path} is neither a CSV result table nor a sweep ledger: {err}") from err
     missing = sorted({"model", "beta", "seed", "mig", "reconstruction"} - set(df.columns))
     if missing:
         raise ValueError(f"result table lacks column(s) {missing}")

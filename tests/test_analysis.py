@@ -33,6 +33,28 @@ def test_load_results_keeps_finished_runs_and_names_missing_columns():
         analysis.load_results(table().drop(columns="mig"))
 
 
+def test_load_results_reads_a_sweep_ledger_as_its_csv_export_and_names_a_file_that_is_neither(tmp_path):
+    from isa_lib.experiments import RunConfig
+    from isa_lib.experiments.ledger import Ledger
+
+    configs = [RunConfig(model=m, seed=s) for m in ("beta_vae", "isa_vae") for s in (0, 1)]
+    ledger = Ledger(tmp_path / "s.db")
+    ledger.add(configs)
+    for i, c in enumerate(configs[:3]):          # the fourth run stays pending and is dropped
+        ledger.record({"config_hash": c.config_hash(), "status": "done", "duration": 1.0,
+                       "metrics": {"mig": 0.1 * i, "reconstruction": -30.0 - i}})
+    ledger.export_csv(tmp_path / "s.csv")
+    from_db, from_csv = analysis.load_results(tmp_path / "s.db"), analysis.load_results(tmp_path / "s.csv")
+    assert len(from_db) == 3 and list(from_db["mig"]) == pytest.approx([0.0, 0.1, 0.2])
+    pd.testing.assert_frame_equal(from_db[["model", "seed", "mig", "reconstruction"]],
+                                  from_csv[["model", "seed", "mig", "reconstruction"]], check_dtype=False)
+    (tmp_path / "junk.bin").write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(ValueError, match=r"junk\.bin is neither a CSV result table nor a sweep ledger"):
+        analysis.load_results(tmp_path / "junk.bin")
+    with pytest.raises(FileNotFoundError, match="no result table"):
+        analysis.load_results(tmp_path / "missing.csv")
+
+
 def test_summary_means_and_standard_errors():
     s = analysis.summarise(analysis.load_results(table()))
     r = s[(s["model"] == "isa_vae") & (s["beta"] == 2.0)].iloc[0]
