@@ -752,3 +752,57 @@ def regime(df: pd.DataFrame, factors: Sequence[str] = ("posX", "posY")) -> pd.Da
     s = summarise(d, metrics=("final.kl", "mig", "_part"))
     out = s[["model", "beta", "n", "final.kl_mean", "mig_mean", "_part_mean"]]
     return out.rename(columns={"final.kl_mean": "kl_final", "_part_mean": "mig_from_" + "_".join(factors)})
+
+
+def kl_levels(df: pd.DataFrame, column: str = "final.kl", gap: float = 1.0) -> pd.Series:
+    """The level each run's final KL settles in (App. A.5's modes of a run, read from the code's information
+    rather than from MIG): the runs sorted by ``column`` split wherever two neighbours differ by more than
+    ``gap`` nats, numbered 0, 1, ... from the lowest KL. Returns the level of each row (index of ``df``)."""
+    if column not in df.columns:
+        raise ValueError(f"the table has no column {column!r}")
+    if not np.isfinite(gap) or gap <= 0:
+        raise ValueError(f"gap is a positive number of nats, got {gap!r}")
+    kl = pd.to_numeric(df[column], errors="coerce")
+    if kl.isna().any() or not np.isfinite(kl.to_numpy()).all():
+        raise ValueError(f"{int((~np.isfinite(kl.to_numpy(dtype=float))).sum())} run(s) have no finite {column!r}")
+    order = kl.sort_values(kind="stable")
+    level = np.concatenate([[0], np.cumsum(np.diff(order.to_numpy()) > gap)])
+    return pd.Series(level, index=order.index, name="kl_level").reindex(df.index)
+
+
+def level_summary(df: pd.DataFrame, column: str = "final.kl", gap: float = 1.0,
+                  metrics: Sequence[str] = ("mig", "reconstruction")) -> pd.DataFrame:
+    """One row per KL level of :func:`kl_levels`: its KL range, how many runs of each model settle there, and the
+    mean and median of ``metrics`` over its runs (description: the runs of a level share no seed structure)."""
+    levels = kl_levels(df, column, gap)
+    rows = []
+    for lv, g in df.groupby(levels, sort=True):
+        row = {"level": int(lv), "kl_low": float(g[column].min()), "kl_high": float(g[column].max()), "n": len(g)}
+        row.update({f"n_{m}": int(n) for m, n in g["model"].value_counts().sort_index().items()})
+        for k in metrics:
+            row[f"{k}_mean"], row[f"{k}_median"] = float(g[k].mean()), float(g[k].median())
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    counts = sorted(c for c in out.columns if c.startswith("n_"))
+    out[counts] = out[counts].fillna(0).astype(int)
+    head = ["level", "kl_low", "kl_high", "n", *counts]
+    return out[head + [c for c in out.columns if c not in head]]
+
+
+@dataclass(frozen=True)
+class RankAssociation:
+    """Spearman's rank correlation of two per-run quantities, its two-sided p (a t with n - 2 df) and n."""
+
+    rho: float
+    p: float
+    n: int
+
+
+def rank_association(df: pd.DataFrame, x: str = "final.kl", y: str = "mig") -> RankAssociation:
+    """Spearman's rho between ``x`` and ``y`` over the runs of ``df`` (e.g. does a run that keeps less
+    information score higher MIG?), with the t approximation's p; needs at least 4 runs with both values."""
+    d = df[[x, y]].apply(pd.to_numeric, errors="coerce").dropna()
+    if len(d) < 4:
+        raise ValueError(f"a rank association needs at least 4 runs with {x!r} and {y!r}, got {len(d)}")
+    res = stats.spearmanr(d[x], d[y])
+    return RankAssociation(rho=float(res.statistic), p=float(res.pvalue), n=len(d))

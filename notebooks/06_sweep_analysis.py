@@ -272,6 +272,43 @@ if budget is not None and budget_ledger.exists():
         plt.show()
 
 # %% [markdown]
+# ### Where the high scores fall: runs settle in levels of KL
+#
+# The KL curves above do not spread evenly: each run levels off at one of a few values. Below, each run's MIG
+# against its final KL at the largest fraction every pair has reached, the levels (runs whose final KL differ
+# by less than 1 nat, `analysis.kl_levels`) with the MIG and reconstruction of their runs, and Spearman's rank
+# correlation of final KL with MIG over all runs, and the same levels for the paper's own network on a GPU
+# (next section). This is description, not a test of the prior: which level a run lands in is what the paired
+# tests see as seed noise.
+
+# %% tags=["hide-input"]
+if budget is not None and top is not None:
+    at = budget[np.isclose(budget["budget_fraction"], top)]
+    shown = [m for m in arms if m in set(at["model"])]
+    fig = sweeps.run_scatter(at, shown, xlabel="final KL term (nats per image)",
+                             title=f"MIG against the information the code keeps, each run after {analysis.fraction_label(top)} "
+                                   f"of the paper's budget (budget study, MLP 512)")
+    plt.show()
+    levels = analysis.level_summary(at)
+    display(table(levels, digits=3, columns={f"n_{m}": analysis.MODEL_LABELS.get(m, m) for m in shown},
+                  caption="Levels of the final KL (nats): runs of each arm there, and their MIG and reconstruction"))
+    assoc = analysis.rank_association(at, "final.kl", "mig")
+    low, rest = levels.iloc[0], at[analysis.kl_levels(at) > 0]
+    display(Markdown(
+        f"The {len(at)} runs settle in {len(levels)} level(s) of final KL. The lowest, {low['kl_low']:.1f}-{low['kl_high']:.1f} nats, "
+        f"holds {int(low['n'])} run(s) ("
+        + ", ".join(f"{int(low[f'n_{m}'])} {analysis.MODEL_LABELS.get(m, m)}" for m in shown if f"n_{m}" in low)
+        + f") with mean MIG {low['mig_mean']:.3f} and reconstruction {low['reconstruction_mean']:.1f} nats; the other "
+        f"{len(rest)} run(s) have mean MIG {rest['mig'].mean():.3f} and reconstruction {rest['reconstruction'].mean():.1f} nats. "
+        f"Over all runs, Spearman's rho between final KL and MIG is {assoc.rho:+.2f} (p = {assoc.p:.3g}, n = {assoc.n})."))
+paper_runs = studies[gpu_study]
+if paper_runs is not None and len(paper_runs) >= 4 and "final.kl" in paper_runs.columns:
+    display(table(analysis.level_summary(paper_runs), digits=3,
+                  columns={f"n_{m}": analysis.MODEL_LABELS.get(m, m) for m in ("beta_vae", "isa_vae")},
+                  caption=f"The same levels at the paper's scale on a GPU, all of the budget ("
+                          f"{analysis.describe_study(paper_runs)}; next section)"))
+
+# %% [markdown]
 # ## Fig. 5a at the paper's scale on a GPU
 #
 # The grid `experiments/grids/dsprites_paper_beta1.yml` asks the Fig. 5a question with the paper's own

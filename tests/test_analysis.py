@@ -475,3 +475,57 @@ def test_fraction_label_names_the_budget_fractions():
     for bad in (0.0, -0.5, float("nan")):
         with pytest.raises(ValueError, match="budget fraction"):
             analysis.fraction_label(bad)
+
+
+def test_kl_levels_split_at_gaps_number_from_the_lowest_and_keep_the_rows_order():
+    kl = [13.0, 10.9, 15.3, 12.6, 11.0, 13.4, 15.1, 10.8]        # three levels, shuffled, gaps of 1.6 and 1.7
+    df = pd.DataFrame({"final.kl": kl, "model": ["a", "b"] * 4, "mig": np.arange(8) / 10,
+                       "reconstruction": -np.arange(8.0)}, index=[f"r{i}" for i in range(8)])
+    levels = analysis.kl_levels(df)
+    assert list(levels.index) == list(df.index)
+    assert list(levels) == [1, 0, 2, 1, 0, 1, 2, 0]
+    assert list(analysis.kl_levels(df, gap=2.0)) == [0] * 8         # no gap wider than 2 nats
+    assert analysis.kl_levels(df, gap=0.25).nunique() == 5           # 12.6, 13.0, 13.4 part; 10.8-11.0 stay joined
+    s = analysis.level_summary(df)
+    assert list(s["n"]) == [3, 3, 2] and list(s["kl_low"]) == [10.8, 12.6, 15.1]
+    assert s.loc[0, "mig_mean"] == pytest.approx(np.mean([0.1, 0.4, 0.7]))
+    assert s.loc[2, "reconstruction_median"] == pytest.approx(np.median([-2.0, -6.0]))
+    assert list(s["n_a"]) == [1, 1, 2] and list(s["n_b"]) == [2, 2, 0]     # a level without b counts 0
+    assert list(s.columns[:6]) == ["level", "kl_low", "kl_high", "n", "n_a", "n_b"]
+    first_without_a = analysis.level_summary(df.assign(model=["b" if k < 12 else "a" for k in kl]))
+    assert list(first_without_a.columns[:6]) == ["level", "kl_low", "kl_high", "n", "n_a", "n_b"]
+    assert list(first_without_a["n_a"]) == [0, 3, 2]
+    bad = df.assign(**{"final.kl": [np.nan] + kl[1:]})
+    with pytest.raises(ValueError, match="1 run.* no finite 'final.kl'"):
+        analysis.kl_levels(bad)
+    with pytest.raises(ValueError, match="gap"):
+        analysis.kl_levels(df, gap=0)
+
+
+def test_rank_association_is_spearman_with_its_t_p():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    y = np.array([0.30, 0.10, 0.20, 0.05, 0.07, 0.02, 0.01])
+    r = analysis.rank_association(pd.DataFrame({"final.kl": x, "mig": y}))
+    d = stats.rankdata(x) - stats.rankdata(y)
+    n = len(x)
+    rho = 1 - 6 * np.sum(d ** 2) / (n * (n ** 2 - 1))                # no ties: the closed form
+    t = rho * np.sqrt((n - 2) / (1 - rho ** 2))
+    assert r.n == n and r.rho == pytest.approx(rho) and rho < -0.8
+    assert r.p == pytest.approx(2 * stats.t.sf(abs(t), n - 2))
+    assert analysis.rank_association(pd.DataFrame({"final.kl": x, "mig": x ** 3})).rho == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 4 runs"):
+        analysis.rank_association(pd.DataFrame({"final.kl": x[:3], "mig": y[:3]}))
+
+
+def test_run_scatter_draws_one_point_per_run_of_each_model():
+    import matplotlib.pyplot as plt
+
+    df = pd.DataFrame({"model": ["beta_vae"] * 3 + ["isa_vae"] * 2, "final.kl": [11, 13, 15, 11, 13],
+                       "mig": [0.3, 0.1, 0.02, 0.25, 0.05]})
+    fig = sweeps.run_scatter(df, ["beta_vae", "isa_vae"])
+    lines = fig.axes[0].get_lines()
+    assert [len(l.get_xdata()) for l in lines] == [3, 2]
+    assert list(lines[1].get_ydata()) == [0.25, 0.05]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="none of the models"):
+        sweeps.run_scatter(df, ["factor_vae"])

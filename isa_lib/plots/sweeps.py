@@ -171,3 +171,26 @@ def dose_response(df: pd.DataFrame, models: Sequence[str], metric: str = "mig", 
         ax.set_title("same seed, ISA prior minus normal prior (95 % t interval)")
     fig.tight_layout()
     return fig
+
+
+def run_scatter(df: pd.DataFrame, models: Sequence[str], x: str = "final.kl", y: str = "mig",
+                xlabel: str | None = None, ylabel: str | None = None, title: str = ""):
+    """One point per run, ``y`` against ``x`` (default MIG against the final KL), coloured by model: shows
+    whether the runs settle in separate levels and where the high scores fall (App. A.5's bimodality)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.55 * WIDTH))
+    shown = 0
+    for m in models:
+        g = df[df["model"] == m]
+        if g.empty:
+            continue
+        ax.plot(g[x], g[y], ls="none", marker="o", ms=6, alpha=0.85, color=COLOURS.get(m),
+                markeredgecolor="k", markeredgewidth=0.4, label=f"{MODEL_LABELS.get(m, m)} ({len(g)} runs)")
+        shown += 1
+    if not shown:
+        raise ValueError(f"none of the models {list(models)} is in the table")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or (MIG_LABEL if y == "mig" else y))
+    _legend_below(ax, ncol=3)
+    ax.set_title(wrap_title(title))
+    fig.tight_layout()
+    return fig
