@@ -479,7 +479,7 @@ def test_fraction_label_names_the_budget_fractions():
 
 def test_kl_levels_split_at_gaps_number_from_the_lowest_and_keep_the_rows_order():
     kl = [13.0, 10.9, 15.3, 12.6, 11.0, 13.4, 15.1, 10.8]        # three levels, shuffled, gaps of 1.6 and 1.7
-    df = pd.DataFrame({"final.kl": kl, "model": ["a", "b"] * 4, "mig": np.arange(8) / 10,
+    df = pd.DataFrame({"final.kl": kl, "model": ["a", "b"] * 4, "mig": (np.arange(8) / 10) ** 2,
                        "reconstruction": -np.arange(8.0)}, index=[f"r{i}" for i in range(8)])
     levels = analysis.kl_levels(df)
     assert list(levels.index) == list(df.index)
@@ -488,7 +488,8 @@ def test_kl_levels_split_at_gaps_number_from_the_lowest_and_keep_the_rows_order(
     assert analysis.kl_levels(df, gap=0.25).nunique() == 5           # 12.6, 13.0, 13.4 part; 10.8-11.0 stay joined
     s = analysis.level_summary(df)
     assert list(s["n"]) == [3, 3, 2] and list(s["kl_low"]) == [10.8, 12.6, 15.1]
-    assert s.loc[0, "mig_mean"] == pytest.approx(np.mean([0.1, 0.4, 0.7]))
+    assert s.loc[0, "mig_mean"] == pytest.approx(np.mean([0.01, 0.16, 0.49]))
+    assert s.loc[0, "mig_median"] == pytest.approx(0.16)
     assert s.loc[2, "reconstruction_median"] == pytest.approx(np.median([-2.0, -6.0]))
     assert list(s["n_a"]) == [1, 1, 2] and list(s["n_b"]) == [2, 2, 0]     # a level without b counts 0
     assert list(s.columns[:6]) == ["level", "kl_low", "kl_high", "n", "n_a", "n_b"]
