@@ -97,11 +97,9 @@ def load_results(path_or_frame) -> pd.DataFrame:
         path = Path(path_or_frame)
         if not path.is_file():
             raise FileNotFoundError(f"no result table at {path}")
-        with open(path, "rb") as f:
-            head = f.read(16)
-        if head == b"SQLite format 3\x00":
-            from .experiments.ledger import Ledger
+        from .experiments.ledger import Ledger, is_sqlite_file
 
+        if is_sqlite_file(path):
             df = Ledger(path, readonly=True).to_dataframe()
         else:
             try:

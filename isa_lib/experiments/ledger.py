@@ -109,6 +109,17 @@ _OUR_TABLES = {"runs", "lease"}
 _RUNS_COLUMNS = {"config_hash", "config", "model", "dataset", "beta", "seed", "status", "metrics", "error",
                  "created", "started", "finished", "duration", "versions", "host", "worker", "attempts"}
 _LEASE_COLUMNS = {"id", "host", "pid", "started", "heartbeat", "command"}
+
+
+def is_sqlite_file(path) -> bool:
+    """Whether ``path`` is a file that starts with SQLite's header (a ledger, or another SQLite database)."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    with open(p, "rb") as f:
+        return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+
+
 #: Paths SQLite does not treat as a file: each connection would see a new, empty database.
 _NOT_FILES = {":memory:": "SQLite's in-memory database", "": "SQLite's temporary database"}
 
